@@ -1,0 +1,1 @@
+"""licensectl: the operators' and auditors' command line for the export license ledger."""

@@ -1,0 +1,3 @@
+from licensectl.cli import app
+
+app()

@@ -1,0 +1,43 @@
+# Shared by scripts/up, scripts/down and scripts/test: the virtual environment and the infrastructure.
+# shellcheck shell=bash
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LEDGER_VENV:-$ROOT/.venv}"
+RUN_DIR="$ROOT/.run"
+UV_VERSION="0.13.9"
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*"; }
+
+# Create or refresh .venv when pyproject.toml or constraints.txt changed since the last install.
+ensure_venv() {
+  local want stamp="$VENV/.installed"
+  want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  local python="${PYTHON:-python3}"
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    log "Python 3.11 or newer is needed (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11"
+    return 1
+  fi
+  log "installing the Python environment into $VENV"
+  [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
+  echo "$want" > "$stamp"
+}
+
+# Start Kafka and PostgreSQL with the project's scripts, unless the environment points at existing ones.
+ensure_infra() {
+  if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    "$ROOT/deploy/local/kafka.sh" start
+    export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+  else
+    log "using the Kafka cluster at KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+  fi
+  if [ -z "${DATABASE_URL:-}" ]; then
+    "$ROOT/deploy/local/postgres.sh" start
+    export DATABASE_URL="postgresql://ledger:ledger@127.0.0.1:${PGPORT_LEDGER:-54329}/ledger"
+  else
+    log "using the database at DATABASE_URL"
+  fi
+}

@@ -1,0 +1,94 @@
+"""The applications service: takes applications over HTTP and from agency backends' intake topic."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import FastAPI, Header, HTTPException
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+from pydantic_settings import SettingsConfigDict
+
+from services.applications import idempotency
+from services.applications.submission import fingerprint, submitted
+from shared.events import Application
+from shared.intake import BadInput, SubmitApplication, decode_command
+from shared.service import Runtime, create_service
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="APPLICATIONS_", extra="ignore", populate_by_name=True)
+    port: int = 8001
+
+
+class Accepted(BaseModel):
+    """A submission was taken: its id, and where its status can be followed."""
+
+    application_id: uuid.UUID
+    status: str = "submitted"
+    event_id: uuid.UUID
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app, runtime = create_service(
+        "applications",
+        settings,
+        title="Export license applications",
+        description="Takes license applications, validates them and appends ApplicationSubmitted.",
+    )
+    _add_http(app, runtime)
+    _add_intake(runtime)
+    return app
+
+
+def _add_http(app: FastAPI, runtime: Runtime) -> None:
+    @app.post("/applications", status_code=202, response_model=Accepted, tags=["applications"])
+    async def submit(
+        application: Application,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> Accepted:
+        """Submit an application. A retry with the same ``Idempotency-Key`` returns the same id."""
+        application_id = uuid.uuid4()
+        if idempotency_key is not None:
+            try:
+                application_id = await idempotency.claim(
+                    runtime.pool,
+                    key=idempotency_key,
+                    application_id=application_id,
+                    fingerprint=fingerprint(application),
+                )
+            except idempotency.KeyReused:
+                raise HTTPException(
+                    status_code=422,
+                    detail="Idempotency-Key was already used for a different application; use a new key",
+                ) from None
+        envelope = submitted(application, application_id=application_id, channel="http")
+        await runtime.append(envelope)
+        return Accepted(application_id=application_id, event_id=envelope.event_id)
+
+
+def _add_intake(runtime: Runtime) -> None:
+    topic = runtime.settings.topics.intake_applications
+
+    @runtime.broker.subscriber(
+        topic,
+        group_id="applications-intake",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="intake-applications",
+        description="SubmitApplication commands from agency backends.",
+    )
+    async def on_submit(message: KafkaMessage) -> None:
+        try:
+            _, command = decode_command(
+                message.body, expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
+            )
+        except BadInput as refused:
+            await runtime.dead_letter(message.raw_message, refused.reason)
+            return
+        assert isinstance(command, SubmitApplication)
+        await runtime.append(submitted(command.application, application_id=command.application_id, channel="intake"))

@@ -1,0 +1,223 @@
+"""The registry service: the license ledger, its queries, and customs' exports against licenses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from fastapi import FastAPI, HTTPException
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+from pydantic_settings import SettingsConfigDict
+
+from services.registry import store
+from services.registry.ledger import LicenseEntry
+from services.registry.projector import Projector, run_forever
+from shared.events import Envelope, ExportDeclaration, ExportRecorded, Reason, derived_event_id
+from shared.intake import BadInput, RecordExport, decode_command
+from shared.service import Runtime, create_service
+from shared.settings import ServiceSettings
+
+PRODUCER = "registry"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
+    port: int = 8003
+
+
+class ApplicationView(BaseModel):
+    application_id: uuid.UUID
+    status: str
+    applicant_code: str
+    destination_country: str
+    quantity: int
+    reasons: list[Reason]
+    license_number: str | None
+    submitted_at: datetime
+    decided_at: datetime | None
+
+
+class LicenseView(BaseModel):
+    license_number: str
+    status: str
+    applicant_code: str
+    quantity: int
+    balance: int
+    declarations_used: int
+    valid_from: date
+    valid_to: date
+    port_of_exit: str
+    destination_country: str
+    batch_mode: str
+
+
+class ExportAccepted(BaseModel):
+    """The declaration is on the license's case stream; the ledger's verdict follows at its link."""
+
+    declaration_number: str
+    license_number: str
+    event_id: uuid.UUID
+    status_url: str
+
+
+class ExportView(BaseModel):
+    declaration_number: str
+    license_number: str
+    outcome: str
+    reason: Reason | None
+    quantity: int
+    port_of_exit: str
+    export_date: date
+    value: Decimal
+    currency: str
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app, runtime = create_service(
+        "registry",
+        settings,
+        title="Export license registry",
+        description="The license ledger folded from the case stream; admits customs' exports against licenses.",
+    )
+    _add_projector(runtime)
+    _add_queries(app, runtime)
+    _add_exports(app, runtime)
+    return app
+
+
+def _add_projector(runtime: Runtime) -> None:
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(rt: Runtime) -> None:
+        projector = Projector(
+            bootstrap_servers=rt.settings.kafka_bootstrap_servers,
+            topic=rt.settings.topics.cases,
+            pool=rt.pool,
+            dead_letter=rt.dead_letter,
+        )
+        tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
+
+    async def stop(_: Runtime) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    runtime.on_start.append(start)
+    runtime.on_stop.append(stop)
+
+
+def _add_queries(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/applications/{application_id}", response_model=ApplicationView, tags=["queries"])
+    async def get_application(application_id: uuid.UUID) -> ApplicationView:
+        """An application's status, the reasons of a rejection, and its license once granted."""
+        entry = await store.application(runtime.pool, application_id)
+        if entry is None:
+            raise HTTPException(404, f"no application {application_id} in the ledger (yet)")
+        return ApplicationView(
+            application_id=entry.application_id,
+            status=entry.status,
+            applicant_code=entry.applicant_code,
+            destination_country=entry.destination_country,
+            quantity=entry.quantity,
+            reasons=list(entry.reasons),
+            license_number=entry.license_number,
+            submitted_at=entry.submitted_at,
+            decided_at=entry.decided_at,
+        )
+
+    @app.get("/licenses/{license_number}", response_model=LicenseView, tags=["queries"])
+    async def get_license(license_number: str) -> LicenseView:
+        """A license's status, balance, declarations used, validity, port and destination."""
+        entry = await store.license_(runtime.pool, license_number)
+        if entry is None:
+            raise HTTPException(404, f"no license {license_number}")
+        return _license_view(entry)
+
+    @app.get("/exports/{declaration_number}", response_model=list[ExportView], tags=["exports"])
+    async def get_export(declaration_number: str) -> list[ExportView]:
+        """How the ledger judged a declaration: accepted, or refused with its reason."""
+        rows = await store.exports_of_declaration(runtime.pool, declaration_number)
+        if not rows:
+            raise HTTPException(404, f"declaration {declaration_number} is not in the ledger (yet)")
+        return [
+            ExportView(
+                declaration_number=r["declaration_number"],
+                license_number=r["license_number"],
+                outcome=r["outcome"],
+                reason=Reason(code=r["reason_code"], message=r["reason_message"]) if r["reason_code"] else None,
+                quantity=r["quantity"],
+                port_of_exit=r["port_of_exit"],
+                export_date=r["export_date"],
+                value=r["value"],
+                currency=r["currency"],
+            )
+            for r in rows
+        ]
+
+
+def _license_view(entry: LicenseEntry) -> LicenseView:
+    return LicenseView(
+        license_number=entry.license_number,
+        status=entry.status,
+        applicant_code=entry.applicant_code,
+        quantity=entry.quantity,
+        balance=entry.balance,
+        declarations_used=entry.declarations_used,
+        valid_from=entry.valid_from,
+        valid_to=entry.valid_to,
+        port_of_exit=entry.port_of_exit,
+        destination_country=entry.destination_country,
+        batch_mode=entry.batch_mode,
+    )
+
+
+async def admit(runtime: Runtime, declaration: ExportDeclaration) -> Envelope:
+    """Append customs' declaration to its license's case; the fold accepts or refuses it there."""
+    case_id = await store.license_case(runtime.pool, declaration.license_number)
+    if case_id is None:
+        raise BadInput("unknown_license", f"no license {declaration.license_number} in the ledger")
+    event = ExportRecorded(**declaration.model_dump())
+    envelope = Envelope.wrap(
+        event,
+        case_id=case_id,
+        producer=PRODUCER,
+        event_id=derived_event_id(f"{declaration.license_number}/{declaration.declaration_number}", "export"),
+    )
+    await runtime.append(envelope)
+    return envelope
+
+
+def _add_exports(app: FastAPI, runtime: Runtime) -> None:
+    @app.post("/exports", status_code=202, response_model=ExportAccepted, tags=["exports"])
+    async def record_export(declaration: ExportDeclaration) -> ExportAccepted:
+        """Record an export declaration against a license (customs). Resending it changes nothing."""
+        envelope = await admit(runtime, declaration)
+        return ExportAccepted(
+            declaration_number=declaration.declaration_number,
+            license_number=declaration.license_number,
+            event_id=envelope.event_id,
+            status_url=f"/exports/{declaration.declaration_number}",
+        )
+
+    @runtime.broker.subscriber(
+        runtime.settings.topics.intake_exports,
+        group_id="registry-intake",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="intake-exports",
+        description="RecordExport commands from customs backends.",
+    )
+    async def on_record_export(message: KafkaMessage) -> None:
+        try:
+            _, command = decode_command(
+                message.body, expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
+            )
+            assert isinstance(command, RecordExport)
+            await admit(runtime, command.declaration)
+        except BadInput as refused:
+            await runtime.dead_letter(message.raw_message, refused.reason)

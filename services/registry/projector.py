@@ -1,0 +1,119 @@
+"""Folding the case stream into the ledger, exactly once in effect, without Kafka transactions.
+
+The projector reads with aiokafka directly, not through a faststream subscriber: it needs to seek
+each assigned partition to the offset stored in PostgreSQL and to apply a whole fetched batch per
+partition in one database transaction, which is the consumer's own API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from pydantic import ValidationError
+
+from services.registry import store
+from shared.events import Envelope, Reason
+from shared.intake import describe
+
+log = logging.getLogger(__name__)
+
+DeadLetter = Callable[[Any, Reason], Awaitable[None]]
+GROUP_ID = "registry"
+
+
+class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On assignment, resume each partition where the ledger's own last commit left it."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool) -> None:
+        self._consumer = consumer
+        self._pool = pool
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for topic in {tp.topic for tp in assigned}:
+            offsets = await store.stored_offsets(self._pool, topic)
+            for tp in (tp for tp in assigned if tp.topic == topic):
+                if tp.partition in offsets:
+                    self._consumer.seek(tp, offsets[tp.partition])
+                else:
+                    await self._consumer.seek_to_beginning(tp)
+
+
+class Projector:
+    """Reads ``topic`` in batches and applies each partition's batch in one transaction."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        pool: asyncpg.Pool,
+        dead_letter: DeadLetter,
+        max_records: int = 2000,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._pool = pool
+        self._dead_letter = dead_letter
+        self._max_records = max_records
+        self.applied = 0
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=GROUP_ID,
+            client_id="registry-projector",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        consumer.subscribe([self._topic], listener=SeekToStoredOffsets(consumer, self._pool))
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+                for tp, records in batches.items():
+                    await self._apply(tp, records)
+                if batches:
+                    # Only a hint for tools that show lag: the ledger resumes from its own offsets.
+                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        finally:
+            await consumer.stop()
+
+    async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        events: list[Envelope] = []
+        for record in records:
+            envelope = await self._read(record)
+            if envelope is not None:
+                events.append(envelope)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await store.apply_batch(
+                connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
+            )
+        self.applied += len(events)
+
+    async def _read(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+        try:
+            return Envelope.from_bytes(record.value or b"")
+        except ValidationError as exc:
+            await self._dead_letter(record, Reason(code="unreadable_event", message=describe(exc)))
+            return None
+
+
+async def run_forever(projector: Projector) -> None:
+    """Run the projector, restarting it after a failure rather than letting the ledger stall."""
+    while True:
+        try:
+            await projector.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("projector failed; restarting from the ledger's stored offsets in 1 s")
+            await asyncio.sleep(1)

@@ -1,0 +1,230 @@
+"""The ledger's rows in PostgreSQL: loading cases, writing a folded batch, and the read queries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+
+from services.registry import ledger
+from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
+from shared.events import BatchMode, Envelope, Reason
+
+LOAD_APPLICATIONS = "SELECT * FROM registry.applications WHERE application_id = ANY($1::uuid[])"
+LOAD_LICENSES = "SELECT * FROM registry.licenses WHERE case_id = ANY($1::uuid[])"
+ALREADY_APPLIED = "SELECT event_id FROM registry.applied_events WHERE event_id = ANY($1::uuid[])"
+UPSERT_APPLICATION = """
+INSERT INTO registry.applications (
+    application_id, status, applicant_code, applicant_name, agency_code, destination_country,
+    port_of_exit, quantity, reasons, license_number, submitted_at, decided_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+ON CONFLICT (application_id) DO UPDATE SET
+    status = EXCLUDED.status, reasons = EXCLUDED.reasons, license_number = EXCLUDED.license_number,
+    decided_at = EXCLUDED.decided_at
+"""
+UPSERT_LICENSE = """
+INSERT INTO registry.licenses (
+    license_number, case_id, status, applicant_code, quantity, balance, declarations_used,
+    valid_from, valid_to, port_of_exit, destination_country, batch_mode, vins, granted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (license_number) DO UPDATE SET
+    status = EXCLUDED.status, balance = EXCLUDED.balance, declarations_used = EXCLUDED.declarations_used
+"""
+INSERT_EXPORT = """
+INSERT INTO registry.exports (
+    event_id, declaration_number, license_number, case_id, outcome, reason_code, reason_message,
+    quantity, port_of_exit, export_date, vins, value, currency, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+"""
+MARK_APPLIED = "INSERT INTO registry.applied_events (event_id) SELECT unnest($1::uuid[])"
+SAVE_OFFSET = """
+INSERT INTO registry.partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+"""
+STORED_OFFSETS = "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1"
+
+
+async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: str) -> dict[int, int]:
+    """The next offset to read of each partition of ``topic``, as the ledger last committed it."""
+    rows = await connection.fetch(STORED_OFFSETS, topic)
+    return {row["partition"]: row["next_offset"] for row in rows}
+
+
+async def apply_batch(
+    connection: asyncpg.Connection, *, topic: str, partition: int, events: Sequence[Envelope], next_offset: int
+) -> list[ExportEntry]:
+    """Fold ``events`` of one partition into the ledger, in the caller's transaction.
+
+    Events already applied are skipped, so a redelivered batch changes nothing; the partition's
+    offset is stored with the rows, so a crash never separates the two.
+    """
+    applied = {r["event_id"] for r in await connection.fetch(ALREADY_APPLIED, [e.event_id for e in events])}
+    fresh: list[Envelope] = []
+    for envelope in events:
+        if envelope.event_id not in applied:
+            applied.add(envelope.event_id)
+            fresh.append(envelope)
+    cases = await _load_cases(connection, {e.case_id for e in fresh})
+    exports: list[ExportEntry] = []
+    for envelope in fresh:
+        case = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
+        cases[envelope.case_id], export = ledger.apply(case, envelope)
+        if export is not None:
+            exports.append(export)
+    touched = {e.case_id for e in fresh}
+    await _save(connection, [cases[c] for c in touched], exports)
+    if fresh:
+        await connection.execute(MARK_APPLIED, [e.event_id for e in fresh])
+    await connection.execute(SAVE_OFFSET, topic, partition, next_offset)
+    return exports
+
+
+async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
+    if not case_ids:
+        return {}
+    ids = list(case_ids)
+    applications = {r["application_id"]: _application(r) for r in await connection.fetch(LOAD_APPLICATIONS, ids)}
+    licenses: dict[uuid.UUID, dict[str, LicenseEntry]] = {}
+    for row in await connection.fetch(LOAD_LICENSES, ids):
+        licenses.setdefault(row["case_id"], {})[row["license_number"]] = _license(row)
+    return {
+        case_id: Case(case_id=case_id, application=applications.get(case_id), licenses=licenses.get(case_id, {}))
+        for case_id in case_ids
+        if case_id in applications or case_id in licenses
+    }
+
+
+async def _save(connection: asyncpg.Connection, cases: Iterable[Case], exports: list[ExportEntry]) -> None:
+    applications = [_application_args(c.application) for c in cases if c.application is not None]
+    licenses = [_license_args(lic) for c in cases for lic in c.licenses.values()]
+    if applications:
+        await connection.executemany(UPSERT_APPLICATION, applications)
+    if licenses:
+        await connection.executemany(UPSERT_LICENSE, licenses)
+    if exports:
+        await connection.executemany(INSERT_EXPORT, [_export_args(e) for e in exports])
+
+
+def _reasons_json(reasons: Iterable[Reason]) -> str:
+    return json.dumps([r.model_dump() for r in reasons])
+
+
+def _application_args(a: ApplicationEntry) -> tuple[Any, ...]:
+    return (
+        a.application_id,
+        a.status.value,
+        a.applicant_code,
+        a.applicant_name,
+        a.agency_code,
+        a.destination_country,
+        a.port_of_exit,
+        a.quantity,
+        _reasons_json(a.reasons),
+        a.license_number,
+        a.submitted_at,
+        a.decided_at,
+    )
+
+
+def _license_args(lic: LicenseEntry) -> tuple[Any, ...]:
+    return (
+        lic.license_number,
+        lic.case_id,
+        lic.status.value,
+        lic.applicant_code,
+        lic.quantity,
+        lic.balance,
+        lic.declarations_used,
+        lic.valid_from,
+        lic.valid_to,
+        lic.port_of_exit,
+        lic.destination_country,
+        lic.batch_mode.value,
+        list(lic.vins),
+        lic.granted_at,
+    )
+
+
+def _export_args(e: ExportEntry) -> tuple[Any, ...]:
+    return (
+        e.event_id,
+        e.declaration_number,
+        e.license_number,
+        e.case_id,
+        e.outcome.value,
+        e.reason.code if e.reason else None,
+        e.reason.message if e.reason else None,
+        e.quantity,
+        e.port_of_exit,
+        e.export_date,
+        list(e.vins),
+        e.value,
+        e.currency,
+        e.recorded_at,
+    )
+
+
+def _application(row: asyncpg.Record) -> ApplicationEntry:
+    return ApplicationEntry(
+        application_id=row["application_id"],
+        status=ledger.ApplicationStatus(row["status"]),
+        applicant_code=row["applicant_code"],
+        applicant_name=row["applicant_name"],
+        agency_code=row["agency_code"],
+        destination_country=row["destination_country"],
+        port_of_exit=row["port_of_exit"],
+        quantity=row["quantity"],
+        submitted_at=row["submitted_at"],
+        reasons=tuple(Reason.model_validate(r) for r in json.loads(row["reasons"])),
+        license_number=row["license_number"],
+        decided_at=row["decided_at"],
+    )
+
+
+def _license(row: asyncpg.Record) -> LicenseEntry:
+    return LicenseEntry(
+        license_number=row["license_number"],
+        case_id=row["case_id"],
+        status=ledger.LicenseStatus(row["status"]),
+        applicant_code=row["applicant_code"],
+        quantity=row["quantity"],
+        balance=row["balance"],
+        declarations_used=row["declarations_used"],
+        valid_from=row["valid_from"],
+        valid_to=row["valid_to"],
+        port_of_exit=row["port_of_exit"],
+        destination_country=row["destination_country"],
+        batch_mode=BatchMode(row["batch_mode"]),
+        vins=tuple(row["vins"]),
+        granted_at=row["granted_at"],
+    )
+
+
+# Read side: what the HTTP API answers.
+
+APPLICATION = "SELECT * FROM registry.applications WHERE application_id = $1"
+LICENSE = "SELECT * FROM registry.licenses WHERE license_number = $1"
+LICENSE_CASE = "SELECT case_id FROM registry.licenses WHERE license_number = $1"
+EXPORTS_OF_DECLARATION = "SELECT * FROM registry.exports WHERE declaration_number = $1 ORDER BY recorded_at, event_id"
+
+
+async def application(pool: asyncpg.Pool, application_id: uuid.UUID) -> ApplicationEntry | None:
+    row = await pool.fetchrow(APPLICATION, application_id)
+    return _application(row) if row else None
+
+
+async def license_(pool: asyncpg.Pool, number: str) -> LicenseEntry | None:
+    row = await pool.fetchrow(LICENSE, number)
+    return _license(row) if row else None
+
+
+async def license_case(pool: asyncpg.Pool, number: str) -> uuid.UUID | None:
+    case_id: uuid.UUID | None = await pool.fetchval(LICENSE_CASE, number)
+    return case_id
+
+
+async def exports_of_declaration(pool: asyncpg.Pool, declaration_number: str) -> list[asyncpg.Record]:
+    return list(await pool.fetch(EXPORTS_OF_DECLARATION, declaration_number))

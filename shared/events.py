@@ -1,0 +1,312 @@
+"""The event contract: the envelope every event travels in, and the typed events themselves.
+
+This module is the one home of the contract. Services import these classes; none redefines them.
+Events are frozen and past tense. Their wire form is the envelope as JSON, the typed payload under
+``payload``; ``type`` and ``schema_version`` say how to read it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+EVENT_NAMESPACE = uuid.UUID("5b0d6f1e-3c55-4c8a-9a43-3f1f8f3e2a10")
+"""Namespace of every deterministic event id (UUIDv5) in the ledger."""
+
+
+def derived_event_id(cause: uuid.UUID | str, reaction: str) -> uuid.UUID:
+    """The id of the event a service derives from ``cause``: the same cause gives the same id."""
+    return uuid.uuid5(EVENT_NAMESPACE, f"{cause}:{reaction}")
+
+
+def utc_now() -> datetime:
+    """The current instant in UTC (the only clock producers use for ``occurred_at``)."""
+    return datetime.now(UTC)
+
+
+class Frozen(BaseModel):
+    """Base of every contract model: immutable and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _is_country(code: str) -> str:
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (regions are not allowed)")
+    return code
+
+
+def _is_currency(code: str) -> str:
+    if pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency code")
+    return code
+
+
+USCC = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9A-HJ-NP-RTUW-Y]{2}\d{6}[0-9A-HJ-NP-RTUW-Y]{10}$"),
+]
+"""An 18-character unified social credit code."""
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$"), AfterValidator(_is_country)]
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_is_currency)]
+PortCode = Annotated[str, StringConstraints(pattern=r"^CN[A-Z0-9]{3}$")]
+"""A customs port of exit, as its UN/LOCODE (CN + three characters)."""
+VIN = Annotated[str, StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")]
+LicenseNumber = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{2}-\d{6}$")]
+AgencyCode = Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
+CommodityCode = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Role(StrEnum):
+    MANUFACTURER = "manufacturer"
+    DISTRIBUTOR = "distributor"
+
+
+class Condition(StrEnum):
+    NEW = "new"
+    USED = "used"
+
+
+class BatchMode(StrEnum):
+    """New vehicles: up to 12 declarations. Used vehicles: one batch, one license."""
+
+    MULTI = "multi"
+    SINGLE = "single"
+
+
+class Party(Frozen):
+    """An enterprise named in an application."""
+
+    code: USCC
+    name: Text
+
+
+class Applicant(Party):
+    role: Role
+
+
+class UsedVehicle(Frozen):
+    """One used vehicle of an application: its VIN and registration history."""
+
+    vin: VIN
+    first_registration_date: date
+    registered_owner: USCC
+    transfer_date: date
+
+    @model_validator(mode="after")
+    def _transfer_follows_registration(self) -> UsedVehicle:
+        if self.transfer_date < self.first_registration_date:
+            raise ValueError("transfer_date must not precede first_registration_date")
+        return self
+
+
+class Application(Frozen):
+    """What an exporting enterprise applies for: one destination, one port, one contract."""
+
+    agency_code: AgencyCode
+    applicant: Applicant
+    manufacturer: Party
+    commodity_code: CommodityCode
+    model_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]{3,20}$")]
+    brand: Text
+    condition: Condition
+    quantity: Annotated[int, Field(ge=1, le=100_000)]
+    unit_price: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    currency: CurrencyCode
+    destination_country: CountryCode
+    trade_mode: Text
+    contract_number: Text
+    port_of_exit: PortCode
+    payment_mode: Text
+    transport_mode: Text
+    used_vehicles: tuple[UsedVehicle, ...] = ()
+
+    @property
+    def total_value(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+    @model_validator(mode="after")
+    def _used_vehicles_match_condition(self) -> Application:
+        if self.condition is Condition.USED:
+            if len(self.used_vehicles) != self.quantity:
+                raise ValueError(
+                    f"a used-vehicle application lists each vehicle: {self.quantity} expected, "
+                    f"{len(self.used_vehicles)} given in used_vehicles"
+                )
+            vins = [v.vin for v in self.used_vehicles]
+            if len(set(vins)) != len(vins):
+                raise ValueError("used_vehicles lists a VIN twice")
+        elif self.used_vehicles:
+            raise ValueError("used_vehicles is only for condition 'used'")
+        return self
+
+
+class Reason(Frozen):
+    """Why something was refused: a code a machine can act on and a message a person can."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
+    message: str
+
+
+class Event(Frozen):
+    """Base of the typed payloads. ``TYPE`` and ``SCHEMA_VERSION`` name them on the wire."""
+
+    TYPE: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+
+class ApplicationSubmitted(Event):
+    """An application was received and passed validation; the case it opens has its id."""
+
+    TYPE: ClassVar[str] = "ApplicationSubmitted"
+    application: Application
+    channel: Literal["http", "intake"]
+
+
+class ApplicationRejected(Event):
+    """Review refused the application; every failed rule is listed."""
+
+    TYPE: ClassVar[str] = "ApplicationRejected"
+    reasons: Annotated[tuple[Reason, ...], Field(min_length=1)]
+
+
+class LicenseGranted(Event):
+    """Review granted a license for the application of the case."""
+
+    TYPE: ClassVar[str] = "LicenseGranted"
+    license_number: LicenseNumber
+    applicant_code: USCC
+    valid_from: date
+    valid_to: date
+    quantity: Annotated[int, Field(ge=1)]
+    value: Decimal
+    currency: CurrencyCode
+    port_of_exit: PortCode
+    destination_country: CountryCode
+    trade_mode: Text
+    batch_mode: BatchMode
+    vins: tuple[VIN, ...] = ()
+
+    @model_validator(mode="after")
+    def _validity_is_ordered(self) -> LicenseGranted:
+        if self.valid_to < self.valid_from:
+            raise ValueError("valid_to must not precede valid_from")
+        return self
+
+
+class ExportDeclaration(Frozen):
+    """What customs declares: an export of vehicles against one license, at one port, on one day."""
+
+    declaration_number: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{6,24}$")]
+    license_number: LicenseNumber
+    port_of_exit: PortCode
+    export_date: date
+    quantity: Annotated[int, Field(ge=1)]
+    vins: tuple[VIN, ...] = ()
+    value: Annotated[Decimal, Field(ge=0)]
+    currency: CurrencyCode
+
+
+class ExportRecorded(Event, ExportDeclaration):
+    """Customs declared an export against a license; the ledger's fold admits or refuses it."""
+
+    TYPE: ClassVar[str] = "ExportRecorded"
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (ApplicationSubmitted, ApplicationRejected, LicenseGranted, ExportRecorded)
+}
+
+
+class UnknownEventType(ValueError):
+    """The envelope names a type this contract does not define."""
+
+
+class UnsupportedSchemaVersion(ValueError):
+    """The envelope's schema version is newer than this contract, or has no upcaster."""
+
+
+class Envelope(Frozen):
+    """Every event on every topic: identity, causality, time, producer, then the typed payload."""
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = Field(ge=1)
+    case_id: uuid.UUID
+    occurred_at: AwareDatetime
+    producer: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    payload: SerializeAsAny[Event]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_payload(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or isinstance(data.get("payload"), Event):
+            return data
+        kind = data.get("type")
+        event_class = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+        if event_class is None:
+            raise UnknownEventType(f"unknown event type {kind!r}")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version != event_class.SCHEMA_VERSION:
+            raise UnsupportedSchemaVersion(
+                f"{kind} schema_version {version!r} is not supported "
+                f"(this service reads version {event_class.SCHEMA_VERSION})"
+            )
+        return {**data, "payload": event_class.model_validate(data.get("payload"))}
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        case_id: uuid.UUID,
+        producer: str,
+        event_id: uuid.UUID | None = None,
+        correlation_id: uuid.UUID | None = None,
+        causation: Envelope | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        """Put ``event`` in an envelope; a derived event names the envelope that caused it."""
+        event_id = event_id or uuid.uuid4()
+        return cls(
+            event_id=event_id,
+            type=event.TYPE,
+            schema_version=event.SCHEMA_VERSION,
+            case_id=case_id,
+            occurred_at=occurred_at or utc_now(),
+            producer=producer,
+            correlation_id=correlation_id or (causation.correlation_id if causation else event_id),
+            causation_id=causation.event_id if causation else None,
+            payload=event,
+        )
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.model_validate_json(raw)

@@ -1,0 +1,190 @@
+"""The one way a service is assembled: a FastAPI app, a faststream Kafka broker, a database pool.
+
+Each service calls :func:`create_service` and adds only its own routes and handlers. Nothing here
+connects at import time: the pool and the broker start in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel
+
+from shared.db import create_pool
+from shared.events import Envelope, Reason
+from shared.intake import BadInput, dead_letter_headers
+from shared.kafka_admin import ensure_topics
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """A running service's resources: reached by handlers, made and closed by the lifespan."""
+
+    name: str
+    settings: ServiceSettings
+    broker: KafkaBroker
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+    _pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the database pool is used before start-up")
+        return self._pool
+
+    async def append(self, envelope: Envelope) -> None:
+        """Append an event to the case stream, keyed by its case so the case keeps one order."""
+        await self.broker.publish(
+            envelope.to_bytes(),
+            topic=self.settings.topics.cases,
+            key=str(envelope.case_id).encode(),
+            headers={"content-type": "application/json", "event-type": envelope.type},
+        )
+
+    async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | Any, reason: Reason) -> None:
+        """Put a refused record on the dead-letter topic whole, with where it came from and why."""
+        headers = dead_letter_headers(
+            reason,
+            service=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            original=list(record.headers),
+        )
+        await self.broker.publish(
+            record.value or b"",
+            topic=self.settings.topics.dead_letter,
+            key=record.key,
+            headers={k: v.decode(errors="replace") for k, v in headers},
+        )
+        log.warning(
+            "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
+        )
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer: what was wrong, as codes a program reads and messages a person reads."""
+
+    detail: str
+    errors: list[dict[str, Any]] = []
+
+
+def _validation_errors(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+            "code": e["type"],
+            "message": e["msg"],
+        }
+        for e in exc.errors()
+    ]
+    body = ErrorBody(detail=f"{len(errors)} field(s) failed validation", errors=errors)
+    return JSONResponse(status_code=422, content=body.model_dump())
+
+
+def _bad_input(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadInput)
+    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
+    return JSONResponse(status_code=422, content=body.model_dump())
+
+
+def create_service(name: str, settings: ServiceSettings, *, title: str, description: str) -> tuple[FastAPI, Runtime]:
+    """The app and runtime of service ``name``; the caller adds its routes and subscribers."""
+    runtime: Runtime
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        await ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
+        runtime._pool = await create_pool(settings.database_url)
+        try:
+            await broker.start()
+            for hook in runtime.on_start:
+                await hook(runtime)
+            yield
+        finally:
+            for hook in reversed(runtime.on_stop):
+                await hook(runtime)
+            await broker.stop()
+            await runtime.pool.close()
+
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=name,
+        acks="all",
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        description=description,
+        logger=logging.getLogger(f"{name}.broker"),
+    )
+    runtime = Runtime(name=name, settings=settings, broker=broker)
+    # Declared for the AsyncAPI document: every service appends to the case stream and may refuse input.
+    broker.publisher(settings.topics.cases, title="cases", schema=Envelope, description=CASES_DOC)
+    broker.publisher(settings.topics.dead_letter, title="dead-letter", description=DEAD_LETTER_DOC)
+    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _validation_errors)
+    app.add_exception_handler(BadInput, _bad_input)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> JSONResponse:
+        """Whether this service reaches its broker and its database."""
+        checks = {"broker": await _check_broker(broker), "database": await _check_database(runtime)}
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            status_code=200 if healthy else 503,
+            content={"service": name, "status": "ok" if healthy else "degraded", **checks},
+        )
+
+    @app.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> JSONResponse:
+        """The AsyncAPI document of the topics this service reads and writes, from its code."""
+        return JSONResponse(content=asyncapi_document(runtime, title=title, description=description))
+
+    return app, runtime
+
+
+VERSION = "0.1.0"
+CASES_DOC = "The event store: every event of a license case, keyed by case id, kept forever."
+DEAD_LETTER_DOC = (
+    "Input this service refused: the original bytes and headers, plus dlq.reason-code, dlq.reason, "
+    "dlq.service and dlq.source (topic/partition/offset)."
+)
+
+
+def asyncapi_document(runtime: Runtime, *, title: str, description: str) -> dict[str, Any]:
+    spec = AsyncAPI(runtime.broker, title=title, version=VERSION, description=description)
+    document: dict[str, Any] = spec.to_specification().to_jsonable()
+    return document
+
+
+async def _check_broker(broker: KafkaBroker) -> str:
+    try:
+        return "ok" if await broker.ping(timeout=2.0) else "unreachable"
+    except Exception as exc:  # the health answer reports any failure; it never raises
+        return f"error: {exc}"
+
+
+async def _check_database(runtime: Runtime) -> str:
+    try:
+        async with runtime.pool.acquire(timeout=2.0) as connection:
+            await connection.fetchval("SELECT 1")
+        return "ok"
+    except Exception as exc:  # the health answer reports any failure; it never raises
+        return f"error: {exc}"

@@ -1,0 +1,35 @@
+"""Settings, read from the environment once at start-up.
+
+``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` and ``LEDGER_TOPIC_NAMESPACE`` are shared by every
+service, so that one pair of variables points the whole system at an existing broker and database.
+Everything else a service reads carries its own prefix (``APPLICATIONS_``, ``REVIEW_``, ``REGISTRY_``).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import Topics
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_DATABASE_URL = "postgresql://ledger:ledger@127.0.0.1:54329/ledger"
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; subclasses add their own fields under their own prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str = Field(
+        DEFAULT_BOOTSTRAP, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
+    )
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    topic_namespace: str = Field("", validation_alias=AliasChoices("LEDGER_TOPIC_NAMESPACE", "topic_namespace"))
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_message_bytes: int = 256 * 1024
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_namespace)

@@ -1,0 +1,63 @@
+"""Topic names and their settings: the one place that says which streams exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CASES = "licensing.cases"
+INTAKE_APPLICATIONS = "licensing.intake.applications"
+INTAKE_EXPORTS = "licensing.intake.exports"
+LICENSE_CHANGES = "licensing.license-changes"
+DEAD_LETTER = "licensing.dead-letter"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How one topic is created: its partitions and its topic-level configuration."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+SPECS: tuple[TopicSpec, ...] = (
+    # The event store: kept forever, one partition per group of cases.
+    TopicSpec(CASES, 6, {"retention.ms": "-1", "retention.bytes": "-1"}),
+    TopicSpec(INTAKE_APPLICATIONS, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(INTAKE_EXPORTS, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    TopicSpec(LICENSE_CHANGES, 3, {"cleanup.policy": "compact"}),
+    TopicSpec(DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names in force: the base names under an optional namespace (tests use one each)."""
+
+    namespace: str = ""
+
+    def name(self, base: str) -> str:
+        return f"{self.namespace}.{base}" if self.namespace else base
+
+    @property
+    def cases(self) -> str:
+        return self.name(CASES)
+
+    @property
+    def intake_applications(self) -> str:
+        return self.name(INTAKE_APPLICATIONS)
+
+    @property
+    def intake_exports(self) -> str:
+        return self.name(INTAKE_EXPORTS)
+
+    @property
+    def license_changes(self) -> str:
+        return self.name(LICENSE_CHANGES)
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name(DEAD_LETTER)
+
+    def specs(self) -> tuple[TopicSpec, ...]:
+        return tuple(TopicSpec(self.name(s.name), s.partitions, s.config) for s in SPECS)

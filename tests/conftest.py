@@ -1,0 +1,76 @@
+"""Fixtures over the real broker and database: a fresh database and topic namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from shared.db import migrate_all
+from shared.kafka_admin import ensure_topics
+from shared.topics import Topics
+from tests import infra
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Iterator[infra.Infrastructure]:
+    try:
+        with infra.provide() as provided:
+            print(f"\n[tests] infrastructure: {provided.source}")
+            yield provided
+    except infra.Unavailable as missing:
+        pytest.fail(f"{missing}\n(no test skips for want of a service; start it or point the env at one)")
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _admin(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url)
+
+
+@pytest.fixture(scope="session")
+def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
+    """A database migrated once, copied for each test (a copy is far faster than migrating)."""
+    import asyncio
+
+    name = f"ledger_template_{os.getpid()}"
+
+    async def create() -> None:
+        connection = await _admin(infrastructure.database_url)
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.close()
+
+    async def drop() -> None:
+        connection = await _admin(infrastructure.database_url)
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.close()
+
+    asyncio.run(create())
+    migrate_all(with_database(infrastructure.database_url, name))
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(infrastructure: infra.Infrastructure, template_database: str) -> AsyncIterator[str]:
+    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    connection = await _admin(infrastructure.database_url)
+    await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield with_database(infrastructure.database_url, name)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await connection.close()
+
+
+@pytest.fixture
+async def topics(infrastructure: infra.Infrastructure) -> Topics:
+    """A topic namespace of this test's own, so tests never read each other's events."""
+    names = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
+    await ensure_topics(infrastructure.bootstrap_servers, names)
+    return names

@@ -1,0 +1,129 @@
+"""The three services as processes, on the real broker and database: the flow a user sees."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from licensectl import samples
+from shared.topics import Topics
+from tests.infra import ROOT, Infrastructure
+from tests.support import eventually
+
+SERVICES = ("applications", "review", "registry")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def services(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """Each service started with ``python -m services.<name>``, as the run command starts them."""
+    urls, processes = {}, []
+    for name in SERVICES:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+            "DATABASE_URL": database_url,
+            "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+            f"{name.upper()}_PORT": str(port),
+        }
+        log = (tmp_path / f"{name}.log").open("w")
+        processes.append(
+            (
+                name,
+                log,
+                subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                ),
+            )
+        )
+        urls[name] = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(urls, processes, tmp_path)
+        yield urls
+    finally:
+        for _, _log, process in processes:
+            process.terminate()
+        for _, log, process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def _wait_healthy(urls: dict[str, str], processes: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 60
+    for name, url in urls.items():
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for _, _, p in processes):
+                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in urls)
+                pytest.fail(f"{name} did not become healthy:\n{logs}")
+            time.sleep(0.3)
+
+
+async def _get_when(client: httpx.AsyncClient, url: str, ready) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    async def probe():  # type: ignore[no-untyped-def]
+        answer = await client.get(url)
+        return answer.json() if answer.status_code == 200 and ready(answer.json()) else None
+
+    return await eventually(probe, timeout=30, what=url)
+
+
+async def test_apply_grant_export_and_refuse_past_the_balance(services: dict[str, str]) -> None:
+    applications, registry = services["applications"], services["registry"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, url in services.items():
+            health = (await client.get(f"{url}/health")).json()
+            assert (health["service"], health["broker"], health["database"]) == (name, "ok", "ok")
+        answer = await client.post(f"{applications}/applications", json=samples.application_data(quantity=10))
+        assert answer.status_code == 202
+        application_id = answer.json()["application_id"]
+
+        decided = await _get_when(
+            client, f"{registry}/applications/{application_id}", lambda b: b["status"] != "submitted"
+        )
+        assert decided["status"] == "approved", decided
+        number = decided["license_number"]
+        license_ = (await client.get(f"{registry}/licenses/{number}")).json()
+        assert (license_["status"], license_["quantity"], license_["balance"]) == ("active", 10, 10)
+        assert (license_["port_of_exit"], license_["destination_country"]) == ("CNSZX", "MX")
+
+        for sequence, quantity in ((1, 6), (2, 5)):
+            declaration = samples.declaration_data(number, f"53162026E2E{sequence:07d}", quantity=quantity)
+            assert (await client.post(f"{registry}/exports", json=declaration)).status_code == 202
+        first = await _get_when(client, f"{registry}/exports/53162026E2E0000001", bool)
+        second = await _get_when(client, f"{registry}/exports/53162026E2E0000002", bool)
+        license_ = (await client.get(f"{registry}/licenses/{number}")).json()
+
+        rejected = await client.post(
+            f"{applications}/applications", json=samples.application_data(model_code=samples.QILIN_EXPIRED_CCC_MODEL)
+        )
+        refusal = await _get_when(
+            client, f"{registry}/applications/{rejected.json()['application_id']}", lambda b: b["status"] != "submitted"
+        )
+    assert first[0]["outcome"] == "accepted"
+    assert second[0]["outcome"] == "refused" and second[0]["reason"]["code"] == "exceeds_balance"
+    assert (license_["balance"], license_["declarations_used"]) == (4, 1)
+    assert refusal["status"] == "rejected" and [r["code"] for r in refusal["reasons"]] == ["ccc_expired"]

@@ -1,0 +1,226 @@
+"""The registry's ledger against the real broker and database: fold, offsets, redelivery, exports."""
+
+import asyncio
+import uuid
+from datetime import date
+
+import asyncpg
+
+from licensectl import samples
+from services.applications.submission import submitted
+from services.registry.app import Settings, create_app
+from services.registry.projector import Projector
+from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, derived_event_id
+from shared.topics import Topics
+from tests.infra import Infrastructure
+from tests.support import eventually, producer, read_topic, serving
+
+TODAY = date.today()
+
+
+def _granted(number: str, quantity: int = 10) -> LicenseGranted:
+    return LicenseGranted(
+        license_number=number,
+        applicant_code=samples.QILIN_MOTOR,
+        valid_from=TODAY,
+        valid_to=TODAY,
+        quantity=quantity,
+        value="1470000",
+        currency="CNY",
+        port_of_exit="CNSZX",
+        destination_country="MX",
+        trade_mode="general trade",
+        batch_mode="multi",
+    )
+
+
+def _export(number: str, sequence: int, quantity: int) -> ExportRecorded:
+    data = samples.declaration_data(number, f"53162026{sequence:010d}", quantity=quantity)
+    return ExportRecorded.model_validate(data)
+
+
+def _case(number: str, *exports: tuple[int, int]) -> list[Envelope]:
+    """A granted case with the given (sequence, quantity) exports, as its events in order."""
+    case_id = uuid.uuid4()
+    events: list[Event] = [_granted(number), *(_export(number, s, q) for s, q in exports)]
+    submission = submitted(samples.application(), application_id=case_id, channel="http")
+    return [submission, *(Envelope.wrap(e, case_id=case_id, producer="test") for e in events)]
+
+
+async def _publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:
+    async with producer(bootstrap) as send:
+        for envelope in events:
+            await send.send_and_wait(topic, envelope.to_bytes(), key=str(envelope.case_id).encode())
+
+
+async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return {
+            "licenses": [
+                tuple(r)
+                for r in await connection.fetch(
+                    "SELECT license_number, status, balance, declarations_used FROM registry.licenses ORDER BY 1"
+                )
+            ],
+            "exports": [
+                tuple(r)
+                for r in await connection.fetch(
+                    "SELECT declaration_number, outcome, reason_code FROM registry.exports ORDER BY 1"
+                )
+            ],
+            "applications": [
+                tuple(r)
+                for r in await connection.fetch(
+                    "SELECT application_id, status, license_number FROM registry.applications ORDER BY 1"
+                )
+            ],
+        }
+    finally:
+        await connection.close()
+
+
+async def _project_until(infrastructure: Infrastructure, database_url: str, topics: Topics, applied: int) -> int:
+    """Run a projector until it has applied ``applied`` events; return how many it applied."""
+    pool = await asyncpg.create_pool(database_url)
+    dead: list[object] = []
+
+    async def dead_letter(record: object, reason: object) -> None:
+        dead.append((record, reason))
+
+    projector = Projector(
+        bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases, pool=pool, dead_letter=dead_letter
+    )
+    task = asyncio.create_task(projector.run())
+    try:
+        await eventually(lambda: _done(projector.applied >= applied), timeout=30, what=f"{applied} events applied")
+        await asyncio.sleep(0.5)  # nothing more arrives that should not
+        return projector.applied
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+
+
+async def _done(condition: bool) -> bool | None:
+    return True if condition else None
+
+
+async def test_the_ledger_folds_grants_and_judges_exports(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    events = _case("26-44-000101", (1, 6), (2, 5), (3, 4))
+    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await _project_until(infrastructure, database_url, topics, applied=len(events))
+    ledger = await _ledger(database_url)
+    assert ledger["licenses"] == [("26-44-000101", "exhausted", 0, 2)]
+    assert ledger["exports"] == [
+        ("531620260000000001", "accepted", None),
+        ("531620260000000002", "refused", "exceeds_balance"),
+        ("531620260000000003", "accepted", None),
+    ]
+    assert ledger["applications"] == [(events[0].case_id, "approved", "26-44-000101")]
+
+
+async def test_a_restarted_projector_resumes_from_its_stored_offsets_and_applies_nothing_twice(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    first = _case("26-44-000201", (1, 3))
+    second = _case("26-44-000202", (2, 4))
+    await _publish(infrastructure.bootstrap_servers, topics.cases, first)
+    assert await _project_until(infrastructure, database_url, topics, applied=len(first)) == len(first)
+    await _publish(infrastructure.bootstrap_servers, topics.cases, second)
+    # A new projector applies only what came after the offsets stored with the ledger rows.
+    assert await _project_until(infrastructure, database_url, topics, applied=len(second)) == len(second)
+    ledger = await _ledger(database_url)
+    assert [(n, b) for n, _, b, _ in ledger["licenses"]] == [("26-44-000201", 7), ("26-44-000202", 6)]
+    connection = await asyncpg.connect(database_url)
+    stored = await connection.fetchval("SELECT sum(next_offset) FROM registry.partition_offsets")
+    await connection.close()
+    assert stored == len(first) + len(second)
+
+
+async def test_delivering_every_event_twice_leaves_the_ledger_unchanged(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    events = _case("26-44-000301", (1, 4), (2, 4), (3, 4))
+    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await _project_until(infrastructure, database_url, topics, applied=len(events))
+    once = await _ledger(database_url)
+    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await _project_until(infrastructure, database_url, topics, applied=0)
+    assert await _ledger(database_url) == once
+    assert once["licenses"] == [("26-44-000301", "active", 2, 2)]
+
+
+async def test_an_unreadable_event_is_dead_lettered_and_the_events_behind_it_still_apply(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    events = _case("26-44-000401", (1, 2))
+    async with producer(infrastructure.bootstrap_servers) as send:
+        await send.send_and_wait(topics.cases, b'{"type": "LicenseGranted"', key=str(events[0].case_id).encode())
+    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)) as client:
+        answer = await _license_when(client, "26-44-000401", balance=8)
+        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 1)
+    assert answer["declarations_used"] == 1
+    assert dict(dead[0].headers)["dlq.reason-code"] == b"unreadable_event"
+
+
+async def _license_when(client, number: str, **expected: object) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    async def probe() -> dict | None:  # type: ignore[type-arg]
+        answer = await client.get(f"/licenses/{number}")
+        body = answer.json() if answer.status_code == 200 else {}
+        return body if all(body.get(k) == v for k, v in expected.items()) else None
+
+    return await eventually(probe, what=f"license {number} with {expected}")
+
+
+async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    number = "26-44-000501"
+    await _publish(infrastructure.bootstrap_servers, topics.cases, _case(number))
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)) as client:
+        await _license_when(client, number, balance=10)
+        accepted = await client.post(
+            "/exports", json=samples.declaration_data(number, "531620260000000011", quantity=7)
+        )
+        assert accepted.status_code == 202, accepted.text
+        resent = await client.post("/exports", json=samples.declaration_data(number, "531620260000000011", quantity=7))
+        assert resent.json()["event_id"] == accepted.json()["event_id"]
+        unknown = await client.post("/exports", json=samples.declaration_data("26-44-999999", "531620260000000012"))
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["code"] == "unknown_license"
+        command = {
+            "command_id": str(uuid.uuid4()),
+            "type": "RecordExport",
+            "schema_version": 1,
+            "sender": "gac-shenzhen",
+            "payload": {"declaration": samples.declaration_data(number, "531620260000000013", quantity=4)},
+        }
+        import json
+
+        async with producer(infrastructure.bootstrap_servers) as send:
+            await send.send_and_wait(topics.intake_exports, json.dumps(command).encode())
+        await _license_when(client, number, balance=3, declarations_used=1)
+        refused = await eventually(
+            lambda: _json_if_found(client, "/exports/531620260000000013"), what="the intake export judged"
+        )
+    assert refused[0]["outcome"] == "refused"
+    assert refused[0]["reason"]["code"] == "exceeds_balance"
+    assert derived_event_id(f"{number}/531620260000000011", "export") == uuid.UUID(accepted.json()["event_id"])
+
+
+async def _json_if_found(client, path: str):  # type: ignore[no-untyped-def]
+    answer = await client.get(path)
+    return answer.json() if answer.status_code == 200 else None

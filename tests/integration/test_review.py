@@ -1,0 +1,65 @@
+"""The review service against the real broker and database."""
+
+import re
+import uuid
+
+import asyncpg
+
+from licensectl import samples
+from services.applications.submission import submitted
+from services.review.app import Settings, create_app
+from shared.events import ApplicationRejected, LicenseGranted
+from shared.topics import Topics
+from tests.infra import Infrastructure
+from tests.support import envelopes, producer, read_topic, serving
+
+
+def _decisions(records: list) -> list:  # type: ignore[type-arg]
+    return [e for e in envelopes(records) if e.producer == "review"]
+
+
+async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_the_same_decision(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    application_id = uuid.uuid4()
+    submission = submitted(samples.application(), application_id=application_id, channel="http")
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
+        for _ in range(2):  # the same submission delivered twice
+            await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+        records = await read_topic(
+            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 2
+        )
+    first, second = _decisions(records)
+    assert first == second
+    assert isinstance(first.payload, LicenseGranted)
+    assert re.fullmatch(r"\d{2}-44-\d{6}", first.payload.license_number)
+    assert first.case_id == application_id and first.causation_id == submission.event_id
+    connection = await asyncpg.connect(database_url)
+    assert await connection.fetchval("SELECT count(*) FROM review.decisions") == 1
+    await connection.close()
+
+
+async def test_an_ineligible_submission_is_rejected_with_reason_codes(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    application_id = uuid.uuid4()
+    app = samples.application(model_code="ZZ9999BEV", port_of_exit="CNZZZ")
+    submission = submitted(app, application_id=application_id, channel="http")
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
+        await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+        records = await read_topic(
+            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
+        )
+    [decision] = _decisions(records)
+    assert isinstance(decision.payload, ApplicationRejected)
+    assert [r.code for r in decision.payload.reasons] == ["model_not_listed", "unknown_port"]

@@ -1,0 +1,71 @@
+"""Helpers for tests over the real broker: run an app in-process, read a topic, wait for a state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from fastapi import FastAPI
+
+from shared.events import Envelope
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started as in production (its lifespan: pool, broker, consumers), with a client."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 20
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from the start, once ``until`` holds of them (or fail at timeout)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: condition not met in {timeout}s; {len(records)} records read")
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def envelopes(records: list[ConsumerRecord[bytes, bytes]]) -> list[Envelope]:
+    return [Envelope.from_bytes(r.value or b"") for r in records]
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20, what: str = "") -> T:
+    """The first non-None answer of ``probe``, polled until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await probe()
+        if answer is not None:
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
