@@ -18,27 +18,31 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+asyncpg://{rest}" if scheme in {"postgres", "postgresql"} else database_url
 
 
-async def create_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size, command_timeout=30)
+async def create_pool(database_url: str, *, schema: str, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections resolve table names in ``schema`` (a replay folds into another one)."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=max_size, command_timeout=30, server_settings={"search_path": schema}
+    )
     assert pool is not None
     return pool
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(service: str, database_url: str, schema: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url))
-    config.attributes["schema"] = service
+    config.attributes["schema"] = schema or service
     return config
 
 
-def migrate(service: str, database_url: str, revision: str = "head") -> None:
-    """Bring ``service``'s schema to ``revision`` (alembic runs its own event loop)."""
-    command.upgrade(alembic_config(service, database_url), revision)
+def migrate(service: str, database_url: str, *, schema: str | None = None, revision: str = "head") -> None:
+    """Bring ``service``'s tables in ``schema`` (its own by default) to ``revision``."""
+    command.upgrade(alembic_config(service, database_url, schema), revision)
 
 
-async def migrate_async(service: str, database_url: str) -> None:
-    await asyncio.to_thread(migrate, service, database_url)
+async def migrate_async(service: str, database_url: str, *, schema: str | None = None) -> None:
+    """:func:`migrate` from async code (alembic runs an event loop of its own, so in a thread)."""
+    await asyncio.to_thread(migrate, service, database_url, schema=schema)
 
 
 MIGRATED_SERVICES = ("applications", "review", "registry")

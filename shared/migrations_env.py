@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 def _run(connection: Connection, schema: str) -> None:
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    # Migrations name tables unqualified: the schema is chosen here, so a replay can build a second one.
+    connection.execute(text(f'SET search_path TO "{schema}"'))
     context.configure(connection=connection, version_table="alembic_version", version_table_schema=schema)
     with context.begin_transaction():
         context.run_migrations()

@@ -113,7 +113,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         await ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
-        runtime._pool = await create_pool(settings.database_url)
+        runtime._pool = await create_pool(settings.database_url, schema=name)
         try:
             await broker.start()
             for hook in runtime.on_start:

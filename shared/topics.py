@@ -59,5 +59,9 @@ class Topics:
     def dead_letter(self) -> str:
         return self.name(DEAD_LETTER)
 
+    def group(self, base: str) -> str:
+        """A consumer group's id under the same namespace as the topics it reads."""
+        return self.name(base)
+
     def specs(self) -> tuple[TopicSpec, ...]:
         return tuple(TopicSpec(self.name(s.name), s.partitions, s.config) for s in SPECS)

@@ -76,7 +76,7 @@ def _add_intake(runtime: Runtime) -> None:
 
     @runtime.broker.subscriber(
         topic,
-        group_id="applications-intake",
+        group_id=runtime.settings.topics.group("applications-intake"),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-applications",

@@ -7,11 +7,11 @@ import uuid
 import asyncpg
 
 CLAIM = """
-INSERT INTO applications.idempotency_keys (key, application_id, fingerprint)
+INSERT INTO idempotency_keys (key, application_id, fingerprint)
 VALUES ($1, $2, $3)
 ON CONFLICT (key) DO NOTHING
 """
-LOOKUP = "SELECT application_id, fingerprint FROM applications.idempotency_keys WHERE key = $1"
+LOOKUP = "SELECT application_id, fingerprint FROM idempotency_keys WHERE key = $1"
 
 
 class KeyReused(Exception):

@@ -99,6 +99,7 @@ def _add_projector(runtime: Runtime) -> None:
             topic=rt.settings.topics.cases,
             pool=rt.pool,
             dead_letter=rt.dead_letter,
+            group_id=rt.settings.topics.group("registry"),
         )
         tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
 
@@ -206,7 +207,7 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
 
     @runtime.broker.subscriber(
         runtime.settings.topics.intake_exports,
-        group_id="registry-intake",
+        group_id=runtime.settings.topics.group("registry-intake"),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-exports",

@@ -56,8 +56,10 @@ class Projector:
         topic: str,
         pool: asyncpg.Pool,
         dead_letter: DeadLetter,
+        group_id: str = GROUP_ID,
         max_records: int = 2000,
     ) -> None:
+        self._group_id = group_id
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._pool = pool
@@ -68,7 +70,7 @@ class Projector:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
-            group_id=GROUP_ID,
+            group_id=self._group_id,
             client_id="registry-projector",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -94,10 +96,10 @@ class Projector:
             if envelope is not None:
                 events.append(envelope)
         async with self._pool.acquire() as connection, connection.transaction():
-            await store.apply_batch(
+            applied = await store.apply_batch(
                 connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
             )
-        self.applied += len(events)
+        self.applied += applied.events
 
     async def _read(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
         try:

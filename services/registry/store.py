@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -13,11 +14,11 @@ from services.registry import ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
 from shared.events import BatchMode, Envelope, Reason
 
-LOAD_APPLICATIONS = "SELECT * FROM registry.applications WHERE application_id = ANY($1::uuid[])"
-LOAD_LICENSES = "SELECT * FROM registry.licenses WHERE case_id = ANY($1::uuid[])"
-ALREADY_APPLIED = "SELECT event_id FROM registry.applied_events WHERE event_id = ANY($1::uuid[])"
+LOAD_APPLICATIONS = "SELECT * FROM applications WHERE application_id = ANY($1::uuid[])"
+LOAD_LICENSES = "SELECT * FROM licenses WHERE case_id = ANY($1::uuid[])"
+ALREADY_APPLIED = "SELECT event_id FROM applied_events WHERE event_id = ANY($1::uuid[])"
 UPSERT_APPLICATION = """
-INSERT INTO registry.applications (
+INSERT INTO applications (
     application_id, status, applicant_code, applicant_name, agency_code, destination_country,
     port_of_exit, quantity, reasons, license_number, submitted_at, decided_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
@@ -26,7 +27,7 @@ ON CONFLICT (application_id) DO UPDATE SET
     decided_at = EXCLUDED.decided_at
 """
 UPSERT_LICENSE = """
-INSERT INTO registry.licenses (
+INSERT INTO licenses (
     license_number, case_id, status, applicant_code, quantity, balance, declarations_used,
     valid_from, valid_to, port_of_exit, destination_country, batch_mode, vins, granted_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -34,17 +35,17 @@ ON CONFLICT (license_number) DO UPDATE SET
     status = EXCLUDED.status, balance = EXCLUDED.balance, declarations_used = EXCLUDED.declarations_used
 """
 INSERT_EXPORT = """
-INSERT INTO registry.exports (
+INSERT INTO exports (
     event_id, declaration_number, license_number, case_id, outcome, reason_code, reason_message,
     quantity, port_of_exit, export_date, vins, value, currency, recorded_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 """
-MARK_APPLIED = "INSERT INTO registry.applied_events (event_id) SELECT unnest($1::uuid[])"
+MARK_APPLIED = "INSERT INTO applied_events (event_id) SELECT unnest($1::uuid[])"
 SAVE_OFFSET = """
-INSERT INTO registry.partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
+INSERT INTO partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
 """
-STORED_OFFSETS = "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1"
+STORED_OFFSETS = "SELECT partition, next_offset FROM partition_offsets WHERE topic = $1"
 
 
 async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: str) -> dict[int, int]:
@@ -53,9 +54,17 @@ async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: s
     return {row["partition"]: row["next_offset"] for row in rows}
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What one batch changed: how many events were new, and the exports they judged."""
+
+    events: int
+    exports: list[ExportEntry]
+
+
 async def apply_batch(
     connection: asyncpg.Connection, *, topic: str, partition: int, events: Sequence[Envelope], next_offset: int
-) -> list[ExportEntry]:
+) -> Applied:
     """Fold ``events`` of one partition into the ledger, in the caller's transaction.
 
     Events already applied are skipped, so a redelivered batch changes nothing; the partition's
@@ -79,7 +88,7 @@ async def apply_batch(
     if fresh:
         await connection.execute(MARK_APPLIED, [e.event_id for e in fresh])
     await connection.execute(SAVE_OFFSET, topic, partition, next_offset)
-    return exports
+    return Applied(events=len(fresh), exports=exports)
 
 
 async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
@@ -205,10 +214,10 @@ def _license(row: asyncpg.Record) -> LicenseEntry:
 
 # Read side: what the HTTP API answers.
 
-APPLICATION = "SELECT * FROM registry.applications WHERE application_id = $1"
-LICENSE = "SELECT * FROM registry.licenses WHERE license_number = $1"
-LICENSE_CASE = "SELECT case_id FROM registry.licenses WHERE license_number = $1"
-EXPORTS_OF_DECLARATION = "SELECT * FROM registry.exports WHERE declaration_number = $1 ORDER BY recorded_at, event_id"
+APPLICATION = "SELECT * FROM applications WHERE application_id = $1"
+LICENSE = "SELECT * FROM licenses WHERE license_number = $1"
+LICENSE_CASE = "SELECT case_id FROM licenses WHERE license_number = $1"
+EXPORTS_OF_DECLARATION = "SELECT * FROM exports WHERE declaration_number = $1 ORDER BY recorded_at, event_id"
 
 
 async def application(pool: asyncpg.Pool, application_id: uuid.UUID) -> ApplicationEntry | None:

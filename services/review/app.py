@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @runtime.broker.subscriber(
         settings.topics.cases,
-        group_id="review",
+        group_id=settings.topics.group("review"),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="cases-review",

@@ -19,14 +19,14 @@ from shared.events import (
 PRODUCER = "review"
 
 LOCK_CASE = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
-STORED = "SELECT event FROM review.decisions WHERE submission_event_id = $1"
+STORED = "SELECT event FROM decisions WHERE submission_event_id = $1"
 RECORD = """
-INSERT INTO review.decisions (submission_event_id, case_id, decision_type, event) VALUES ($1, $2, $3, $4)
+INSERT INTO decisions (submission_event_id, case_id, decision_type, event) VALUES ($1, $2, $3, $4)
 """
 NEXT_NUMBER = """
-INSERT INTO review.license_sequences (issue_year, agency_code, last_number) VALUES ($1, $2, 1)
+INSERT INTO license_sequences (issue_year, agency_code, last_number) VALUES ($1, $2, 1)
 ON CONFLICT (issue_year, agency_code)
-DO UPDATE SET last_number = review.license_sequences.last_number + 1
+DO UPDATE SET last_number = license_sequences.last_number + 1
 RETURNING last_number
 """
 

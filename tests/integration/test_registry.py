@@ -10,6 +10,7 @@ from licensectl import samples
 from services.applications.submission import submitted
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
+from shared.db import create_pool
 from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, derived_event_id
 from shared.topics import Topics
 from tests.infra import Infrastructure
@@ -82,14 +83,18 @@ async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
 
 async def _project_until(infrastructure: Infrastructure, database_url: str, topics: Topics, applied: int) -> int:
     """Run a projector until it has applied ``applied`` events; return how many it applied."""
-    pool = await asyncpg.create_pool(database_url)
+    pool = await create_pool(database_url, schema="registry")
     dead: list[object] = []
 
     async def dead_letter(record: object, reason: object) -> None:
         dead.append((record, reason))
 
     projector = Projector(
-        bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases, pool=pool, dead_letter=dead_letter
+        bootstrap_servers=infrastructure.bootstrap_servers,
+        topic=topics.cases,
+        pool=pool,
+        dead_letter=dead_letter,
+        group_id=topics.group("registry"),
     )
     task = asyncio.create_task(projector.run())
     try:

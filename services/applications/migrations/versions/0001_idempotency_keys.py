@@ -14,7 +14,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        CREATE TABLE applications.idempotency_keys (
+        CREATE TABLE idempotency_keys (
             key            text PRIMARY KEY,
             application_id uuid NOT NULL,
             fingerprint    text NOT NULL,
@@ -25,4 +25,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE applications.idempotency_keys")
+    op.execute("DROP TABLE idempotency_keys")

@@ -14,7 +14,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        CREATE TABLE registry.applications (
+        CREATE TABLE applications (
             application_id      uuid PRIMARY KEY,
             status              text NOT NULL,
             applicant_code      text NOT NULL,
@@ -32,7 +32,7 @@ def upgrade() -> None:
     )
     op.execute(
         """
-        CREATE TABLE registry.licenses (
+        CREATE TABLE licenses (
             license_number      text PRIMARY KEY,
             case_id             uuid NOT NULL,
             status              text NOT NULL,
@@ -50,11 +50,11 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE INDEX licenses_case ON registry.licenses (case_id)")
-    op.execute("CREATE INDEX licenses_applicant ON registry.licenses (applicant_code)")
+    op.execute("CREATE INDEX licenses_case ON licenses (case_id)")
+    op.execute("CREATE INDEX licenses_applicant ON licenses (applicant_code)")
     op.execute(
         """
-        CREATE TABLE registry.exports (
+        CREATE TABLE exports (
             event_id            uuid PRIMARY KEY,
             declaration_number  text NOT NULL,
             license_number      text NOT NULL,
@@ -72,13 +72,13 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE INDEX exports_declaration ON registry.exports (declaration_number)")
-    op.execute("CREATE INDEX exports_license ON registry.exports (license_number)")
+    op.execute("CREATE INDEX exports_declaration ON exports (declaration_number)")
+    op.execute("CREATE INDEX exports_license ON exports (license_number)")
     # Written in the same transaction as the rows above: what is applied, and where each partition is.
-    op.execute("CREATE TABLE registry.applied_events (event_id uuid PRIMARY KEY)")
+    op.execute("CREATE TABLE applied_events (event_id uuid PRIMARY KEY)")
     op.execute(
         """
-        CREATE TABLE registry.partition_offsets (
+        CREATE TABLE partition_offsets (
             topic       text   NOT NULL,
             partition   int    NOT NULL,
             next_offset bigint NOT NULL,
@@ -90,4 +90,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in ("partition_offsets", "applied_events", "exports", "licenses", "applications"):
-        op.execute(f"DROP TABLE registry.{table}")
+        op.execute(f"DROP TABLE {table}")

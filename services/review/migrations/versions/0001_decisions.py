@@ -15,7 +15,7 @@ def upgrade() -> None:
     # One row per submission decided: a redelivered submission gets this decision again, never a second.
     op.execute(
         """
-        CREATE TABLE review.decisions (
+        CREATE TABLE decisions (
             submission_event_id uuid PRIMARY KEY,
             case_id             uuid NOT NULL,
             decision_type       text NOT NULL,
@@ -26,7 +26,7 @@ def upgrade() -> None:
     )
     op.execute(
         """
-        CREATE TABLE review.license_sequences (
+        CREATE TABLE license_sequences (
             issue_year  int  NOT NULL,
             agency_code text NOT NULL,
             last_number int  NOT NULL CHECK (last_number BETWEEN 1 AND 999999),
@@ -37,5 +37,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE review.license_sequences")
-    op.execute("DROP TABLE review.decisions")
+    op.execute("DROP TABLE license_sequences")
+    op.execute("DROP TABLE decisions")
