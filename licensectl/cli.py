@@ -8,8 +8,10 @@ import time
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 
 from licensectl import demo as demo_flow
+from services.registry.replay import replay as replay_ledger
 from shared.db import migrate_all
 from shared.kafka_admin import ensure_topics
 from shared.settings import ServiceSettings
@@ -50,6 +52,41 @@ def wait(urls: list[str], timeout: float = 60.0) -> None:
                 raise typer.Exit(1)
             time.sleep(0.3)
     console.print(f"healthy: {', '.join(urls)}")
+
+
+@app.command()
+def replay(
+    swap: bool = typer.Option(False, help="Make the rebuilt ledger live, atomically, if it matches."),
+    keep: bool = typer.Option(False, help="Keep the rebuilt schema for inspection."),
+) -> None:
+    """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
+    settings = ServiceSettings()
+    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task("folding licensing.cases", total=None)
+        result = asyncio.run(
+            replay_ledger(
+                database_url=settings.database_url,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                topic=settings.topics.cases,
+                swap=swap,
+                keep=keep,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        )
+    rate = result.events / result.seconds if result.seconds else 0.0
+    console.print(f"events folded: {result.events} in {result.seconds:.2f} s ({rate:,.0f} events/s)")
+    console.print(f"live ledger:    {result.live.digest} ({result.live.rows} rows)")
+    console.print(f"rebuilt ledger: {result.rebuilt.digest} ({result.rebuilt.rows} rows)")
+    if not result.matches:
+        console.print("[red bold]MISMATCH: the live ledger does not follow from the log")
+        for difference in result.differences:
+            console.print(f"  {difference.describe()}")
+        raise typer.Exit(1)
+    console.print("[green bold]equal: the live ledger follows from the log")
+    if result.swapped:
+        console.print("the rebuilt ledger is live; the previous one is kept as a retired schema")
+    elif keep:
+        console.print(f"rebuilt schema kept: {result.schema}")
 
 
 @app.command()

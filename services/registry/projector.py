@@ -96,17 +96,26 @@ class Projector:
             if envelope is not None:
                 events.append(envelope)
         async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(
                 connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
             )
         self.applied += applied.events
 
     async def _read(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
-        try:
-            return Envelope.from_bytes(record.value or b"")
-        except ValidationError as exc:
-            await self._dead_letter(record, Reason(code="unreadable_event", message=describe(exc)))
+        envelope = read_envelope(record)
+        if isinstance(envelope, Reason):
+            await self._dead_letter(record, envelope)
             return None
+        return envelope
+
+
+def read_envelope(record: ConsumerRecord[bytes, bytes]) -> Envelope | Reason:
+    """The event in ``record``, or why it cannot be read (the fold skips it, live and in replay)."""
+    try:
+        return Envelope.from_bytes(record.value or b"")
+    except ValidationError as exc:
+        return Reason(code="unreadable_event", message=describe(exc))
 
 
 async def run_forever(projector: Projector) -> None:

@@ -46,6 +46,11 @@ INSERT INTO partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
 """
 STORED_OFFSETS = "SELECT partition, next_offset FROM partition_offsets WHERE topic = $1"
+# Every batch holds this lock shared; swapping in a rebuilt ledger holds it exclusively, so no batch
+# straddles the swap (a batch's statements resolve their tables after the lock is granted).
+LEDGER_LOCK_KEY = 0x4C454447  # "LEDG"
+LEDGER_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK_KEY})"
+LEDGER_LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})"
 
 
 async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: str) -> dict[int, int]:

@@ -2,56 +2,18 @@
 
 import asyncio
 import uuid
-from datetime import date
 
 import asyncpg
 
 from licensectl import samples
-from services.applications.submission import submitted
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
 from shared.db import create_pool
-from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, derived_event_id
+from shared.events import derived_event_id
 from shared.topics import Topics
+from tests.histories import case, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, producer, read_topic, serving
-
-TODAY = date.today()
-
-
-def _granted(number: str, quantity: int = 10) -> LicenseGranted:
-    return LicenseGranted(
-        license_number=number,
-        applicant_code=samples.QILIN_MOTOR,
-        valid_from=TODAY,
-        valid_to=TODAY,
-        quantity=quantity,
-        value="1470000",
-        currency="CNY",
-        port_of_exit="CNSZX",
-        destination_country="MX",
-        trade_mode="general trade",
-        batch_mode="multi",
-    )
-
-
-def _export(number: str, sequence: int, quantity: int) -> ExportRecorded:
-    data = samples.declaration_data(number, f"53162026{sequence:010d}", quantity=quantity)
-    return ExportRecorded.model_validate(data)
-
-
-def _case(number: str, *exports: tuple[int, int]) -> list[Envelope]:
-    """A granted case with the given (sequence, quantity) exports, as its events in order."""
-    case_id = uuid.uuid4()
-    events: list[Event] = [_granted(number), *(_export(number, s, q) for s, q in exports)]
-    submission = submitted(samples.application(), application_id=case_id, channel="http")
-    return [submission, *(Envelope.wrap(e, case_id=case_id, producer="test") for e in events)]
-
-
-async def _publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:
-    async with producer(bootstrap) as send:
-        for envelope in events:
-            await send.send_and_wait(topic, envelope.to_bytes(), key=str(envelope.case_id).encode())
 
 
 async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -114,8 +76,8 @@ async def _done(condition: bool) -> bool | None:
 async def test_the_ledger_folds_grants_and_judges_exports(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    events = _case("26-44-000101", (1, 6), (2, 5), (3, 4))
-    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    events = case("26-44-000101", (1, 6), (2, 5), (3, 4))
+    await publish(infrastructure.bootstrap_servers, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=len(events))
     ledger = await _ledger(database_url)
     assert ledger["licenses"] == [("26-44-000101", "exhausted", 0, 2)]
@@ -130,11 +92,11 @@ async def test_the_ledger_folds_grants_and_judges_exports(
 async def test_a_restarted_projector_resumes_from_its_stored_offsets_and_applies_nothing_twice(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    first = _case("26-44-000201", (1, 3))
-    second = _case("26-44-000202", (2, 4))
-    await _publish(infrastructure.bootstrap_servers, topics.cases, first)
+    first = case("26-44-000201", (1, 3))
+    second = case("26-44-000202", (2, 4))
+    await publish(infrastructure.bootstrap_servers, topics.cases, first)
     assert await _project_until(infrastructure, database_url, topics, applied=len(first)) == len(first)
-    await _publish(infrastructure.bootstrap_servers, topics.cases, second)
+    await publish(infrastructure.bootstrap_servers, topics.cases, second)
     # A new projector applies only what came after the offsets stored with the ledger rows.
     assert await _project_until(infrastructure, database_url, topics, applied=len(second)) == len(second)
     ledger = await _ledger(database_url)
@@ -148,11 +110,11 @@ async def test_a_restarted_projector_resumes_from_its_stored_offsets_and_applies
 async def test_delivering_every_event_twice_leaves_the_ledger_unchanged(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    events = _case("26-44-000301", (1, 4), (2, 4), (3, 4))
-    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    events = case("26-44-000301", (1, 4), (2, 4), (3, 4))
+    await publish(infrastructure.bootstrap_servers, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=len(events))
     once = await _ledger(database_url)
-    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.bootstrap_servers, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=0)
     assert await _ledger(database_url) == once
     assert once["licenses"] == [("26-44-000301", "active", 2, 2)]
@@ -161,10 +123,10 @@ async def test_delivering_every_event_twice_leaves_the_ledger_unchanged(
 async def test_an_unreadable_event_is_dead_lettered_and_the_events_behind_it_still_apply(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    events = _case("26-44-000401", (1, 2))
+    events = case("26-44-000401", (1, 2))
     async with producer(infrastructure.bootstrap_servers) as send:
         await send.send_and_wait(topics.cases, b'{"type": "LicenseGranted"', key=str(events[0].case_id).encode())
-    await _publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.bootstrap_servers, topics.cases, events)
     settings = Settings(
         kafka_bootstrap_servers=infrastructure.bootstrap_servers,
         database_url=database_url,
@@ -190,7 +152,7 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     number = "26-44-000501"
-    await _publish(infrastructure.bootstrap_servers, topics.cases, _case(number))
+    await publish(infrastructure.bootstrap_servers, topics.cases, case(number))
     settings = Settings(
         kafka_bootstrap_servers=infrastructure.bootstrap_servers,
         database_url=database_url,

@@ -1,0 +1,181 @@
+"""Replay: rebuild the ledger from the case stream alone, and prove it equals the live one.
+
+The live ledger's stored offsets and its checksum are read in one snapshot; the log is folded from
+offset 0 up to exactly those offsets into a fresh schema; the two checksums are compared. ``swap``
+then makes the rebuilt ledger live, atomically, after catching it up with the live one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from services.registry import store
+from services.registry.checksum import Checksum, RowDifference, checksum, differences
+from services.registry.projector import read_envelope
+from shared.db import create_pool, migrate_async
+from shared.events import Envelope
+
+Progress = Callable[[int, int], None]  # (events read so far, events to read)
+STALL_SECONDS = 30
+
+
+class ReplayStalled(RuntimeError):
+    """The log ends before the offsets the live ledger has applied: it cannot be replayed whole."""
+
+
+@dataclass
+class ReplayResult:
+    live: Checksum
+    rebuilt: Checksum
+    events: int
+    seconds: float
+    schema: str
+    offsets: dict[int, int]
+    differences: list[RowDifference] = field(default_factory=list)
+    swapped: bool = False
+
+    @property
+    def matches(self) -> bool:
+        return self.live.digest == self.rebuilt.digest
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def live_offsets(connection: asyncpg.Connection, schema: str, topic: str) -> dict[int, int]:
+    rows = await connection.fetch(
+        f"SELECT partition, next_offset FROM {_q(schema)}.partition_offsets WHERE topic = $1", topic
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def replay(
+    *,
+    database_url: str,
+    bootstrap_servers: str,
+    topic: str,
+    live_schema: str = "registry",
+    swap: bool = False,
+    keep: bool = False,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """Fold ``topic`` into a fresh schema up to the live ledger's offsets and compare the two."""
+    started = time.perf_counter()
+    connection = await asyncpg.connect(database_url)
+    try:
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            offsets = await live_offsets(connection, live_schema, topic)
+            live = await checksum(connection, live_schema)
+        schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
+        await migrate_async("registry", database_url, schema=schema)
+        pool = await create_pool(database_url, schema=schema, max_size=2)
+        try:
+            events = await fold_log(pool, bootstrap_servers, topic, start={}, end=offsets, progress=progress)
+            async with connection.transaction(readonly=True):
+                rebuilt = await checksum(connection, schema)
+            result = ReplayResult(live, rebuilt, events, time.perf_counter() - started, schema, offsets)
+            if not result.matches:
+                async with connection.transaction(readonly=True):
+                    result.differences = await differences(connection, live=live_schema, rebuilt=schema)
+            elif swap:
+                await _swap(connection, pool, bootstrap_servers, topic, live_schema, schema, offsets)
+                result.swapped = True
+        finally:
+            await pool.close()
+        if not (keep or result.swapped):
+            await connection.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
+        return result
+    finally:
+        await connection.close()
+
+
+async def fold_log(
+    pool: asyncpg.Pool,
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    start: dict[int, int],
+    end: dict[int, int],
+    progress: Progress | None = None,
+    max_records: int = 5000,
+) -> int:
+    """Fold each partition's records from ``start`` (default 0) up to ``end`` into the pool's ledger."""
+    todo = {p: e for p, e in end.items() if e > start.get(p, 0)}
+    if not todo:
+        return 0
+    total, read = sum(e - start.get(p, 0) for p, e in todo.items()), 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in todo]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        last_read = time.monotonic()
+        while todo:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
+            if batches:
+                last_read = time.monotonic()
+            elif time.monotonic() - last_read > STALL_SECONDS:
+                raise ReplayStalled(f"{topic}: no records for {STALL_SECONDS}s; partitions still short: {todo}")
+            for tp, records in batches.items():
+                if tp.partition not in todo:
+                    continue
+                wanted = [r for r in records if r.offset < todo[tp.partition]]
+                if wanted:
+                    await _apply(pool, tp, wanted)
+                    read += len(wanted)
+                if records[-1].offset + 1 >= todo[tp.partition]:
+                    del todo[tp.partition]
+                    consumer.pause(tp)
+            if progress:
+                progress(read, total)
+    finally:
+        await consumer.stop()
+    return read
+
+
+async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    events = [e for e in map(read_envelope, records) if isinstance(e, Envelope)]
+    async with pool.acquire() as connection, connection.transaction():
+        await store.apply_batch(
+            connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
+        )
+
+
+async def _swap(
+    connection: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    bootstrap_servers: str,
+    topic: str,
+    live_schema: str,
+    schema: str,
+    folded: dict[int, int],
+) -> None:
+    """Make ``schema`` the live ledger: catch it up, then rename both schemas under the ledger lock."""
+    retired = f"{live_schema}_retired_{time.strftime('%Y%m%d%H%M%S')}"
+    while True:
+        current = await live_offsets(connection, live_schema, topic)
+        if current != folded:
+            await fold_log(pool, bootstrap_servers, topic, start=folded, end=current)
+            folded = current
+            continue
+        async with connection.transaction():
+            await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
+            if await live_offsets(connection, live_schema, topic) != folded:
+                continue  # the live ledger moved on while we waited for the lock: catch up again
+            await connection.execute(f"ALTER SCHEMA {_q(live_schema)} RENAME TO {_q(retired)}")
+            await connection.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(live_schema)}")
+            return

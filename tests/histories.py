@@ -1,0 +1,59 @@
+"""Event histories for tests: cases as the services would write them, published to a topic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+from licensectl import samples
+from services.applications.submission import submitted
+from shared.events import Envelope, Event, ExportRecorded, LicenseGranted
+from tests.support import producer
+
+TODAY = date.today()
+
+
+def granted(number: str, quantity: int = 10) -> LicenseGranted:
+    return LicenseGranted(
+        license_number=number,
+        applicant_code=samples.QILIN_MOTOR,
+        valid_from=TODAY,
+        valid_to=TODAY,
+        quantity=quantity,
+        value="1470000",
+        currency="CNY",
+        port_of_exit="CNSZX",
+        destination_country="MX",
+        trade_mode="general trade",
+        batch_mode="multi",
+    )
+
+
+def export(number: str, sequence: int, quantity: int, **overrides: object) -> ExportRecorded:
+    data = samples.declaration_data(number, f"53162026{sequence:010d}", quantity=quantity)
+    data.update(overrides)
+    return ExportRecorded.model_validate(data)
+
+
+def case(number: str, *exports: tuple[int, int]) -> list[Envelope]:
+    """A granted case with the given (sequence, quantity) exports, as its events in order."""
+    case_id = uuid.uuid4()
+    events: list[Event] = [granted(number), *(export(number, s, q) for s, q in exports)]
+    submission = submitted(samples.application(), application_id=case_id, channel="http")
+    return [submission, *(Envelope.wrap(e, case_id=case_id, producer="test") for e in events)]
+
+
+def many_cases(count: int, first_number: int = 1) -> list[Envelope]:
+    """``count`` cases, each with a few exports, some of which go past the balance."""
+    history: list[Envelope] = []
+    for i in range(count):
+        n = first_number + i
+        history += case(f"26-44-{n:06d}", (n * 10 + 1, 3 + i % 5), (n * 10 + 2, 4), (n * 10 + 3, 2 + i % 4))
+    return history
+
+
+async def publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:
+    async with producer(bootstrap) as send:
+        for envelope in events:
+            await send.send(topic, envelope.to_bytes(), key=str(envelope.case_id).encode())
+        await send.flush()

@@ -1,0 +1,149 @@
+"""Replay proves the ledger follows from the log, finds rows that do not, and swaps in a rebuild."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import asyncpg
+
+from services.registry.app import Settings, create_app
+from services.registry.replay import replay
+from shared.topics import Topics
+from tests.histories import many_cases, publish
+from tests.infra import ROOT, Infrastructure
+from tests.support import eventually, serving
+
+
+async def _applied_offsets(database_url: str, topic: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        query = "SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets WHERE topic = $1"
+        return int(await connection.fetchval(query, topic))
+    finally:
+        await connection.close()
+
+
+async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, topics: Topics, count: int) -> None:
+    """Publish ``count`` cases and let the registry fold them into the live ledger."""
+    history = many_cases(count)
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)):
+        await publish(infrastructure.bootstrap_servers, topics.cases, history)
+
+        async def caught_up() -> bool | None:
+            return True if await _applied_offsets(database_url, topics.cases) == len(history) else None
+
+        await eventually(caught_up, timeout=60, what="the live ledger to apply the history")
+
+
+async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: bool):  # type: ignore[no-untyped-def]
+    return await replay(
+        database_url=database_url,
+        bootstrap_servers=infrastructure.bootstrap_servers,
+        topic=topics.cases,
+        **options,
+    )
+
+
+async def _execute(database_url: str, sql: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    await connection.execute(sql)
+    await connection.close()
+
+
+async def test_replaying_the_whole_log_gives_the_live_ledgers_checksum(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    await _live_ledger_of(infrastructure, database_url, topics, count=40)
+    result = await _replay(infrastructure, database_url, topics)
+    assert result.matches, result.differences
+    assert result.events == 40 * 5
+    assert result.live.rows == result.rebuilt.rows == 40 * 2 + 40 * 3  # applications, licenses, exports
+
+
+async def test_a_ledger_row_that_no_event_supports_is_found(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    await _live_ledger_of(infrastructure, database_url, topics, count=5)
+    await _execute(
+        database_url,
+        """INSERT INTO registry.licenses SELECT '26-44-999999', case_id, status, applicant_code, quantity, balance,
+           declarations_used, valid_from, valid_to, port_of_exit, destination_country, batch_mode, vins, granted_at
+           FROM registry.licenses WHERE license_number = '26-44-000001'""",
+    )
+    result = await _replay(infrastructure, database_url, topics)
+    assert not result.matches
+    assert [d.describe() for d in result.differences] == [
+        "licenses 26-44-999999: in the live ledger, supported by no event"
+    ]
+
+
+async def test_a_ledger_row_altered_after_the_fact_is_found(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    await _live_ledger_of(infrastructure, database_url, topics, count=5)
+    await _execute(
+        database_url, "UPDATE registry.licenses SET balance = balance + 5 WHERE license_number = '26-44-000003'"
+    )
+    await _execute(database_url, "DELETE FROM registry.exports WHERE declaration_number = '531620260000000021'")
+    result = await _replay(infrastructure, database_url, topics)
+    assert not result.matches
+    described = {(d.table, d.kind) for d in result.differences}
+    assert ("licenses", "altered") in described and ("exports", "missing") in described
+    assert [d.key for d in result.differences if d.table == "licenses"] == ["26-44-000003"]
+
+
+async def test_licensectl_replay_exits_non_zero_when_the_ledgers_differ(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    await _live_ledger_of(infrastructure, database_url, topics, count=3)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+    }
+    command = [sys.executable, "-m", "licensectl", "replay"]
+    equal = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert equal.returncode == 0, equal.stdout + equal.stderr
+    assert "equal: the live ledger follows from the log" in equal.stdout
+    await _execute(database_url, "UPDATE registry.exports SET outcome = 'accepted' WHERE outcome = 'refused'")
+    differ = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert differ.returncode == 1
+    assert "MISMATCH" in differ.stdout and "exports" in differ.stdout
+
+
+async def test_swap_makes_the_rebuilt_ledger_live_and_the_registry_carries_on_in_it(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    first, second = many_cases(10), many_cases(10, first_number=100)
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)) as client:
+        await publish(infrastructure.bootstrap_servers, topics.cases, first)
+
+        async def applied(n: int) -> bool | None:
+            return True if await _applied_offsets(database_url, topics.cases) == n else None
+
+        await eventually(lambda: applied(len(first)), timeout=60, what="the first history applied")
+        swapped = await _replay(infrastructure, database_url, topics, swap=True)
+        assert swapped.matches and swapped.swapped
+        await publish(infrastructure.bootstrap_servers, topics.cases, second)
+        await eventually(lambda: applied(len(first) + len(second)), timeout=60, what="the second history applied")
+        answer = await client.get("/licenses/26-44-000105")
+        assert answer.status_code == 200
+    again = await _replay(infrastructure, database_url, topics)
+    assert again.matches and again.events == len(first) + len(second)
+    connection = await asyncpg.connect(database_url)
+    schemas = await connection.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'registry_retired_%'")
+    await connection.close()
+    assert len(schemas) == 1
