@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,10 @@ HAITONG_EXPORT = "9130432708GW1D44MT"  # distributor authorised by Qilin Motor f
 BEILING_AUTO = "91284904EX3M8KGM2W"  # manufacturer whose 2026 listing is suspended
 QILIN_MODEL = "QI7010BEV"  # brand Qilin, valid CCC
 QILIN_EXPIRED_CCC_MODEL = "QI7012BEV"
+# From reference data 2026.2 on (services/review/reference/generate.py fixes these rows):
+QILIN_UNPRICED_MODEL = "QI7013BEV"  # listed with valid CCC, but no reference price published
+QILIN_CONFIRMED_VIN = "LKMA7C1B9TS000042"  # Qilin Motor confirmed after-sales service for it in MX
+QILIN_UNCOVERED_COUNTRY = "NZ"  # Qilin Motor has no after-sales outlet there
 
 
 def application_data(**overrides: Any) -> dict[str, Any]:
@@ -60,3 +64,21 @@ def declaration_data(license_number: str, declaration_number: str, **overrides: 
 
 def declaration(license_number: str, declaration_number: str, **overrides: Any) -> ExportDeclaration:
     return ExportDeclaration.model_validate(declaration_data(license_number, declaration_number, **overrides))
+
+
+def used_vehicle_data(vin: str, first_registration: date, **overrides: Any) -> dict[str, Any]:
+    """A used vehicle of Qilin Motor's, transferred for export a week after its first registration."""
+    data: dict[str, Any] = {
+        "vin": vin,
+        "first_registration_date": first_registration.isoformat(),
+        "registered_owner": QILIN_MOTOR,
+        "transfer_date": (first_registration + timedelta(days=7)).isoformat(),
+    }
+    data.update(overrides)
+    return data
+
+
+def used_application(*vehicles: dict[str, Any], **overrides: Any) -> Application:
+    """The sample application for these used vehicles (one each), at a used-car price."""
+    data = {"condition": "used", "quantity": len(vehicles), "used_vehicles": list(vehicles), "unit_price": "98000.00"}
+    return application(**{**data, **overrides})

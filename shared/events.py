@@ -137,6 +137,8 @@ class Application(Frozen):
     payment_mode: Text
     transport_mode: Text
     used_vehicles: tuple[UsedVehicle, ...] = ()
+    license_year: Annotated[int, Field(ge=2000, le=2100)] | None = None
+    """The year the license is for; None means the year of the decision. Next year's from mid-December."""
 
     @property
     def total_value(self) -> Decimal:
@@ -187,6 +189,14 @@ class ApplicationRejected(Event):
     reasons: Annotated[tuple[Reason, ...], Field(min_length=1)]
 
 
+class ApplicationEscalated(Event):
+    """The rules cannot decide the application alone; an officer must, by ``due`` (rule 12)."""
+
+    TYPE: ClassVar[str] = "ApplicationEscalated"
+    reasons: Annotated[tuple[Reason, ...], Field(min_length=1)]
+    due: date
+
+
 class LicenseGranted(Event):
     """Review granted a license for the application of the case."""
 
@@ -231,7 +241,8 @@ class ExportRecorded(Event, ExportDeclaration):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (ApplicationSubmitted, ApplicationRejected, LicenseGranted, ExportRecorded)
+    cls.TYPE: cls
+    for cls in (ApplicationSubmitted, ApplicationRejected, ApplicationEscalated, LicenseGranted, ExportRecorded)
 }
 
 
@@ -310,3 +321,26 @@ class Envelope(Frozen):
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         return cls.model_validate_json(raw)
+
+
+class LicenseState(Frozen):
+    """A license as the ledger holds it after a change: the message of ``licensing.license-changes``.
+
+    Keyed by license number on a compacted topic, so the latest state of every license stays readable
+    from the start of the topic. ``as_of_event`` names the event that produced this state.
+    """
+
+    license_number: LicenseNumber
+    case_id: uuid.UUID
+    status: str
+    applicant_code: USCC
+    quantity: int
+    balance: int
+    declarations_used: int
+    valid_from: date
+    valid_to: date
+    port_of_exit: PortCode
+    destination_country: CountryCode
+    batch_mode: BatchMode
+    as_of_event: uuid.UUID
+    as_of: AwareDatetime

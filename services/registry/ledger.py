@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from shared.events import (
+    ApplicationEscalated,
     ApplicationRejected,
     ApplicationSubmitted,
     BatchMode,
@@ -28,6 +29,7 @@ MAX_DECLARATIONS = 12
 
 class ApplicationStatus(StrEnum):
     SUBMITTED = "submitted"
+    ESCALATED = "escalated"
     APPROVED = "approved"
     REJECTED = "rejected"
 
@@ -111,6 +113,8 @@ def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
         return _submitted(case, envelope, event), None
     if isinstance(event, ApplicationRejected):
         return _decided(case, envelope, ApplicationStatus.REJECTED, reasons=event.reasons), None
+    if isinstance(event, ApplicationEscalated):
+        return _decided(case, envelope, ApplicationStatus.ESCALATED, reasons=event.reasons), None
     if isinstance(event, LicenseGranted):
         return _granted(case, envelope, event), None
     if isinstance(event, ExportRecorded):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from faststream import AckPolicy
@@ -17,6 +18,8 @@ from shared.events import ApplicationSubmitted, Envelope, Reason
 from shared.intake import describe
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
+
+CHINA = ZoneInfo("Asia/Shanghai")  # dates of the regulation (validity, working days) are China's
 
 
 class Settings(ServiceSettings):
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @runtime.broker.subscriber(
         settings.topics.cases,
         group_id=settings.topics.group("review"),
+        group_instance_id=settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="cases-review",
@@ -52,8 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         envelope = await _read(runtime, message)
         if envelope is None or not isinstance(envelope.payload, ApplicationSubmitted):
             return
-        today = datetime.now(UTC).date()
-        decision = decide(envelope.payload.application, ref, today)
+        today = datetime.now(CHINA).date()
+        submitted = envelope.occurred_at.astimezone(CHINA).date()
+        decision = decide(envelope.payload.application, ref, today, submitted=submitted)
         await runtime.append(await decide_once(runtime.pool, envelope, decision, today))
 
     return app

@@ -6,8 +6,9 @@ from datetime import date
 
 import asyncpg
 
-from services.review.rules import Decision, Grant
+from services.review.rules import Decision, Escalate, Grant
 from shared.events import (
+    ApplicationEscalated,
     ApplicationRejected,
     ApplicationSubmitted,
     Envelope,
@@ -58,6 +59,8 @@ def decision_event(submission: Envelope, decision: Decision, number: str | None)
             batch_mode=decision.batch_mode,
             vins=tuple(v.vin for v in app.used_vehicles),
         )
+    elif isinstance(decision, Escalate):
+        event = ApplicationEscalated(reasons=decision.reasons, due=decision.due)
     else:
         event = ApplicationRejected(reasons=decision.reasons)
     return Envelope.wrap(

@@ -8,7 +8,7 @@ import asyncpg
 from licensectl import samples
 from services.applications.submission import submitted
 from services.review.app import Settings, create_app
-from shared.events import ApplicationRejected, LicenseGranted
+from shared.events import ApplicationEscalated, ApplicationRejected, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import envelopes, producer, read_topic, serving
@@ -63,3 +63,24 @@ async def test_an_ineligible_submission_is_rejected_with_reason_codes(
     [decision] = _decisions(records)
     assert isinstance(decision.payload, ApplicationRejected)
     assert [r.code for r in decision.payload.reasons] == ["model_not_listed", "unknown_port"]
+
+
+async def test_a_price_far_below_the_reference_is_escalated_to_an_officer_with_a_due_date(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    application_id = uuid.uuid4()
+    submission = submitted(samples.application(unit_price="20000.00"), application_id=application_id, channel="http")
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
+        await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+        records = await read_topic(
+            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
+        )
+    [decision] = _decisions(records)
+    assert isinstance(decision.payload, ApplicationEscalated)
+    assert [r.code for r in decision.payload.reasons] == ["price_below_reference"]
+    assert decision.payload.due > submission.occurred_at.date()

@@ -13,6 +13,7 @@ from services.registry.ledger import (
     apply,
 )
 from shared.events import (
+    ApplicationEscalated,
     ApplicationRejected,
     ApplicationSubmitted,
     Envelope,
@@ -148,3 +149,11 @@ def test_the_fold_is_deterministic() -> None:
         return case, exports
 
     assert run() == run()
+
+
+def test_escalation_puts_the_application_before_an_officer_with_its_reasons() -> None:
+    reasons = (Reason(code="price_below_reference", message="m"),)
+    case, _ = _fold(_submitted(), ApplicationEscalated(reasons=reasons, due=date(2026, 3, 13)))
+    assert case.application is not None
+    assert case.application.status is ApplicationStatus.ESCALATED
+    assert case.application.reasons == reasons
