@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 256 * 1024
+    # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
+    # restarted, they get their partitions back at once instead of after the session timeout.
+    instance_id: str | None = None
 
     @property
     def topics(self) -> Topics:

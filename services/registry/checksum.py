@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import asyncpg
 
 # Each ledger table with the key that orders it (and names a row in a report).
-LEDGER_TABLES: dict[str, str] = {
-    "applications": "application_id",
-    "licenses": "license_number",
-    "exports": "event_id",
+LEDGER_TABLES: dict[str, tuple[str, ...]] = {
+    "applications": ("application_id",),
+    "licenses": ("license_number",),
+    "exports": ("event_id",),
+    "license_history": ("license_number", "event_id"),
 }
 
 
@@ -37,7 +38,8 @@ async def checksum(connection: asyncpg.Connection, schema: str) -> Checksum:
     whole, tables, rows = hashlib.sha256(), {}, 0
     for table, key in LEDGER_TABLES.items():
         part = hashlib.sha256()
-        query = f"SELECT row_to_json(t)::text FROM {_quote(schema)}.{_quote(table)} t ORDER BY t.{_quote(key)}"
+        order = ", ".join(f"t.{_quote(k)}" for k in key)
+        query = f"SELECT row_to_json(t)::text FROM {_quote(schema)}.{_quote(table)} t ORDER BY {order}"
         async for record in connection.cursor(query, prefetch=5000):
             part.update(record[0].encode())
             part.update(b"\n")
@@ -77,11 +79,12 @@ async def differences(
 
 
 async def _keys_only_in(
-    connection: asyncpg.Connection, table: str, key: str, schema: str, other: str, limit: int
+    connection: asyncpg.Connection, table: str, key: tuple[str, ...], schema: str, other: str, limit: int
 ) -> set[str]:
     t = _quote(table)
+    named = ", ".join(f"j->>'{k}'" for k in key)
     query = (
-        f"SELECT j->>'{key}' FROM ("
+        f"SELECT concat_ws('/', {named}) FROM ("
         f"SELECT row_to_json(a)::jsonb AS j FROM {_quote(schema)}.{t} a "
         f"EXCEPT SELECT row_to_json(b)::jsonb FROM {_quote(other)}.{t} b) d ORDER BY 1 LIMIT {int(limit)}"
     )

@@ -16,7 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from services.registry import store
+from services.registry import outbox, store
 from shared.events import Envelope, Reason
 from shared.intake import describe
 
@@ -57,9 +57,13 @@ class Projector:
         pool: asyncpg.Pool,
         dead_letter: DeadLetter,
         group_id: str = GROUP_ID,
+        instance_id: str | None = None,
         max_records: int = 2000,
+        publish: outbox.Publish | None = None,
     ) -> None:
+        self._publish = publish
         self._group_id = group_id
+        self._instance_id = instance_id
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._pool = pool
@@ -71,6 +75,8 @@ class Projector:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
+            # A static member that restarts under the same id gets its partitions back at once.
+            group_instance_id=self._instance_id,
             client_id="registry-projector",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -90,17 +96,19 @@ class Projector:
             await consumer.stop()
 
     async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        events: list[Envelope] = []
+        events: list[store.Positioned] = []
         for record in records:
             envelope = await self._read(record)
             if envelope is not None:
-                events.append(envelope)
+                events.append(store.Positioned(record.offset, envelope))
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(
                 connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
             )
         self.applied += applied.events
+        if applied.changes and self._publish is not None:
+            await outbox.relay(self._pool, self._publish)
 
     async def _read(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
         envelope = read_envelope(record)
@@ -116,6 +124,18 @@ def read_envelope(record: ConsumerRecord[bytes, bytes]) -> Envelope | Reason:
         return Envelope.from_bytes(record.value or b"")
     except ValidationError as exc:
         return Reason(code="unreadable_event", message=describe(exc))
+
+
+async def relay_forever(pool: asyncpg.Pool, publish: outbox.Publish, interval: float = 1.0) -> None:
+    """Publish what a crash or a failed publish left in the outbox; the projector relays the rest."""
+    while True:
+        try:
+            await outbox.relay(pool, publish)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox relay failed; the changes stay in the outbox and are retried")
+        await asyncio.sleep(interval)
 
 
 async def run_forever(projector: Projector) -> None:

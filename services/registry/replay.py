@@ -148,7 +148,7 @@ async def fold_log(
 
 
 async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-    events = [e for e in map(read_envelope, records) if isinstance(e, Envelope)]
+    events = [store.Positioned(r.offset, e) for r in records if isinstance(e := read_envelope(r), Envelope)]
     async with pool.acquire() as connection, connection.transaction():
         await store.apply_batch(
             connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1

@@ -12,7 +12,7 @@ import asyncpg
 
 from services.registry import ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
-from shared.events import BatchMode, Envelope, Reason
+from shared.events import BatchMode, Envelope, LicenseState, Reason
 
 LOAD_APPLICATIONS = "SELECT * FROM applications WHERE application_id = ANY($1::uuid[])"
 LOAD_LICENSES = "SELECT * FROM licenses WHERE case_id = ANY($1::uuid[])"
@@ -40,6 +40,11 @@ INSERT INTO exports (
     quantity, port_of_exit, export_date, vins, value, currency, recorded_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 """
+INSERT_HISTORY = """
+INSERT INTO license_history (license_number, event_id, partition, "offset", occurred_at, state)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+"""
+INSERT_OUTBOX = "INSERT INTO outbox (license_number, state) VALUES ($1, $2::jsonb)"
 MARK_APPLIED = "INSERT INTO applied_events (event_id) SELECT unnest($1::uuid[])"
 SAVE_OFFSET = """
 INSERT INTO partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
@@ -60,40 +65,105 @@ async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: s
 
 
 @dataclass(frozen=True)
+class Positioned:
+    """An event with its offset in its partition."""
+
+    offset: int
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
 class Applied:
-    """What one batch changed: how many events were new, and the exports they judged."""
+    """What one batch changed: how many events were new, the exports they judged, the license states."""
 
     events: int
     exports: list[ExportEntry]
+    changes: list[LicenseState]
 
 
 async def apply_batch(
-    connection: asyncpg.Connection, *, topic: str, partition: int, events: Sequence[Envelope], next_offset: int
+    connection: asyncpg.Connection,
+    *,
+    topic: str,
+    partition: int,
+    events: Sequence[Positioned],
+    next_offset: int,
 ) -> Applied:
     """Fold ``events`` of one partition into the ledger, in the caller's transaction.
 
     Events already applied are skipped, so a redelivered batch changes nothing; the partition's
-    offset is stored with the rows, so a crash never separates the two.
+    offset is stored with the rows, so a crash never separates the two; each license that changed
+    gets a history row and an outbox row in the same transaction, so no change is ever lost.
     """
-    applied = {r["event_id"] for r in await connection.fetch(ALREADY_APPLIED, [e.event_id for e in events])}
-    fresh: list[Envelope] = []
-    for envelope in events:
-        if envelope.event_id not in applied:
-            applied.add(envelope.event_id)
-            fresh.append(envelope)
-    cases = await _load_cases(connection, {e.case_id for e in fresh})
+    fresh = await _not_yet_applied(connection, events)
+    cases = await _load_cases(connection, {p.envelope.case_id for p in fresh})
     exports: list[ExportEntry] = []
-    for envelope in fresh:
-        case = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
-        cases[envelope.case_id], export = ledger.apply(case, envelope)
-        if export is not None:
-            exports.append(export)
-    touched = {e.case_id for e in fresh}
-    await _save(connection, [cases[c] for c in touched], exports)
+    history: list[tuple[Any, ...]] = []
+    changes: list[LicenseState] = []
+    for positioned in fresh:
+        envelope = positioned.envelope
+        before = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
+        after, export = ledger.apply(before, envelope)
+        cases[envelope.case_id] = after
+        exports.extend([export] if export else [])
+        for license_ in _changed_licenses(before, after):
+            state = license_state(license_, envelope)
+            changes.append(state)
+            history.append(_history_args(state, partition, positioned.offset))
+    await _save(connection, [cases[c] for c in {p.envelope.case_id for p in fresh}], exports)
+    await _record_changes(connection, history, changes)
     if fresh:
-        await connection.execute(MARK_APPLIED, [e.event_id for e in fresh])
+        await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
     await connection.execute(SAVE_OFFSET, topic, partition, next_offset)
-    return Applied(events=len(fresh), exports=exports)
+    return Applied(events=len(fresh), exports=exports, changes=changes)
+
+
+async def _not_yet_applied(connection: asyncpg.Connection, events: Sequence[Positioned]) -> list[Positioned]:
+    ids = [p.envelope.event_id for p in events]
+    applied = {r["event_id"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
+    fresh: list[Positioned] = []
+    for positioned in events:
+        if positioned.envelope.event_id not in applied:
+            applied.add(positioned.envelope.event_id)
+            fresh.append(positioned)
+    return fresh
+
+
+def _changed_licenses(before: Case, after: Case) -> list[LicenseEntry]:
+    return [lic for number, lic in after.licenses.items() if before.licenses.get(number) != lic]
+
+
+def license_state(license_: LicenseEntry, cause: Envelope) -> LicenseState:
+    """The published form of a license, as of the event that produced it."""
+    return LicenseState(
+        license_number=license_.license_number,
+        case_id=license_.case_id,
+        status=license_.status.value,
+        applicant_code=license_.applicant_code,
+        quantity=license_.quantity,
+        balance=license_.balance,
+        declarations_used=license_.declarations_used,
+        valid_from=license_.valid_from,
+        valid_to=license_.valid_to,
+        port_of_exit=license_.port_of_exit,
+        destination_country=license_.destination_country,
+        batch_mode=license_.batch_mode,
+        as_of_event=cause.event_id,
+        as_of=cause.occurred_at,
+    )
+
+
+def _history_args(state: LicenseState, partition: int, offset: int) -> tuple[Any, ...]:
+    return (state.license_number, state.as_of_event, partition, offset, state.as_of, state.model_dump_json())
+
+
+async def _record_changes(
+    connection: asyncpg.Connection, history: list[tuple[Any, ...]], changes: list[LicenseState]
+) -> None:
+    if history:
+        await connection.executemany(INSERT_HISTORY, history)
+    if changes:
+        await connection.executemany(INSERT_OUTBOX, [(c.license_number, c.model_dump_json()) for c in changes])
 
 
 async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:

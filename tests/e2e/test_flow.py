@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,17 +10,11 @@ import pytest
 
 from licensectl import samples
 from shared.topics import Topics
-from tests.infra import ROOT, Infrastructure
+from tests.infra import Infrastructure
+from tests.processes import ServiceProcess
 from tests.support import eventually
 
 SERVICES = ("applications", "review", "registry")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -33,54 +22,21 @@ def services(
     infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
     """Each service started with ``python -m services.<name>``, as the run command starts them."""
-    urls, processes = {}, []
-    for name in SERVICES:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
-            "DATABASE_URL": database_url,
-            "LEDGER_TOPIC_NAMESPACE": topics.namespace,
-            f"{name.upper()}_PORT": str(port),
-        }
-        log = (tmp_path / f"{name}.log").open("w")
-        processes.append(
-            (
-                name,
-                log,
-                subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-                ),
-            )
-        )
-        urls[name] = f"http://127.0.0.1:{port}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        "DATABASE_URL": database_url,
+        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+    }
+    processes = [ServiceProcess(name, env, tmp_path) for name in SERVICES]
     try:
-        _wait_healthy(urls, processes, tmp_path)
-        yield urls
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.wait_healthy()
+        yield {p.name: p.url for p in processes}
     finally:
-        for _, _log, process in processes:
-            process.terminate()
-        for _, log, process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
-
-
-def _wait_healthy(urls: dict[str, str], processes: list, tmp_path: Path) -> None:  # type: ignore[type-arg]
-    deadline = time.monotonic() + 60
-    for name, url in urls.items():
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for _, _, p in processes):
-                logs = "\n".join(f"--- {n}\n{(tmp_path / f'{n}.log').read_text()[-3000:]}" for n in urls)
-                pytest.fail(f"{name} did not become healthy:\n{logs}")
-            time.sleep(0.3)
+        for process in processes:
+            process.stop()
 
 
 async def _get_when(client: httpx.AsyncClient, url: str, ready) -> dict:  # type: ignore[no-untyped-def,type-arg]

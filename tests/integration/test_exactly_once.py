@@ -1,0 +1,112 @@
+"""Killing the registry at any moment loses no event and applies none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from pathlib import Path
+
+import asyncpg
+
+from services.registry.ledger import Case, apply
+from shared.events import Envelope
+from shared.topics import Topics
+from tests.histories import many_cases, publish
+from tests.infra import Infrastructure
+from tests.processes import ServiceProcess
+from tests.support import eventually
+
+
+def pure_fold(history: list[Envelope]) -> tuple[set[tuple[object, ...]], set[tuple[object, ...]]]:
+    """The licenses and exports the log gives, folded in memory with no database at all."""
+    cases: dict[object, Case] = {}
+    exports: set[tuple[object, ...]] = set()
+    for envelope in history:
+        case = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
+        cases[envelope.case_id], export = apply(case, envelope)
+        if export is not None:
+            exports.add(
+                (export.declaration_number, export.outcome.value, export.reason.code if export.reason else None)
+            )
+    licenses = {
+        (n, lic.status.value, lic.balance, lic.declarations_used)
+        for case in cases.values()
+        for n, lic in case.licenses.items()
+    }
+    return licenses, exports
+
+
+async def _ledger(database_url: str) -> tuple[set[tuple[object, ...]], list[tuple[object, ...]]]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        licenses = await connection.fetch(
+            "SELECT license_number, status, balance, declarations_used FROM registry.licenses"
+        )
+        exports = await connection.fetch("SELECT declaration_number, outcome, reason_code FROM registry.exports")
+        return {tuple(r) for r in licenses}, [tuple(r) for r in exports]
+    finally:
+        await connection.close()
+
+
+async def _applied(database_url: str, topic: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        query = "SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets WHERE topic = $1"
+        return int(await connection.fetchval(query, topic))
+    finally:
+        await connection.close()
+
+
+async def _trickle(bootstrap: str, topic: str, history: list[Envelope], published: list[int]) -> None:
+    """Publish the history a few events at a time, so that kills find events in flight."""
+    for i in range(0, len(history), 20):
+        await publish(bootstrap, topic, history[i : i + 20])
+        published[0] = min(i + 20, len(history))
+        await asyncio.sleep(0.03)
+
+
+async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_nothing_twice(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    rng = random.Random(20261128)
+    history = many_cases(1000)
+    registry = ServiceProcess(
+        "registry",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+            "DATABASE_URL": database_url,
+            "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+            "REGISTRY_INSTANCE_ID": "registry-0",
+            "REGISTRY_BATCH_SIZE": "25",
+        },
+        tmp_path,
+    )
+    published = [0]
+    registry.start()
+    kills_in_flight = 0
+    try:
+        await asyncio.to_thread(registry.wait_healthy)
+        trickle = asyncio.create_task(_trickle(infrastructure.bootstrap_servers, topics.cases, history, published))
+        while not trickle.done():
+            # Soon after a restart the registry is still working off what arrived while it was down.
+            await asyncio.sleep(rng.uniform(0.0, 0.3))
+            in_flight = published[0] - await _applied(database_url, topics.cases)
+            registry.kill(signal.SIGKILL)
+            kills_in_flight += in_flight > 0
+            registry.start()
+            await asyncio.to_thread(registry.wait_healthy)
+        await trickle
+
+        async def caught_up() -> bool | None:
+            return True if await _applied(database_url, topics.cases) == len(history) else None
+
+        await eventually(caught_up, timeout=60, what="the registry to apply the whole log")
+    finally:
+        registry.stop()
+    expected_licenses, expected_exports = pure_fold(history)
+    licenses, exports = await _ledger(database_url)
+    assert licenses == expected_licenses
+    assert len(exports) == len(set(exports)) == len(expected_exports)  # none lost, none twice
+    assert set(exports) == expected_exports
+    assert kills_in_flight >= 2  # kills landed while events were published but not yet applied
