@@ -14,7 +14,7 @@ from pydantic_settings import SettingsConfigDict
 from services.applications import idempotency
 from services.applications.submission import fingerprint, submitted
 from shared.events import Application
-from shared.intake import BadInput, SubmitApplication, decode_command
+from shared.intake import BadInput, SubmitApplication, decode_command, keep_intake_body, parse_intake_record
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -77,10 +77,13 @@ def _add_intake(runtime: Runtime) -> None:
     @runtime.broker.subscriber(
         topic,
         group_id=runtime.settings.topics.group("applications-intake"),
+        group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-applications",
         description="SubmitApplication commands from agency backends.",
+        parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
+        decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
     async def on_submit(message: KafkaMessage) -> None:
         try:
