@@ -6,18 +6,19 @@ import asyncio
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from services.registry import store
 from services.registry.ledger import LicenseEntry
-from services.registry.projector import Projector, run_forever
-from shared.events import Envelope, ExportDeclaration, ExportRecorded, Reason, derived_event_id
-from shared.intake import BadInput, RecordExport, decode_command
+from services.registry.projector import Projector, relay_forever, run_forever
+from shared.events import Envelope, ExportDeclaration, ExportRecorded, LicenseState, Reason, derived_event_id
+from shared.intake import BadInput, RecordExport, decode_command, keep_intake_body, parse_intake_record
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -27,6 +28,7 @@ PRODUCER = "registry"
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
     port: int = 8003
+    batch_size: int = 2000
 
 
 class ApplicationView(BaseModel):
@@ -53,6 +55,17 @@ class LicenseView(BaseModel):
     port_of_exit: str
     destination_country: str
     batch_mode: str
+
+
+class LicensePage(BaseModel):
+    items: list[LicenseView]
+    next_after: str | None = None
+
+
+class LicenseVersion(BaseModel):
+    partition: int
+    offset: int
+    state: LicenseState
 
 
 class ExportAccepted(BaseModel):
@@ -84,14 +97,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Export license registry",
         description="The license ledger folded from the case stream; admits customs' exports against licenses.",
     )
-    _add_projector(runtime)
+    _add_projector(runtime, settings)
     _add_queries(app, runtime)
     _add_exports(app, runtime)
     return app
 
 
-def _add_projector(runtime: Runtime) -> None:
+def _add_projector(runtime: Runtime, settings: Settings) -> None:
     tasks: list[asyncio.Task[None]] = []
+    changes = runtime.broker.publisher(
+        settings.topics.license_changes,
+        title="license-changes",
+        schema=LicenseState,
+        description="Each license's state after each ledger commit; compacted, keyed by license number.",
+    )
+
+    async def publish(license_number: str, state: bytes) -> None:
+        await changes.publish(state, key=license_number.encode(), headers={"content-type": "application/json"})
 
     async def start(rt: Runtime) -> None:
         projector = Projector(
@@ -100,8 +122,12 @@ def _add_projector(runtime: Runtime) -> None:
             pool=rt.pool,
             dead_letter=rt.dead_letter,
             group_id=rt.settings.topics.group("registry"),
+            instance_id=settings.instance_id,
+            max_records=settings.batch_size,
+            publish=publish,
         )
         tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
+        tasks.append(asyncio.create_task(relay_forever(rt.pool, publish), name="outbox-relay"))
 
     async def stop(_: Runtime) -> None:
         for task in tasks:
@@ -132,12 +158,51 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         )
 
     @app.get("/licenses/{license_number}", response_model=LicenseView, tags=["queries"])
-    async def get_license(license_number: str) -> LicenseView:
-        """A license's status, balance, declarations used, validity, port and destination."""
-        entry = await store.license_(runtime.pool, license_number)
-        if entry is None:
+    async def get_license(
+        license_number: str,
+        as_of: Annotated[AwareDatetime | None, Query(description="the license as it stood at this instant")] = None,
+        as_of_offset: Annotated[
+            int | None, Query(ge=0, description="as it stood before this offset of its case's partition")
+        ] = None,
+    ) -> LicenseView:
+        """A license's status, balance, declarations used, validity, port and destination; now or as of."""
+        if as_of is not None and as_of_offset is not None:
+            raise HTTPException(422, "give as_of or as_of_offset, not both")
+        if as_of is None and as_of_offset is None:
+            entry = await store.license_(runtime.pool, license_number)
+            if entry is None:
+                raise HTTPException(404, f"no license {license_number}")
+            return _license_view(entry)
+        state = await store.license_as_of(runtime.pool, license_number, at=as_of, before_offset=as_of_offset)
+        if state is None:
+            raise HTTPException(404, f"license {license_number} did not exist at that point")
+        return LicenseView.model_validate(state.model_dump())
+
+    @app.get("/licenses", response_model=LicensePage, tags=["queries"])
+    async def list_licenses(
+        applicant: str | None = None,
+        status: str | None = None,
+        destination: str | None = None,
+        valid_on: date | None = None,
+        as_of: AwareDatetime | None = None,
+        after: Annotated[str | None, Query(description="the last license number of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> LicensePage:
+        """Licenses by applicant, status, destination and validity, in license-number order, now or as of."""
+        where = store.LicenseFilter(
+            applicant_code=applicant, status=status, destination_country=destination, valid_on=valid_on
+        )
+        found = await store.licenses(runtime.pool, where, as_of=as_of, after=after, limit=limit)
+        items = [LicenseView.model_validate(s.model_dump()) for s in found]
+        return LicensePage(items=items, next_after=items[-1].license_number if len(items) == limit else None)
+
+    @app.get("/licenses/{license_number}/history", response_model=list[LicenseVersion], tags=["queries"])
+    async def license_history(license_number: str) -> list[LicenseVersion]:
+        """Every state of the license in stream order, with the event and stream position that made it."""
+        versions = await store.license_history(runtime.pool, license_number)
+        if not versions:
             raise HTTPException(404, f"no license {license_number}")
-        return _license_view(entry)
+        return [LicenseVersion(partition=p, offset=o, state=s) for p, o, s in versions]
 
     @app.get("/exports/{declaration_number}", response_model=list[ExportView], tags=["exports"])
     async def get_export(declaration_number: str) -> list[ExportView]:
@@ -208,10 +273,13 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
     @runtime.broker.subscriber(
         runtime.settings.topics.intake_exports,
         group_id=runtime.settings.topics.group("registry-intake"),
+        group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-exports",
         description="RecordExport commands from customs backends.",
+        parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
+        decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
     async def on_record_export(message: KafkaMessage) -> None:
         try:
