@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.upcasters import upcast
+
 EVENT_NAMESPACE = uuid.UUID("5b0d6f1e-3c55-4c8a-9a43-3f1f8f3e2a10")
 """Namespace of every deterministic event id (UUIDv5) in the ledger."""
 
@@ -71,7 +73,14 @@ VIN = Annotated[str, StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")]
 LicenseNumber = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{2}-\d{6}$")]
 AgencyCode = Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
 CommodityCode = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL: one would pass validation and then stall the ledger's partition.
+    if "\x00" in text:
+        raise ValueError("text must not contain the NUL character")
+    return text
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
 
 
 class Role(StrEnum):
@@ -178,6 +187,7 @@ class ApplicationSubmitted(Event):
     """An application was received and passed validation; the case it opens has its id."""
 
     TYPE: ClassVar[str] = "ApplicationSubmitted"
+    SCHEMA_VERSION: ClassVar[int] = 2
     application: Application
     channel: Literal["http", "intake"]
 
@@ -238,6 +248,7 @@ class ExportRecorded(Event, ExportDeclaration):
     """Customs declared an export against a license; the ledger's fold admits or refuses it."""
 
     TYPE: ClassVar[str] = "ExportRecorded"
+    SCHEMA_VERSION: ClassVar[int] = 2
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -281,13 +292,15 @@ class Envelope(Frozen):
         event_class = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
         if event_class is None:
             raise UnknownEventType(f"unknown event type {kind!r}")
-        version = data.get("schema_version")
-        if not isinstance(version, int) or version != event_class.SCHEMA_VERSION:
+        version, payload = data.get("schema_version"), data.get("payload")
+        current = event_class.SCHEMA_VERSION
+        readable = isinstance(version, int) and not isinstance(version, bool) and isinstance(payload, dict)
+        upcasted = upcast(event_class.TYPE, version, payload, current) if readable else None  # type: ignore[arg-type]
+        if upcasted is None:
             raise UnsupportedSchemaVersion(
-                f"{kind} schema_version {version!r} is not supported "
-                f"(this service reads version {event_class.SCHEMA_VERSION})"
+                f"{kind} schema_version {version!r} is not supported (this service reads versions 1 to {current})"
             )
-        return {**data, "payload": event_class.model_validate(data.get("payload"))}
+        return {**data, "schema_version": current, "payload": event_class.model_validate(upcasted)}
 
     @classmethod
     def wrap(

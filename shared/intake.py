@@ -84,16 +84,16 @@ def decode_command(raw: bytes, *, expected: str, max_bytes: int) -> tuple[Intake
             "unsupported_schema_version",
             f"schema_version {version!r} is not supported; send {SUPPORTED_SCHEMA_VERSION}",
         )
-    try:
-        message = IntakeMessage.model_validate(data)
-        command = COMMAND_TYPES[kind].model_validate(message.payload)
-    except ValidationError as exc:
-        raise BadInput("invalid_fields", describe(exc)) from None
     nul = [path for path, text in _strings(data) if "\x00" in text]
     if nul:
         raise BadInput(
             "invalid_text", f"{', '.join(nul)}: contains a NUL character (\\u0000), which no text field may hold"
         )
+    try:
+        message = IntakeMessage.model_validate(data)
+        command = COMMAND_TYPES[kind].model_validate(message.payload)
+    except ValidationError as exc:
+        raise BadInput("invalid_fields", describe(exc)) from None
     return message, command
 
 
