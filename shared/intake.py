@@ -201,13 +201,10 @@ def dead_letter_headers(
     partition: int,
     offset: int,
     original: Iterable[tuple[str, bytes | None]],
-) -> list[tuple[str, bytes]]:
-    """The original headers, then where the message came from and why it was refused.
-
-    A null header value (valid in Kafka) is carried as empty: the dead-letter topic's headers are text.
-    """
+) -> list[tuple[str, bytes | None]]:
+    """The original headers, byte for byte (null values too), then where the message came from and why."""
     return [
-        *((key, value if value is not None else b"") for key, value in original),
+        *original,
         ("dlq.reason-code", reason.code.encode()),
         ("dlq.reason", reason.message.encode()),
         ("dlq.service", service.encode()),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,6 +42,13 @@ class Runtime:
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
     _pool: asyncpg.Pool | None = None
+    _raw_producer: AIOKafkaProducer | None = None
+
+    @property
+    def raw_producer(self) -> AIOKafkaProducer:
+        if self._raw_producer is None:
+            raise RuntimeError(f"{self.name}: the producer is used before start-up")
+        return self._raw_producer
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -68,11 +75,9 @@ class Runtime:
             offset=record.offset,
             original=list(record.headers),
         )
-        await self.broker.publish(
-            record.value or b"",
-            topic=self.settings.topics.dead_letter,
-            key=record.key,
-            headers={k: v.decode(errors="replace") for k, v in headers},
+        # Sent with aiokafka itself: faststream's headers are text, and the sender must get its bytes back.
+        await self.raw_producer.send_and_wait(
+            self.settings.topics.dead_letter, value=record.value, key=record.key, headers=headers
         )
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
@@ -114,6 +119,10 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     async def lifespan(_: Any) -> AsyncIterator[None]:
         await ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
         runtime._pool = await create_pool(settings.database_url, schema=name)
+        runtime._raw_producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        await runtime._raw_producer.start()
         try:
             await broker.start()
             for hook in runtime.on_start:
@@ -123,6 +132,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             for hook in reversed(runtime.on_stop):
                 await hook(runtime)
             await broker.stop()
+            await runtime.raw_producer.stop()
             await runtime.pool.close()
 
     broker = KafkaBroker(
