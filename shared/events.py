@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import pycountry
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     StringConstraints,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -251,9 +252,129 @@ class ExportRecorded(Event, ExportDeclaration):
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
+class ExportRefused(Event, ExportDeclaration):
+    """The registry's intake refused a declaration the fold cannot judge alone, kept on record with why.
+
+    Rule 9 (a VIN leaves once, across all licenses) spans cases and so partitions; the intake decides it
+    against its VIN claims and appends the verdict, so every reader and every replay folds the same one.
+    It shares the declaration's event id with ``ExportRecorded``: one declaration, one verdict in the log.
+    """
+
+    TYPE: ClassVar[str] = "ExportRefused"
+    reason: Reason
+
+
+class LicenseExpired(Event):
+    """The license's validity has passed (China time); emitted once per license by review's scheduler.
+
+    ``expired_on`` is the first day after ``valid_to``, so a second emission is identical in content too.
+    """
+
+    TYPE: ClassVar[str] = "LicenseExpired"
+    license_number: LicenseNumber
+    expired_on: date
+
+
+OfficerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+"""The review officer who acted, as the agency's directory names them."""
+Reasons = Annotated[tuple[Reason, ...], Field(min_length=1)]
+
+
+class ApplicationReturned(Event):
+    """An officer returned the escalated application for correction; ``reasons`` say what to correct."""
+
+    TYPE: ClassVar[str] = "ApplicationReturned"
+    officer: OfficerId
+    reasons: Reasons
+
+
+class ApplicationResubmitted(Event):
+    """The applicant corrected a returned application; review decides the corrected one afresh."""
+
+    TYPE: ClassVar[str] = "ApplicationResubmitted"
+    application: Application
+    returned_event_id: uuid.UUID
+    """The ``ApplicationReturned`` this answers (one resubmission per return)."""
+
+
+class ApplicationWithdrawn(Event):
+    """The applicant withdrew the application before it was decided; a decision after it is void."""
+
+    TYPE: ClassVar[str] = "ApplicationWithdrawn"
+    reason: Text | None = None
+
+
+class LicenseSuspended(Event):
+    """An officer suspended the license: no export passes on it until it is reinstated."""
+
+    TYPE: ClassVar[str] = "LicenseSuspended"
+    license_number: LicenseNumber
+    officer: OfficerId
+    reason: Reason
+
+
+class LicenseReinstated(Event):
+    """An officer lifted the license's suspension: it is active again on its remaining balance."""
+
+    TYPE: ClassVar[str] = "LicenseReinstated"
+    license_number: LicenseNumber
+    officer: OfficerId
+    note: Text | None = None
+
+
+class LicenseRevoked(Event):
+    """An officer revoked the license for good: no export passes on it again."""
+
+    TYPE: ClassVar[str] = "LicenseRevoked"
+    license_number: LicenseNumber
+    officer: OfficerId
+    reason: Reason
+
+
+class LicenseReplaced(Event):
+    """An officer replaced an active license (rule 10): it ends as replaced, and the successor opens on the
+    terms named here with the old license's remaining balance at this point of the stream (or ``quantity``,
+    if smaller). The successor keeps the applicant, batch mode and VINs of the old one."""
+
+    TYPE: ClassVar[str] = "LicenseReplaced"
+    license_number: LicenseNumber
+    successor_license_number: LicenseNumber
+    officer: OfficerId
+    reason: Reason
+    valid_from: date
+    valid_to: date
+    port_of_exit: PortCode
+    destination_country: CountryCode
+    quantity: Annotated[int, Field(ge=1)] | None = None
+    """A cap on the successor's quantity; None carries the whole remaining balance over."""
+
+    @model_validator(mode="after")
+    def _successor_is_another_valid_license(self) -> LicenseReplaced:
+        if self.valid_to < self.valid_from:
+            raise ValueError("valid_to must not precede valid_from")
+        if self.successor_license_number == self.license_number:
+            raise ValueError("a license cannot be its own successor")
+        return self
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (ApplicationSubmitted, ApplicationRejected, ApplicationEscalated, LicenseGranted, ExportRecorded)
+    for cls in (
+        ApplicationSubmitted,
+        ApplicationRejected,
+        ApplicationEscalated,
+        LicenseGranted,
+        ExportRecorded,
+        ExportRefused,
+        LicenseExpired,
+        ApplicationReturned,
+        ApplicationResubmitted,
+        ApplicationWithdrawn,
+        LicenseSuspended,
+        LicenseReinstated,
+        LicenseRevoked,
+        LicenseReplaced,
+    )
 }
 
 
@@ -357,3 +478,14 @@ class LicenseState(Frozen):
     batch_mode: BatchMode
     as_of_event: uuid.UUID
     as_of: AwareDatetime
+
+
+def case_event_schema() -> type[BaseModel]:
+    """The envelope with its payload spelled out as each event type, for the AsyncAPI documents."""
+    payload: Any = Union[tuple(EVENT_TYPES.values())]  # noqa: UP007 - a union built from the registry of types
+    return create_model(
+        "CaseEvent",
+        __base__=Envelope,
+        __doc__="An event of a license case: the envelope and one of the typed payloads.",
+        payload=(payload, ...),
+    )

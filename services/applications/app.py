@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from services.applications import idempotency
+from services.applications.lifecycle import add_lifecycle
 from services.applications.submission import fingerprint, submitted
 from shared.events import Application
 from shared.intake import BadInput, SubmitApplication, decode_command, keep_intake_body, parse_intake_record
@@ -38,10 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "applications",
         settings,
         title="Export license applications",
-        description="Takes license applications, validates them and appends ApplicationSubmitted.",
+        description="Takes license applications, validates them and appends ApplicationSubmitted; "
+        "withdrawals and resubmissions after an officer's return.",
     )
     _add_http(app, runtime)
     _add_intake(runtime)
+    add_lifecycle(app, runtime)
     return app
 
 
@@ -76,7 +79,7 @@ def _add_intake(runtime: Runtime) -> None:
 
     @runtime.broker.subscriber(
         topic,
-        group_id=runtime.settings.topics.group("applications-intake"),
+        group_id=runtime.consumes(runtime.settings.topics.group("applications-intake"), topic),
         group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -8,17 +8,28 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query
+import asyncpg
+from fastapi import FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.registry import store
+from services.registry import ledger, store
 from services.registry.ledger import LicenseEntry
 from services.registry.projector import Projector, relay_forever, run_forever
-from shared.events import Envelope, ExportDeclaration, ExportRecorded, LicenseState, Reason, derived_event_id
+from shared.events import (
+    VIN,
+    Envelope,
+    ExportDeclaration,
+    ExportRecorded,
+    ExportRefused,
+    LicenseState,
+    Reason,
+    derived_event_id,
+)
 from shared.intake import BadInput, RecordExport, decode_command, keep_intake_body, parse_intake_record
+from shared.metrics import stored_positions
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -87,6 +98,15 @@ class ExportView(BaseModel):
     export_date: date
     value: Decimal
     currency: str
+    vins: list[str] = []
+    recorded_at: datetime | None = None
+
+
+class PreCheck(BaseModel):
+    """Whether the ledger would accept the declaration if it were recorded now, and if not, why."""
+
+    would_pass: bool
+    reason: Reason | None = None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -115,6 +135,14 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     async def publish(license_number: str, state: bytes) -> None:
         await changes.publish(state, key=license_number.encode(), headers={"content-type": "application/json"})
 
+    async def stored() -> dict[int, int]:
+        return await store.stored_offsets(runtime.pool, settings.topics.cases)
+
+    runtime.metrics.watch(
+        settings.topics.group("registry"),
+        stored_positions(settings.kafka_bootstrap_servers, settings.topics.cases, stored),
+    )
+
     async def start(rt: Runtime) -> None:
         projector = Projector(
             bootstrap_servers=rt.settings.kafka_bootstrap_servers,
@@ -125,6 +153,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             instance_id=settings.instance_id,
             max_records=settings.batch_size,
             publish=publish,
+            on_applied=rt.metrics.events_applied.inc,
         )
         tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
         tasks.append(asyncio.create_task(relay_forever(rt.pool, publish), name="outbox-relay"))
@@ -210,20 +239,28 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         rows = await store.exports_of_declaration(runtime.pool, declaration_number)
         if not rows:
             raise HTTPException(404, f"declaration {declaration_number} is not in the ledger (yet)")
-        return [
-            ExportView(
-                declaration_number=r["declaration_number"],
-                license_number=r["license_number"],
-                outcome=r["outcome"],
-                reason=Reason(code=r["reason_code"], message=r["reason_message"]) if r["reason_code"] else None,
-                quantity=r["quantity"],
-                port_of_exit=r["port_of_exit"],
-                export_date=r["export_date"],
-                value=r["value"],
-                currency=r["currency"],
-            )
-            for r in rows
-        ]
+        return [_export_view(r) for r in rows]
+
+    @app.get("/vins/{vin}/exports", response_model=list[ExportView], tags=["exports"])
+    async def exports_of_vin(vin: Annotated[VIN, Path(description="a 17-character VIN")]) -> list[ExportView]:
+        """Every export that declared this VIN, accepted or refused, in the order the ledger recorded them."""
+        return [_export_view(r) for r in await store.exports_of_vin(runtime.pool, vin)]
+
+
+def _export_view(r: asyncpg.Record) -> ExportView:
+    return ExportView(
+        declaration_number=r["declaration_number"],
+        license_number=r["license_number"],
+        outcome=r["outcome"],
+        reason=Reason(code=r["reason_code"], message=r["reason_message"]) if r["reason_code"] else None,
+        quantity=r["quantity"],
+        port_of_exit=r["port_of_exit"],
+        export_date=r["export_date"],
+        value=r["value"],
+        currency=r["currency"],
+        vins=list(r["vins"]),
+        recorded_at=r["recorded_at"],
+    )
 
 
 def _license_view(entry: LicenseEntry) -> LicenseView:
@@ -242,20 +279,50 @@ def _license_view(entry: LicenseEntry) -> LicenseView:
     )
 
 
+def declaration_event_id(declaration: ExportDeclaration) -> uuid.UUID:
+    """One id per declaration, whichever verdict event carries it: a resent one is a duplicate."""
+    return derived_event_id(f"{declaration.license_number}/{declaration.declaration_number}", "export")
+
+
 async def admit(runtime: Runtime, declaration: ExportDeclaration) -> Envelope:
-    """Append customs' declaration to its license's case; the fold accepts or refuses it there."""
+    """Append customs' declaration to its license's case; the fold accepts or refuses it there.
+
+    Rule 9 spans cases, which the fold cannot see across, so the VINs are claimed here first: a VIN that
+    another declaration holds makes the appended event an ``ExportRefused`` (docs/vin-uniqueness.md).
+    """
     case_id = await store.license_case(runtime.pool, declaration.license_number)
     if case_id is None:
         raise BadInput("unknown_license", f"no license {declaration.license_number} in the ledger")
-    event = ExportRecorded(**declaration.model_dump())
-    envelope = Envelope.wrap(
-        event,
-        case_id=case_id,
-        producer=PRODUCER,
-        event_id=derived_event_id(f"{declaration.license_number}/{declaration.declaration_number}", "export"),
-    )
-    await runtime.append(envelope)
+    event_id = declaration_event_id(declaration)
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        # Shared like a ledger batch, so a replay's swap carries the claims over with nothing in flight.
+        await connection.execute(store.LEDGER_LOCK_SHARED)
+        taken = await store.claim_vins(
+            connection,
+            vins=declaration.vins,
+            declaration=declaration.declaration_number,
+            license_number=declaration.license_number,
+            event_id=event_id,
+        )
+        fields = declaration.model_dump()
+        event = ExportRecorded(**fields) if taken is None else ExportRefused(**fields, reason=taken)
+        envelope = Envelope.wrap(event, case_id=case_id, producer=PRODUCER, event_id=event_id)
+        # Appended before the claims commit: an append that fails leaves no claim behind to block the VINs.
+        await runtime.append(envelope)
     return envelope
+
+
+async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Reason | None:
+    """Why the ledger would refuse ``declaration`` now, or None; reads the ledger and the claims, writes nothing."""
+    case_id = await store.license_case(pool, declaration.license_number)
+    if case_id is None:
+        return Reason(code="unknown_license", message=f"no license {declaration.license_number} in the ledger")
+    event_id = declaration_event_id(declaration)
+    if any(r["event_id"] == event_id for r in await store.exports_of_declaration(pool, declaration.declaration_number)):
+        return Reason(code="already_recorded", message=f"declaration {declaration.declaration_number} is recorded")
+    export = ExportRecorded(**declaration.model_dump())
+    case = await store.load_case(pool, case_id)
+    return ledger.judge(case, export) or await store.vin_claimed_elsewhere(pool, export.vins, event_id)
 
 
 def _add_exports(app: FastAPI, runtime: Runtime) -> None:
@@ -270,9 +337,17 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
             status_url=f"/exports/{declaration.declaration_number}",
         )
 
+    @app.post("/exports/check", response_model=PreCheck, tags=["exports"])
+    async def check_export(declaration: ExportDeclaration) -> PreCheck:
+        """Customs' pre-check: would this declaration pass now? Judged by the ledger; nothing is recorded."""
+        reason = await would_refuse(runtime.pool, declaration)
+        return PreCheck(would_pass=reason is None, reason=reason)
+
     @runtime.broker.subscriber(
         runtime.settings.topics.intake_exports,
-        group_id=runtime.settings.topics.group("registry-intake"),
+        group_id=runtime.consumes(
+            runtime.settings.topics.group("registry-intake"), runtime.settings.topics.intake_exports
+        ),
         group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,

@@ -16,11 +16,21 @@ from enum import StrEnum
 from shared.events import (
     ApplicationEscalated,
     ApplicationRejected,
+    ApplicationResubmitted,
+    ApplicationReturned,
     ApplicationSubmitted,
+    ApplicationWithdrawn,
     BatchMode,
     Envelope,
+    Event,
     ExportRecorded,
+    ExportRefused,
+    LicenseExpired,
     LicenseGranted,
+    LicenseReinstated,
+    LicenseReplaced,
+    LicenseRevoked,
+    LicenseSuspended,
     Reason,
 )
 
@@ -32,11 +42,17 @@ class ApplicationStatus(StrEnum):
     ESCALATED = "escalated"
     APPROVED = "approved"
     REJECTED = "rejected"
+    RETURNED = "returned"
+    WITHDRAWN = "withdrawn"
 
 
 class LicenseStatus(StrEnum):
     ACTIVE = "active"
     EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    REPLACED = "replaced"
 
 
 class Outcome(StrEnum):
@@ -104,11 +120,15 @@ class Case:
     case_id: uuid.UUID
     application: ApplicationEntry | None = None
     licenses: dict[str, LicenseEntry] = field(default_factory=dict)
+    exported_vins: frozenset[str] = frozenset()
+    """The VINs of the case's accepted exports (rule 9 within the case; across cases, the intake decides)."""
 
 
 def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
     """The case after ``envelope``, and the export entry it records, if it is an export."""
     event = envelope.payload
+    if _void_after_withdrawal(case, event):
+        return case, None
     if isinstance(event, ApplicationSubmitted):
         return _submitted(case, envelope, event), None
     if isinstance(event, ApplicationRejected):
@@ -118,7 +138,13 @@ def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
     if isinstance(event, LicenseGranted):
         return _granted(case, envelope, event), None
     if isinstance(event, ExportRecorded):
-        return _exported(case, envelope, event)
+        return _exported_once(case, envelope, event)
+    if isinstance(event, ExportRefused):
+        return case, _entry(case, envelope, event, event.reason)
+    if isinstance(event, LicenseExpired):
+        return _expired(case, event), None
+    if isinstance(event, LIFECYCLE):
+        return _lifecycle(case, envelope, event), None
     return case, None
 
 
@@ -245,3 +271,183 @@ def _exported(case: Case, envelope: Envelope, event: ExportRecorded) -> tuple[Ca
         status=LicenseStatus.EXHAUSTED if balance == 0 else license_.status,
     )
     return replace(case, licenses={**case.licenses, used.license_number: used}), entry
+
+
+def judge(case: Case, export: ExportRecorded) -> Reason | None:
+    """Why the case, as it stands, refuses ``export``, or None: the license's terms, then its VINs."""
+    return refusal(case.licenses.get(export.license_number), export) or _repeated_vin(case, export)
+
+
+def _repeated_vin(case: Case, export: ExportRecorded) -> Reason | None:
+    if len(set(export.vins)) != len(export.vins):
+        return Reason(code="vin_listed_twice", message="the declaration lists a VIN more than once")
+    repeated = sorted(case.exported_vins.intersection(export.vins))
+    if repeated:
+        return Reason(code="vin_already_exported", message=f"VIN {repeated[0]} was already exported on this case")
+    return None
+
+
+def _exported_once(case: Case, envelope: Envelope, event: ExportRecorded) -> tuple[Case, ExportEntry]:
+    """An export judged by the license's terms and by rule 9 within the case; accepted VINs are remembered."""
+    repeated = None if refusal(case.licenses.get(event.license_number), event) else _repeated_vin(case, event)
+    if repeated is not None:
+        return case, _entry(case, envelope, event, repeated)
+    after, entry = _exported(case, envelope, event)
+    if entry.outcome is Outcome.ACCEPTED and event.vins:
+        after = replace(after, exported_vins=after.exported_vins.union(event.vins))
+    return after, entry
+
+
+def _entry(case: Case, envelope: Envelope, export: ExportRecorded | ExportRefused, reason: Reason) -> ExportEntry:
+    """A refused export as the ledger keeps it on record (rule 11)."""
+    return ExportEntry(
+        event_id=envelope.event_id,
+        declaration_number=export.declaration_number,
+        license_number=export.license_number,
+        case_id=case.case_id,
+        outcome=Outcome.REFUSED,
+        quantity=export.quantity,
+        port_of_exit=export.port_of_exit,
+        export_date=export.export_date,
+        vins=export.vins,
+        value=export.value,
+        currency=export.currency,
+        recorded_at=envelope.occurred_at,
+        reason=reason,
+    )
+
+
+# A suspended license (officer actions) also ends when its validity passes; ended ones stay as they ended.
+_IN_FORCE = frozenset(s for s in LicenseStatus if s.value in {"active", "suspended"})
+
+
+def _expired(case: Case, event: LicenseExpired) -> Case:
+    license_ = case.licenses.get(event.license_number)
+    if license_ is None or license_.status not in _IN_FORCE:
+        return case
+    ended = replace(license_, status=LicenseStatus.EXPIRED)
+    return replace(case, licenses={**case.licenses, ended.license_number: ended})
+
+
+# The rest of the lifecycle: officers' returns and license actions, the applicant's resubmission and withdrawal.
+
+Lifecycle = (
+    ApplicationReturned
+    | ApplicationResubmitted
+    | ApplicationWithdrawn
+    | LicenseSuspended
+    | LicenseReinstated
+    | LicenseRevoked
+    | LicenseReplaced
+)
+LIFECYCLE = (
+    ApplicationReturned,
+    ApplicationResubmitted,
+    ApplicationWithdrawn,
+    LicenseSuspended,
+    LicenseReinstated,
+    LicenseRevoked,
+    LicenseReplaced,
+)
+_UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
+_DECISIONS = (ApplicationRejected, ApplicationEscalated, ApplicationReturned, LicenseGranted)
+# Which license statuses each officer action applies to, and the status it leaves; any other is a no-op.
+_LICENSE_ACTIONS: dict[type[Event], tuple[frozenset[LicenseStatus], LicenseStatus]] = {
+    LicenseSuspended: (frozenset({LicenseStatus.ACTIVE}), LicenseStatus.SUSPENDED),
+    LicenseReinstated: (frozenset({LicenseStatus.SUSPENDED}), LicenseStatus.ACTIVE),
+    LicenseRevoked: (
+        frozenset({LicenseStatus.ACTIVE, LicenseStatus.SUSPENDED, LicenseStatus.EXHAUSTED}),
+        LicenseStatus.REVOKED,
+    ),
+}
+
+
+def _void_after_withdrawal(case: Case, event: Event) -> bool:
+    """A decision appended after the applicant's withdrawal lost the race to it: the withdrawal stands."""
+    application = case.application
+    return (
+        application is not None and application.status is ApplicationStatus.WITHDRAWN and isinstance(event, _DECISIONS)
+    )
+
+
+def _lifecycle(case: Case, envelope: Envelope, event: Lifecycle) -> Case:
+    if isinstance(event, ApplicationReturned):
+        return _decided(case, envelope, ApplicationStatus.RETURNED, reasons=event.reasons)
+    if isinstance(event, ApplicationResubmitted):
+        return _resubmitted(case, envelope, event)
+    if isinstance(event, ApplicationWithdrawn):
+        return _withdrawn(case, envelope)
+    if isinstance(event, LicenseReplaced):
+        return _replaced(case, envelope, event)
+    return _license_action(case, event)
+
+
+def _resubmitted(case: Case, envelope: Envelope, event: ApplicationResubmitted) -> Case:
+    """The corrected application stands in for the returned one, submitted again (rule 12 counts anew)."""
+    if case.application is not None and case.application.status is not ApplicationStatus.RETURNED:
+        return case
+    app = event.application
+    entry = ApplicationEntry(
+        application_id=case.case_id,
+        status=ApplicationStatus.SUBMITTED,
+        applicant_code=app.applicant.code,
+        applicant_name=app.applicant.name,
+        agency_code=app.agency_code,
+        destination_country=app.destination_country,
+        port_of_exit=app.port_of_exit,
+        quantity=app.quantity,
+        submitted_at=envelope.occurred_at,
+    )
+    return replace(case, application=entry)
+
+
+def _withdrawn(case: Case, envelope: Envelope) -> Case:
+    """Only an undecided application can be withdrawn; a withdrawal that lost the race to a decision is void."""
+    if case.application is None or case.application.status not in _UNDECIDED:
+        return case
+    return _decided(case, envelope, ApplicationStatus.WITHDRAWN)
+
+
+def _license_action(case: Case, event: LicenseSuspended | LicenseReinstated | LicenseRevoked) -> Case:
+    license_ = case.licenses.get(event.license_number)
+    applies_to, status = _LICENSE_ACTIONS[type(event)]
+    if license_ is None or license_.status not in applies_to:
+        return case
+    changed = replace(license_, status=status)
+    return replace(case, licenses={**case.licenses, changed.license_number: changed})
+
+
+def carried_balance(old: LicenseEntry, cap: int | None) -> int:
+    """What a successor carries over: the remaining balance, or less if the officer caps it.
+
+    A used-vehicle license is one batch of exactly its VINs, so it always carries the whole batch.
+    """
+    if old.batch_mode is BatchMode.SINGLE or cap is None:
+        return old.balance
+    return min(cap, old.balance)
+
+
+def _replaced(case: Case, envelope: Envelope, event: LicenseReplaced) -> Case:
+    """Rule 10: the old license ends as replaced; the successor opens with the remaining balance."""
+    old = case.licenses.get(event.license_number)
+    if old is None or old.status is not LicenseStatus.ACTIVE or event.successor_license_number in case.licenses:
+        return case
+    carried = carried_balance(old, event.quantity)
+    successor = replace(
+        old,
+        license_number=event.successor_license_number,
+        quantity=carried,
+        balance=carried,
+        declarations_used=0,
+        valid_from=event.valid_from,
+        valid_to=event.valid_to,
+        port_of_exit=event.port_of_exit,
+        destination_country=event.destination_country,
+        granted_at=envelope.occurred_at,
+    )
+    ended = replace(old, status=LicenseStatus.REPLACED)
+    licenses = {**case.licenses, ended.license_number: ended, successor.license_number: successor}
+    application = case.application
+    if application is not None and application.license_number == old.license_number:
+        application = replace(application, license_number=successor.license_number)
+    return replace(case, licenses=licenses, application=application)

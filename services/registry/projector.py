@@ -60,8 +60,10 @@ class Projector:
         instance_id: str | None = None,
         max_records: int = 2000,
         publish: outbox.Publish | None = None,
+        on_applied: Callable[[int], None] | None = None,
     ) -> None:
         self._publish = publish
+        self._on_applied = on_applied
         self._group_id = group_id
         self._instance_id = instance_id
         self._bootstrap = bootstrap_servers
@@ -107,6 +109,8 @@ class Projector:
                 connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
             )
         self.applied += applied.events
+        if self._on_applied is not None:
+            self._on_applied(applied.events)
         if applied.changes and self._publish is not None:
             await outbox.relay(self._pool, self._publish)
 

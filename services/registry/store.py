@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from services.registry import ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
@@ -17,6 +18,10 @@ from shared.events import BatchMode, Envelope, LicenseState, Reason
 
 LOAD_APPLICATIONS = "SELECT * FROM applications WHERE application_id = ANY($1::uuid[])"
 LOAD_LICENSES = "SELECT * FROM licenses WHERE case_id = ANY($1::uuid[])"
+LOAD_EXPORTED_VINS = """
+SELECT case_id, array_agg(vin) AS vins FROM exports, unnest(vins) AS vin
+WHERE case_id = ANY($1::uuid[]) AND outcome = 'accepted' GROUP BY case_id
+"""
 ALREADY_APPLIED = "SELECT event_id FROM applied_events WHERE event_id = ANY($1::uuid[])"
 UPSERT_APPLICATION = """
 INSERT INTO applications (
@@ -25,7 +30,11 @@ INSERT INTO applications (
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
 ON CONFLICT (application_id) DO UPDATE SET
     status = EXCLUDED.status, reasons = EXCLUDED.reasons, license_number = EXCLUDED.license_number,
-    decided_at = EXCLUDED.decided_at
+    decided_at = EXCLUDED.decided_at,
+    -- a resubmission replaces the application's terms (the applicant stays the same)
+    applicant_name = EXCLUDED.applicant_name, agency_code = EXCLUDED.agency_code,
+    destination_country = EXCLUDED.destination_country, port_of_exit = EXCLUDED.port_of_exit,
+    quantity = EXCLUDED.quantity, submitted_at = EXCLUDED.submitted_at
 """
 UPSERT_LICENSE = """
 INSERT INTO licenses (
@@ -112,6 +121,7 @@ async def apply_batch(
             changes.append(state)
             history.append(_history_args(state, partition, positioned.offset))
     await _save(connection, [cases[c] for c in {p.envelope.case_id for p in fresh}], exports)
+    await _settle_claims(connection, exports)
     await _record_changes(connection, history, changes)
     if fresh:
         await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
@@ -175,11 +185,23 @@ async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) 
     licenses: dict[uuid.UUID, dict[str, LicenseEntry]] = {}
     for row in await connection.fetch(LOAD_LICENSES, ids):
         licenses.setdefault(row["case_id"], {})[row["license_number"]] = _license(row)
+    vins = {r["case_id"]: frozenset(r["vins"]) for r in await connection.fetch(LOAD_EXPORTED_VINS, ids)}
     return {
-        case_id: Case(case_id=case_id, application=applications.get(case_id), licenses=licenses.get(case_id, {}))
+        case_id: Case(
+            case_id=case_id,
+            application=applications.get(case_id),
+            licenses=licenses.get(case_id, {}),
+            exported_vins=vins.get(case_id, frozenset()),
+        )
         for case_id in case_ids
         if case_id in applications or case_id in licenses
     }
+
+
+async def load_case(connection: asyncpg.Connection | asyncpg.Pool, case_id: uuid.UUID) -> Case:
+    """The case as the ledger holds it now (an empty one if the ledger has not seen it)."""
+    cases = await _load_cases(connection, {case_id})  # type: ignore[arg-type]  # a pool runs the same queries
+    return cases.get(case_id) or Case(case_id=case_id)
 
 
 async def _save(connection: asyncpg.Connection, cases: Iterable[Case], exports: list[ExportEntry]) -> None:
@@ -387,3 +409,98 @@ async def license_history(pool: asyncpg.Pool, number: str) -> list[tuple[int, in
     """Every state of the license in stream order, with the partition and offset that made it."""
     rows = await pool.fetch(LICENSE_HISTORY, number)
     return [(r["partition"], r["offset"], LicenseState.model_validate_json(r["state"])) for r in rows]
+
+
+# VIN claims (rule 9 across licenses): the intake claims, the fold settles. See docs/vin-uniqueness.md.
+
+# A released claim (its declaration was refused) is free to take; a pending or accepted one is not.
+CLAIM_VINS = """
+INSERT INTO vin_claims (vin, declaration_number, license_number, event_id, state)
+SELECT vin, $2, $3, $4, 'pending' FROM unnest($1::text[]) AS vin
+ON CONFLICT (vin) DO UPDATE SET
+    declaration_number = EXCLUDED.declaration_number, license_number = EXCLUDED.license_number,
+    event_id = EXCLUDED.event_id, state = 'pending', claimed_at = now()
+WHERE vin_claims.state = 'released' AND vin_claims.event_id <> EXCLUDED.event_id
+"""
+CLAIMED_BY_OTHERS = """
+SELECT vin, declaration_number, license_number, state FROM vin_claims
+WHERE vin = ANY($1::text[]) AND event_id <> $2 AND state <> 'released' ORDER BY vin
+"""
+# An accepted export holds its VINs for good; one that reached the log without the intake claims them here.
+ACCEPT_CLAIMS = """
+INSERT INTO vin_claims (vin, declaration_number, license_number, event_id, state)
+SELECT vin, $2, $3, $4, 'accepted' FROM unnest($1::text[]) AS vin
+ON CONFLICT (vin) DO UPDATE SET
+    declaration_number = EXCLUDED.declaration_number, license_number = EXCLUDED.license_number,
+    event_id = EXCLUDED.event_id, state = 'accepted'
+WHERE vin_claims.event_id = EXCLUDED.event_id OR vin_claims.state = 'released'
+"""
+RELEASE_CLAIMS = "UPDATE vin_claims SET state = 'released' WHERE event_id = $1 AND state = 'pending'"
+
+
+class _Taken(Exception):
+    def __init__(self, reason: Reason) -> None:
+        self.reason = reason
+
+
+async def claim_vins(
+    connection: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record],
+    *,
+    vins: Iterable[str],
+    declaration: str,
+    license_number: str,
+    event_id: uuid.UUID,
+) -> Reason | None:
+    """Claim ``vins`` for the declaration in the caller's transaction, or say which another holds (then none)."""
+    wanted = sorted(set(vins))  # one order for every intake, so two claiming overlapping sets cannot deadlock
+    if not wanted:
+        return None
+    try:
+        async with connection.transaction():  # a savepoint: a refused claim leaves no VIN half-claimed
+            await connection.execute(CLAIM_VINS, wanted, declaration, license_number, event_id)
+            taken = await vin_claimed_elsewhere(connection, wanted, event_id)
+            if taken is not None:
+                raise _Taken(taken)
+    except _Taken as refused:
+        return refused.reason
+    return None
+
+
+async def vin_claimed_elsewhere(
+    connection: asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy[asyncpg.Record],
+    vins: Iterable[str],
+    event_id: uuid.UUID,
+) -> Reason | None:
+    """``vin_already_exported`` if another declaration holds one of ``vins`` (accepted, or being judged)."""
+    rows = await connection.fetch(CLAIMED_BY_OTHERS, sorted(set(vins)), event_id)
+    if not rows:
+        return None
+    first = rows[0]
+    how = "exported" if first["state"] == "accepted" else "declared, and the ledger is judging it,"
+    return Reason(
+        code="vin_already_exported",
+        message=f"VIN {first['vin']} was {how} under declaration {first['declaration_number']} "
+        f"on license {first['license_number']}",
+    )
+
+
+async def _settle_claims(connection: asyncpg.Connection, exports: list[ExportEntry]) -> None:
+    """Settle the intake's claims as the fold judged: accepted VINs stay claimed, a refusal releases them."""
+    accepted = [
+        (sorted(set(e.vins)), e.declaration_number, e.license_number, e.event_id)
+        for e in exports
+        if e.vins and e.outcome is ledger.Outcome.ACCEPTED
+    ]
+    refused = [(e.event_id,) for e in exports if e.vins and e.outcome is ledger.Outcome.REFUSED]
+    if accepted:
+        await connection.executemany(ACCEPT_CLAIMS, accepted)
+    if refused:
+        await connection.executemany(RELEASE_CLAIMS, refused)
+
+
+EXPORTS_OF_VIN = "SELECT * FROM exports WHERE vins @> ARRAY[$1]::text[] ORDER BY recorded_at, event_id"
+
+
+async def exports_of_vin(pool: asyncpg.Pool, vin: str) -> list[asyncpg.Record]:
+    """Every export that declared ``vin``, accepted or refused, in the order they were recorded."""
+    return list(await pool.fetch(EXPORTS_OF_VIN, vin))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
@@ -11,10 +12,11 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from services.review import reference
-from services.review.decisions import decide_once
+from services.review import cases, expiry, reference
+from services.review.decisions import SUBMISSIONS, decide_once
+from services.review.officer_api import add_officer_routes
 from services.review.rules import decide
-from shared.events import ApplicationSubmitted, Envelope, Reason
+from shared.events import ApplicationWithdrawn, Envelope, Reason
 from shared.intake import describe
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
@@ -26,9 +28,15 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REVIEW_", extra="ignore", populate_by_name=True)
     port: int = 8002
     reference_version: str = reference.CURRENT_VERSION
+    expiry_interval_seconds: float = 60.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def china_today() -> date:
+    """Today's date in China, the date the regulation's validity is counted in."""
+    return datetime.now(CHINA).date()
+
+
+def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_today) -> FastAPI:
     settings = settings or Settings()
     app, runtime = create_service(
         "review",
@@ -45,23 +53,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @runtime.broker.subscriber(
         settings.topics.cases,
-        group_id=settings.topics.group("review"),
+        group_id=runtime.consumes(settings.topics.group("review"), settings.topics.cases),
         group_instance_id=settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="cases-review",
-        description="Review reads ApplicationSubmitted from the case stream and ignores the rest.",
+        description="Review decides (re)submissions and keeps each license's validity (granted, expired).",
     )
     async def on_case_event(message: KafkaMessage) -> None:
         envelope = await _read(runtime, message)
-        if envelope is None or not isinstance(envelope.payload, ApplicationSubmitted):
+        if envelope is None:
+            return
+        await expiry.remember(runtime.pool, envelope)
+        if isinstance(envelope.payload, ApplicationWithdrawn):
+            await cases.close_withdrawn(runtime.pool, envelope.case_id)
+        if not isinstance(envelope.payload, SUBMISSIONS):
             return
         today = datetime.now(CHINA).date()
         submitted = envelope.occurred_at.astimezone(CHINA).date()
         decision = decide(envelope.payload.application, ref, today, submitted=submitted)
         await runtime.append(await decide_once(runtime.pool, envelope, decision, today))
 
+    _add_expiry(runtime, settings.expiry_interval_seconds, clock)
+    add_officer_routes(app, runtime, clock)
     return app
+
+
+def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
+    """Run the expiry scheduler while the service runs; ``clock`` gives China's date (tests set it)."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(rt: Runtime) -> None:
+        tasks.append(asyncio.create_task(expiry.run_forever(rt.pool, rt.append, clock, interval), name="expiry"))
+
+    async def stop(_: Runtime) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    runtime.on_start.append(start)
+    runtime.on_stop.append(stop)
 
 
 async def _read(runtime: Runtime, message: KafkaMessage) -> Envelope | None:

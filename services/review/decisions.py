@@ -6,10 +6,13 @@ from datetime import date
 
 import asyncpg
 
+from services.review import cases
 from services.review.rules import Decision, Escalate, Grant
 from shared.events import (
+    Application,
     ApplicationEscalated,
     ApplicationRejected,
+    ApplicationResubmitted,
     ApplicationSubmitted,
     Envelope,
     Event,
@@ -18,6 +21,8 @@ from shared.events import (
 )
 
 PRODUCER = "review"
+SUBMISSIONS = (ApplicationSubmitted, ApplicationResubmitted)
+"""What review decides: a submission, or the corrected application resubmitted after a return."""
 
 LOCK_CASE = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
 STORED = "SELECT event FROM decisions WHERE submission_event_id = $1"
@@ -37,28 +42,38 @@ def license_number(issue_year: int, agency_code: str, sequence: int) -> str:
     return f"{issue_year % 100:02d}-{agency_code}-{sequence:06d}"
 
 
+async def next_license_number(connection: cases.Connection, issue_year: int, agency_code: str) -> str:
+    """The next number of the agency's sequence for the year, in the caller's transaction."""
+    sequence = await connection.fetchval(NEXT_NUMBER, issue_year, agency_code)
+    return license_number(issue_year, agency_code, sequence)
+
+
+def license_granted(app: Application, grant: Grant, number: str) -> LicenseGranted:
+    """The license ``grant`` gives for ``app``: its value is what the granted quantity is worth."""
+    return LicenseGranted(
+        license_number=number,
+        applicant_code=app.applicant.code,
+        valid_from=grant.valid_from,
+        valid_to=grant.valid_to,
+        quantity=grant.quantity,
+        value=app.unit_price * grant.quantity,
+        currency=app.currency,
+        port_of_exit=app.port_of_exit,
+        destination_country=app.destination_country,
+        trade_mode=app.trade_mode,
+        batch_mode=grant.batch_mode,
+        vins=tuple(v.vin for v in app.used_vehicles),
+    )
+
+
 def decision_event(submission: Envelope, decision: Decision, number: str | None) -> Envelope:
     """The event that records ``decision`` on the submission's case."""
     submitted = submission.payload
-    assert isinstance(submitted, ApplicationSubmitted)
-    app = submitted.application
+    assert isinstance(submitted, SUBMISSIONS)
     event: Event
     if isinstance(decision, Grant):
         assert number is not None
-        event = LicenseGranted(
-            license_number=number,
-            applicant_code=app.applicant.code,
-            valid_from=decision.valid_from,
-            valid_to=decision.valid_to,
-            quantity=decision.quantity,
-            value=app.total_value,
-            currency=app.currency,
-            port_of_exit=app.port_of_exit,
-            destination_country=app.destination_country,
-            trade_mode=app.trade_mode,
-            batch_mode=decision.batch_mode,
-            vins=tuple(v.vin for v in app.used_vehicles),
-        )
+        event = license_granted(submitted.application, decision, number)
     elif isinstance(decision, Escalate):
         event = ApplicationEscalated(reasons=decision.reasons, due=decision.due)
     else:
@@ -75,7 +90,7 @@ def decision_event(submission: Envelope, decision: Decision, number: str | None)
 async def decide_once(pool: asyncpg.Pool, submission: Envelope, decision: Decision, today: date) -> Envelope:
     """The decision on ``submission``: the one recorded before if there is one, else ``decision``."""
     submitted = submission.payload
-    assert isinstance(submitted, ApplicationSubmitted)
+    assert isinstance(submitted, SUBMISSIONS)
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(LOCK_CASE, submission.case_id)
         stored = await connection.fetchval(STORED, submission.event_id)
@@ -83,8 +98,16 @@ async def decide_once(pool: asyncpg.Pool, submission: Envelope, decision: Decisi
             return Envelope.from_bytes(stored)
         number = None
         if isinstance(decision, Grant):
-            sequence = await connection.fetchval(NEXT_NUMBER, today.year, submitted.application.agency_code)
-            number = license_number(today.year, submitted.application.agency_code, sequence)
+            number = await next_license_number(connection, today.year, submitted.application.agency_code)
         envelope = decision_event(submission, decision, number)
         await connection.execute(RECORD, submission.event_id, submission.case_id, envelope.type, envelope.to_bytes())
+        await _remember(connection, submitted.application, envelope)
         return envelope
+
+
+async def _remember(connection: cases.Connection, app: Application, decision: Envelope) -> None:
+    """Review's own rows: an escalation joins the officers' queue; a license is there to act on."""
+    if isinstance(decision.payload, ApplicationEscalated):
+        await cases.enqueue(connection, app, decision)
+    elif isinstance(decision.payload, LicenseGranted):
+        await cases.remember_license(connection, decision.case_id, decision.payload)

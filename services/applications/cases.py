@@ -1,0 +1,89 @@
+"""What the applications service knows of each case: its status, followed from the case stream.
+
+Enough to tell whether an application may still be withdrawn (not yet decided) or resubmitted
+(returned for correction). The transitions mirror the registry's fold, so both agree on every case.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+
+import asyncpg
+
+from shared.events import (
+    ApplicationEscalated,
+    ApplicationRejected,
+    ApplicationResubmitted,
+    ApplicationReturned,
+    ApplicationSubmitted,
+    ApplicationWithdrawn,
+    Envelope,
+    LicenseGranted,
+)
+
+UNDECIDED = frozenset({"submitted", "escalated"})
+LOAD = "SELECT application_id, status, applicant_code, returned_event_id FROM case_status WHERE application_id = $1"
+SAVE = """
+INSERT INTO case_status (application_id, status, applicant_code, returned_event_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (application_id) DO UPDATE SET
+    status = EXCLUDED.status, returned_event_id = EXCLUDED.returned_event_id, updated_at = now()
+"""
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    application_id: uuid.UUID
+    status: str
+    applicant_code: str
+    returned_event_id: uuid.UUID | None = None
+
+
+def follow(current: CaseStatus | None, envelope: Envelope) -> CaseStatus | None:
+    """The case's status after ``envelope``, or None when the event changes nothing here."""
+    event = envelope.payload
+    if isinstance(event, ApplicationSubmitted):
+        return current or CaseStatus(envelope.case_id, "submitted", event.application.applicant.code)
+    if current is None:
+        return None
+    if isinstance(event, ApplicationResubmitted):
+        return replace(current, status="submitted") if current.status == "returned" else None
+    if isinstance(event, ApplicationEscalated):
+        return replace(current, status="escalated") if current.status == "submitted" else None
+    if isinstance(event, ApplicationReturned) and current.status in UNDECIDED:
+        return replace(current, status="returned", returned_event_id=envelope.event_id)
+    return _ended(current, envelope)
+
+
+def _ended(current: CaseStatus, envelope: Envelope) -> CaseStatus | None:
+    # Whichever of a decision and a withdrawal comes first in the stream stands; the other is void.
+    ends = {LicenseGranted: "approved", ApplicationRejected: "rejected", ApplicationWithdrawn: "withdrawn"}
+    status = ends.get(type(envelope.payload))
+    return replace(current, status=status) if status and current.status in UNDECIDED else None
+
+
+async def load(pool: asyncpg.Pool, application_id: uuid.UUID) -> CaseStatus | None:
+    row = await pool.fetchrow(LOAD, application_id)
+    return CaseStatus(**dict(row)) if row else None
+
+
+async def apply(pool: asyncpg.Pool, envelope: Envelope) -> None:
+    """Follow ``envelope`` in the case's row (events of one case arrive in order, from one partition)."""
+    if not isinstance(envelope.payload, FOLLOWED):
+        return
+    changed = follow(await load(pool, envelope.case_id), envelope)
+    if changed is not None:
+        await pool.execute(
+            SAVE, changed.application_id, changed.status, changed.applicant_code, changed.returned_event_id
+        )
+
+
+FOLLOWED = (
+    ApplicationSubmitted,
+    ApplicationResubmitted,
+    ApplicationEscalated,
+    ApplicationReturned,
+    ApplicationWithdrawn,
+    ApplicationRejected,
+    LicenseGranted,
+)

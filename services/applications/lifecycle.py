@@ -1,0 +1,114 @@
+"""After submission: the applicant withdraws an undecided application or resubmits a returned one.
+
+The service follows each case's status from the case stream into its own table (no call to another
+service), and refuses what the status does not allow with 409 and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, ValidationError
+
+from services.applications import cases
+from services.applications.submission import resubmitted, withdrawn
+from shared.events import Application, Envelope, Reason, Text
+from shared.service import ErrorBody, Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The request does not fit the application's status: answered with ``status`` and the reason."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = Reason(code=code, message=message)
+
+
+class Withdrawal(BaseModel):
+    reason: Text | None = None
+
+
+class Changed(BaseModel):
+    """The applicant's change is on the case stream; the registry shows the status once it has folded it."""
+
+    application_id: uuid.UUID
+    status: str
+    event_id: uuid.UUID
+
+
+def add_lifecycle(app: FastAPI, runtime: Runtime) -> None:
+    app.add_exception_handler(Refused, _refused)
+    _add_routes(app, runtime)
+    _follow_cases(runtime)
+
+
+def _refused(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
+    return JSONResponse(status_code=exc.status, content=body.model_dump())
+
+
+async def _status(runtime: Runtime, application_id: uuid.UUID) -> cases.CaseStatus:
+    case = await cases.load(runtime.pool, application_id)
+    if case is None:
+        raise Refused(404, "unknown_application", f"no application {application_id} (yet)")
+    return case
+
+
+def _add_routes(app: FastAPI, runtime: Runtime) -> None:
+    responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+
+    @app.post("/applications/{application_id}/withdraw", status_code=202, tags=["applications"], responses=responses)
+    async def withdraw(application_id: uuid.UUID, body: Withdrawal | None = None) -> Changed:
+        """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
+        case = await _status(runtime, application_id)
+        if case.status not in cases.UNDECIDED:
+            raise Refused(409, f"application_{case.status}", f"application {application_id} is already {case.status}")
+        envelope = withdrawn(application_id, body.reason if body else None)
+        await runtime.append(envelope)
+        return Changed(application_id=application_id, status="withdrawn", event_id=envelope.event_id)
+
+    @app.post("/applications/{application_id}/resubmit", status_code=202, tags=["applications"], responses=responses)
+    async def resubmit(application_id: uuid.UUID, application: Application) -> Changed:
+        """Resubmit a returned application, corrected; review decides it again."""
+        case = await _status(runtime, application_id)
+        if case.status != "returned" or case.returned_event_id is None:
+            raise Refused(
+                409, "application_not_returned", f"application {application_id} is {case.status}, not returned"
+            )
+        if application.applicant.code != case.applicant_code:
+            raise Refused(422, "applicant_changed", "a corrected application keeps its applicant; apply anew instead")
+        envelope = resubmitted(application, application_id=application_id, returned_event_id=case.returned_event_id)
+        await runtime.append(envelope)
+        return Changed(application_id=application_id, status="submitted", event_id=envelope.event_id)
+
+
+def _follow_cases(runtime: Runtime) -> None:
+    topic = runtime.settings.topics.cases
+
+    @runtime.broker.subscriber(
+        topic,
+        group_id=runtime.consumes(runtime.settings.topics.group("applications-cases"), topic),
+        group_instance_id=runtime.settings.instance_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="cases-applications",
+        description="Follows each application's status: submitted, escalated, returned, decided, withdrawn.",
+    )
+    async def on_case_event(message: KafkaMessage) -> None:
+        try:
+            envelope = Envelope.from_bytes(message.body)
+        except ValidationError as exc:
+            # Review and the registry dead-letter an unreadable case event; a third copy would add nothing.
+            log.warning("a case event is unreadable here: %s", exc)
+            return
+        await cases.apply(runtime.pool, envelope)

@@ -1,0 +1,174 @@
+"""The officers' HTTP API on the review service: the queue of escalated applications, and their actions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.review import cases, officer
+from shared.events import (
+    Application,
+    CountryCode,
+    Envelope,
+    LicenseReplaced,
+    OfficerId,
+    PortCode,
+    Reason,
+    Reasons,
+    Text,
+)
+from shared.service import ErrorBody, Runtime
+
+TAGS: list[str | Enum] = ["officers"]
+RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+IdempotencyKey = Annotated[str | None, Header(max_length=200, description="a retry with the same key repeats nothing")]
+
+
+class QueueItem(BaseModel):
+    """An escalated application waiting for an officer, with why and by when (rule 12)."""
+
+    application_id: uuid.UUID
+    application: Application
+    reasons: list[Reason]
+    due: date
+    escalated_at: datetime
+
+
+class Approve(BaseModel):
+    officer: OfficerId
+    quantity: Annotated[int | None, Field(ge=1, description="grant fewer vehicles than applied for")] = None
+    valid_to: Annotated[date | None, Field(description="end the validity earlier than rule 7 allows")] = None
+
+
+class Refuse(BaseModel):
+    officer: OfficerId
+    reasons: Reasons
+
+
+class WithReason(BaseModel):
+    officer: OfficerId
+    reason: Reason
+
+
+class Reinstate(BaseModel):
+    officer: OfficerId
+    note: Text | None = None
+
+
+class Replace(WithReason):
+    quantity: Annotated[int | None, Field(ge=1, description="cap the balance carried over")] = None
+    valid_from: date | None = None
+    valid_to: date | None = None
+    port_of_exit: PortCode | None = None
+    destination_country: CountryCode | None = None
+
+
+class ActionTaken(BaseModel):
+    """The action's event is on the case stream; the registry's ledger follows it."""
+
+    case_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    license_number: str | None = None
+    successor_license_number: str | None = None
+
+
+def _taken(envelope: Envelope) -> ActionTaken:
+    event = envelope.payload
+    return ActionTaken(
+        case_id=envelope.case_id,
+        event_id=envelope.event_id,
+        event_type=envelope.type,
+        license_number=getattr(event, "license_number", None),
+        successor_license_number=event.successor_license_number if isinstance(event, LicenseReplaced) else None,
+    )
+
+
+def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, officer.Conflict)
+    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
+    return JSONResponse(status_code=409, content=body.model_dump())
+
+
+def _unknown(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=404, content=ErrorBody(detail=str(exc)).model_dump())
+
+
+def add_officer_routes(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
+    app.add_exception_handler(officer.Conflict, _conflict)
+    app.add_exception_handler(officer.Unknown, _unknown)
+    _add_queue(app, runtime, today)
+    _add_license_actions(app, runtime, today)
+
+
+def _add_queue(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
+    tags, responses = TAGS, RESPONSES
+
+    @app.get("/officer/queue", response_model=list[QueueItem], tags=tags)
+    async def queue(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
+        """Escalated applications no officer has decided yet, oldest first, with their reasons and due date."""
+        return [
+            QueueItem(
+                application_id=q.case_id,
+                application=q.application,
+                reasons=list(q.reasons),
+                due=q.due,
+                escalated_at=q.escalated_at,
+            )
+            for q in await cases.open_queue(runtime.pool, limit)
+        ]
+
+    @app.post("/officer/applications/{application_id}/approve", status_code=202, tags=tags, responses=responses)
+    async def approve(application_id: uuid.UUID, body: Approve) -> ActionTaken:
+        """Grant a license: the application's terms, or fewer vehicles and a shorter validity."""
+        approval = officer.Approval(officer=body.officer, quantity=body.quantity, valid_to=body.valid_to)
+        return _taken(await officer.approve(runtime.pool, runtime.append, application_id, approval, today()))
+
+    @app.post("/officer/applications/{application_id}/reject", status_code=202, tags=tags, responses=responses)
+    async def reject(application_id: uuid.UUID, body: Refuse) -> ActionTaken:
+        """Reject the application, with the reasons the applicant reads."""
+        return _taken(await officer.reject(runtime.pool, runtime.append, application_id, body.officer, body.reasons))
+
+    @app.post("/officer/applications/{application_id}/return", status_code=202, tags=tags, responses=responses)
+    async def return_(application_id: uuid.UUID, body: Refuse) -> ActionTaken:
+        """Return the application for correction; the reasons say what to correct before resubmitting."""
+        envelope = await officer.return_for_correction(
+            runtime.pool, runtime.append, application_id, body.officer, body.reasons
+        )
+        return _taken(envelope)
+
+
+def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
+    tags, responses, append = TAGS, RESPONSES, runtime.append
+
+    def pool() -> asyncpg.Pool:
+        return runtime.pool
+
+    @app.post("/officer/licenses/{number}/suspend", status_code=202, tags=tags, responses=responses)
+    async def suspend(number: str, body: WithReason, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+        """Suspend an active license: exports on it are refused until it is reinstated."""
+        return _taken(await officer.suspend(pool(), append, number, body.officer, body.reason, idempotency_key))
+
+    @app.post("/officer/licenses/{number}/reinstate", status_code=202, tags=tags, responses=responses)
+    async def reinstate(number: str, body: Reinstate, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+        """Reinstate a suspended license: it is active again on its remaining balance."""
+        return _taken(await officer.reinstate(pool(), append, number, body.officer, body.note, idempotency_key))
+
+    @app.post("/officer/licenses/{number}/revoke", status_code=202, tags=tags, responses=responses)
+    async def revoke(number: str, body: WithReason, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+        """Revoke an active or suspended license for good."""
+        return _taken(await officer.revoke(pool(), append, number, body.officer, body.reason, idempotency_key))
+
+    @app.post("/officer/licenses/{number}/replace", status_code=202, tags=tags, responses=responses)
+    async def replace(number: str, body: Replace, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+        """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance."""
+        request = officer.Replacement(**body.model_dump())
+        return _taken(await officer.replace(pool(), append, number, request, idempotency_key, today()))
