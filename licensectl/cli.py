@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
 from licensectl import demo as demo_flow
+from licensectl.status import collect, table
 from services.registry.replay import replay as replay_ledger
 from shared.db import migrate_all
 from shared.kafka_admin import ensure_topics
@@ -32,7 +33,11 @@ def migrate() -> None:
 def topics() -> None:
     """Create the topics (idempotent) on KAFKA_BOOTSTRAP_SERVERS."""
     settings = ServiceSettings()
-    created = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, settings.topics))
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers, settings.topics, replication_factor=settings.topic_replication_factor
+        )
+    )
     console.print(f"topics: {len(created)} created, {len(settings.topics.specs()) - len(created)} already there")
 
 
@@ -87,6 +92,35 @@ def replay(
         console.print("the rebuilt ledger is live; the previous one is kept as a retired schema")
     elif keep:
         console.print(f"rebuilt schema kept: {result.schema}")
+
+
+@app.command()
+def status(
+    applications: str = "http://127.0.0.1:8001",
+    review: str = "http://127.0.0.1:8002",
+    registry: str = "http://127.0.0.1:8003",
+) -> None:
+    """Each service's health, events appended and applied (with the rate), dead letters and lag."""
+    statuses = collect({"applications": applications, "review": review, "registry": registry})
+    console.print(table(statuses))
+    if any(s.health != "ok" for s in statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+def docs(check: bool = typer.Option(False, help="Fail if the committed documents differ from the code.")) -> None:
+    """Write the OpenAPI and AsyncAPI documents of each service under docs/api/ (from the code)."""
+    from licensectl import docs as contract_docs
+
+    if check:
+        stale = contract_docs.stale()
+        if stale:
+            console.print(f"[red]out of date: {', '.join(stale)}; run licensectl docs")
+            raise typer.Exit(1)
+        console.print("docs/api is up to date")
+        return
+    for path in contract_docs.write():
+        console.print(f"wrote {path}")
 
 
 @app.command()

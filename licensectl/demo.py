@@ -17,13 +17,13 @@ class DemoFailed(RuntimeError):
     pass
 
 
-async def _poll(client: httpx.AsyncClient, url: str, done: Any, timeout: float = 30) -> dict[str, Any]:
+async def _poll(client: httpx.AsyncClient, url: str, done: Any, timeout: float = 30) -> Any:
+    """The JSON body at ``url`` once it answers 200 and ``done`` holds of it."""
     deadline = time.monotonic() + timeout
     while True:
         answer = await client.get(url)
         if answer.status_code == 200 and done(answer.json()):
-            body: dict[str, Any] = answer.json()
-            return body
+            return answer.json()
         if time.monotonic() > deadline:
             raise DemoFailed(f"{url} did not reach the expected state in {timeout}s: {answer.text}")
         await asyncio.sleep(0.2)
@@ -65,9 +65,10 @@ async def run(applications_url: str, registry_url: str, console: Console) -> Non
             console.rule(f"{title} (POST /exports)")
             declaration = samples.declaration_data(number, f"5316{stamp}{step:04d}", quantity=quantity)
             (await client.post(f"{registry_url}/exports", json=declaration)).raise_for_status()
-            [judged] = await _poll(
+            judgements: list[dict[str, Any]] = await _poll(
                 client, f"{registry_url}/exports/{declaration['declaration_number']}", lambda b: bool(b)
             )
+            judged = judgements[0]
             license_ = await _poll(client, f"{registry_url}/licenses/{number}", lambda b: True)
             reason = f" - {judged['reason']['code']}: {judged['reason']['message']}" if judged["reason"] else ""
             colour = "green" if judged["outcome"] == "accepted" else "red"

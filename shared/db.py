@@ -9,6 +9,9 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection, whether opened alone or taken from a pool."""
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
 

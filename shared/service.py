@@ -16,15 +16,17 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from shared.db import create_pool
-from shared.events import Envelope, Reason
+from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
 from shared.kafka_admin import ensure_topics
+from shared.metrics import Metrics, committed_positions
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,21 @@ class Runtime:
     name: str
     settings: ServiceSettings
     broker: KafkaBroker
+    title: str = ""
+    description: str = ""
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    metrics: Metrics = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.name)
+
+    def consumes(self, group: str, topic: str) -> str:
+        """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
+        self.metrics.watch(group, committed_positions(self.settings.kafka_bootstrap_servers, group, topic))
+        return group
 
     @property
     def raw_producer(self) -> AIOKafkaProducer:
@@ -64,6 +77,7 @@ class Runtime:
             key=str(envelope.case_id).encode(),
             headers={"content-type": "application/json", "event-type": envelope.type},
         )
+        self.metrics.events_appended.labels(envelope.type).inc()
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | Any, reason: Reason) -> None:
         """Put a refused record on the dead-letter topic whole, with where it came from and why."""
@@ -79,6 +93,7 @@ class Runtime:
         await self.raw_producer.send_and_wait(
             self.settings.topics.dead_letter, value=record.value, key=record.key, headers=headers
         )
+        self.metrics.dead_letters.labels(reason.code).inc()
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
         )
@@ -117,7 +132,9 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        await ensure_topics(settings.kafka_bootstrap_servers, settings.topics)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, settings.topics, replication_factor=settings.topic_replication_factor
+        )
         runtime._pool = await create_pool(settings.database_url, schema=name)
         runtime._raw_producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
@@ -144,9 +161,9 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         description=description,
         logger=logging.getLogger(f"{name}.broker"),
     )
-    runtime = Runtime(name=name, settings=settings, broker=broker)
+    runtime = Runtime(name=name, settings=settings, broker=broker, title=title, description=description)
     # Declared for the AsyncAPI document: every service appends to the case stream and may refuse input.
-    broker.publisher(settings.topics.cases, title="cases", schema=Envelope, description=CASES_DOC)
+    broker.publisher(settings.topics.cases, title="cases", schema=case_event_schema(), description=CASES_DOC)
     broker.publisher(settings.topics.dead_letter, title="dead-letter", description=DEAD_LETTER_DOC)
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_errors)
@@ -162,11 +179,18 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             content={"service": name, "status": "ok" if healthy else "degraded", **checks},
         )
 
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
+        body = await runtime.metrics.render(settings.kafka_bootstrap_servers)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/asyncapi.json", tags=["operations"])
     async def asyncapi() -> JSONResponse:
         """The AsyncAPI document of the topics this service reads and writes, from its code."""
-        return JSONResponse(content=asyncapi_document(runtime, title=title, description=description))
+        return JSONResponse(content=asyncapi_document(runtime))
 
+    app.state.runtime = runtime
     return app, runtime
 
 
@@ -178,8 +202,9 @@ DEAD_LETTER_DOC = (
 )
 
 
-def asyncapi_document(runtime: Runtime, *, title: str, description: str) -> dict[str, Any]:
-    spec = AsyncAPI(runtime.broker, title=title, version=VERSION, description=description)
+def asyncapi_document(runtime: Runtime) -> dict[str, Any]:
+    """The AsyncAPI document of what the service's broker reads and writes, as declared in code."""
+    spec = AsyncAPI(runtime.broker, title=runtime.title, version=VERSION, description=runtime.description)
     document: dict[str, Any] = spec.to_specification().to_jsonable()
     return document
 

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     )
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     topic_namespace: str = Field("", validation_alias=AliasChoices("LEDGER_TOPIC_NAMESPACE", "topic_namespace"))
+    topic_replication_factor: int = Field(
+        1, validation_alias=AliasChoices("LEDGER_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 256 * 1024

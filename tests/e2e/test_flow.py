@@ -2,41 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 
 from licensectl import samples
-from shared.topics import Topics
-from tests.infra import Infrastructure
-from tests.processes import ServiceProcess
 from tests.support import eventually
-
-SERVICES = ("applications", "review", "registry")
-
-
-@pytest.fixture
-def services(
-    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
-) -> Iterator[dict[str, str]]:
-    """Each service started with ``python -m services.<name>``, as the run command starts them."""
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
-        "DATABASE_URL": database_url,
-        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
-    }
-    processes = [ServiceProcess(name, env, tmp_path) for name in SERVICES]
-    try:
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.wait_healthy()
-        yield {p.name: p.url for p in processes}
-    finally:
-        for process in processes:
-            process.stop()
 
 
 async def _get_when(client: httpx.AsyncClient, url: str, ready) -> dict:  # type: ignore[no-untyped-def,type-arg]

@@ -1,0 +1,60 @@
+"""The services' contracts as documents: OpenAPI (HTTP) and AsyncAPI (Kafka), generated from the code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.applications.app import Settings as ApplicationsSettings
+from services.applications.app import create_app as applications_app
+from services.registry.app import Settings as RegistrySettings
+from services.registry.app import create_app as registry_app
+from services.review.app import Settings as ReviewSettings
+from services.review.app import create_app as review_app
+from shared.service import asyncapi_document
+
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
+
+# Built with the plain topic names whatever the environment says: the documents describe production.
+APPS: dict[str, Callable[[], FastAPI]] = {
+    "applications": lambda: applications_app(ApplicationsSettings(topic_namespace="")),
+    "review": lambda: review_app(ReviewSettings(topic_namespace="")),
+    "registry": lambda: registry_app(RegistrySettings(topic_namespace="")),
+}
+
+
+def documents() -> dict[str, dict[str, Any]]:
+    """Each document's file name and content."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, make in APPS.items():
+        app = make()
+        found[f"{name}.openapi.json"] = app.openapi()
+        found[f"{name}.asyncapi.json"] = asyncapi_document(app.state.runtime)
+    return found
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write(directory: Path = DOCS_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file, document in documents().items():
+        path = directory / file
+        path.write_text(render(document))
+        written.append(path)
+    return written
+
+
+def stale(directory: Path = DOCS_DIR) -> list[str]:
+    """The documents whose committed copy differs from what the code generates now."""
+    return [
+        file
+        for file, document in documents().items()
+        if not (directory / file).exists() or (directory / file).read_text() != render(document)
+    ]

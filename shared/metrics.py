@@ -1,0 +1,106 @@
+"""What operators watch, as Prometheus metrics: events flowing, input refused, consumers behind.
+
+Each service has a registry of its own (several services can share a process in tests). Lag is
+measured when scraped: the end offset of each partition a consumer group reads, less the offset it
+has reached. The registry reports the offsets stored with its ledger, which is where it resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+Positions = Callable[[], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
+
+
+class Metrics:
+    """The service's metrics; ``render`` refreshes the lag gauges, then writes the text format."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.events_appended = Counter(
+            "ledger_events_appended",
+            "Events this service appended to the case stream",
+            ["type"],
+            registry=self.registry,
+        )
+        self.events_applied = Counter(
+            "ledger_events_applied",
+            "Events folded into the ledger (new ones; duplicates are not counted)",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "ledger_dead_letters", "Input refused to the dead-letter topic", ["reason"], registry=self.registry
+        )
+        self.lag = Gauge(
+            "ledger_consumer_lag",
+            "Records a consumer group has yet to read",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.service = service
+        self._positions: dict[str, Positions] = {}
+
+    def watch(self, group: str, positions: Positions) -> None:
+        """Report the lag of ``group``, whose positions ``positions`` tells."""
+        self._positions[group] = positions
+
+    async def render(self, bootstrap_servers: str) -> bytes:
+        for group, positions in self._positions.items():
+            reached = await positions()
+            for tp, end in (await end_offsets(bootstrap_servers, reached)).items():
+                self.lag.labels(group, tp.topic, str(tp.partition)).set(max(end - reached[tp], 0))
+        return generate_latest(self.registry)
+
+
+async def end_offsets(bootstrap_servers: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    partitions = list(partitions)
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    described = await admin.describe_topics([topic])
+    return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
+
+
+def committed_positions(bootstrap_servers: str, group: str, topic: str) -> Positions:
+    """The positions a group has committed to Kafka, for each partition of ``topic`` (0 if none)."""
+
+    async def positions() -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            partitions = await topic_partitions(admin, topic)
+        finally:
+            await admin.close()
+        return {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in partitions}
+
+    return positions
+
+
+def stored_positions(bootstrap_servers: str, topic: str, stored: Callable[[], Awaitable[dict[int, int]]]) -> Positions:
+    """Positions kept outside Kafka (the ledger's own offsets), for each partition of ``topic`` (0 if none)."""
+
+    async def positions() -> dict[TopicPartition, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        await admin.start()
+        try:
+            partitions = await topic_partitions(admin, topic)
+        finally:
+            await admin.close()
+        offsets = await stored()
+        return {tp: offsets.get(tp.partition, 0) for tp in partitions}
+
+    return positions
