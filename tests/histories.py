@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+import asyncpg
+
 from licensectl import samples
 from services.applications.submission import submitted
 from shared.events import Envelope, Event, ExportRecorded, LicenseGranted
@@ -13,19 +15,29 @@ from tests.support import producer
 TODAY = date.today()
 
 
-def granted(number: str, quantity: int = 10) -> LicenseGranted:
+def granted(
+    number: str,
+    quantity: int = 10,
+    *,
+    valid_from: date = TODAY,
+    valid_to: date = TODAY,
+    batch_mode: str = "multi",
+    vins: tuple[str, ...] = (),
+) -> LicenseGranted:
+    """A license for Qilin Motor's 10 BEVs to Mexico via Shenzhen, valid today unless told otherwise."""
     return LicenseGranted(
         license_number=number,
         applicant_code=samples.QILIN_MOTOR,
-        valid_from=TODAY,
-        valid_to=TODAY,
+        valid_from=valid_from,
+        valid_to=valid_to,
         quantity=quantity,
         value="1470000",
         currency="CNY",
         port_of_exit="CNSZX",
         destination_country="MX",
         trade_mode="general trade",
-        batch_mode="multi",
+        batch_mode=batch_mode,
+        vins=vins,
     )
 
 
@@ -50,6 +62,18 @@ def many_cases(count: int, first_number: int = 1) -> list[Envelope]:
         n = first_number + i
         history += case(f"26-44-{n:06d}", (n * 10 + 1, 3 + i % 5), (n * 10 + 2, 4), (n * 10 + 3, 2 + i % 4))
     return history
+
+
+async def applied_offsets(database_url: str, topic: str | None = None) -> int:
+    """How many records of the case stream the registry's ledger has applied (its stored offsets)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        query = (
+            "SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets WHERE $1::text IS NULL OR topic = $1"
+        )
+        return int(await connection.fetchval(query, topic))
+    finally:
+        await connection.close()
 
 
 async def publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:

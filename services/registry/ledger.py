@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from shared.events import (
+    Application,
     ApplicationEscalated,
     ApplicationRejected,
     ApplicationResubmitted,
@@ -149,8 +150,11 @@ def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
 
 
 def _submitted(case: Case, envelope: Envelope, event: ApplicationSubmitted) -> Case:
-    app = event.application
-    entry = ApplicationEntry(
+    return replace(case, application=_submitted_entry(case, envelope, event.application))
+
+
+def _submitted_entry(case: Case, envelope: Envelope, app: Application) -> ApplicationEntry:
+    return ApplicationEntry(
         application_id=case.case_id,
         status=ApplicationStatus.SUBMITTED,
         applicant_code=app.applicant.code,
@@ -161,7 +165,6 @@ def _submitted(case: Case, envelope: Envelope, event: ApplicationSubmitted) -> C
         quantity=app.quantity,
         submitted_at=envelope.occurred_at,
     )
-    return replace(case, application=entry)
 
 
 def _decided(
@@ -386,19 +389,7 @@ def _resubmitted(case: Case, envelope: Envelope, event: ApplicationResubmitted) 
     """The corrected application stands in for the returned one, submitted again (rule 12 counts anew)."""
     if case.application is not None and case.application.status is not ApplicationStatus.RETURNED:
         return case
-    app = event.application
-    entry = ApplicationEntry(
-        application_id=case.case_id,
-        status=ApplicationStatus.SUBMITTED,
-        applicant_code=app.applicant.code,
-        applicant_name=app.applicant.name,
-        agency_code=app.agency_code,
-        destination_country=app.destination_country,
-        port_of_exit=app.port_of_exit,
-        quantity=app.quantity,
-        submitted_at=envelope.occurred_at,
-    )
-    return replace(case, application=entry)
+    return replace(case, application=_submitted_entry(case, envelope, event.application))
 
 
 def _withdrawn(case: Case, envelope: Envelope) -> Case:

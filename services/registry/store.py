@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from services.registry import ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
+from shared.db import Connection
 from shared.events import BatchMode, Envelope, LicenseState, Reason
 
 LOAD_APPLICATIONS = "SELECT * FROM applications WHERE application_id = ANY($1::uuid[])"
@@ -68,7 +69,7 @@ LEDGER_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK_KEY})"
 LEDGER_LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})"
 
 
-async def stored_offsets(connection: asyncpg.Connection | asyncpg.Pool, topic: str) -> dict[int, int]:
+async def stored_offsets(connection: Connection | asyncpg.Pool, topic: str) -> dict[int, int]:
     """The next offset to read of each partition of ``topic``, as the ledger last committed it."""
     rows = await connection.fetch(STORED_OFFSETS, topic)
     return {row["partition"]: row["next_offset"] for row in rows}
@@ -92,7 +93,7 @@ class Applied:
 
 
 async def apply_batch(
-    connection: asyncpg.Connection,
+    connection: Connection,
     *,
     topic: str,
     partition: int,
@@ -129,7 +130,7 @@ async def apply_batch(
     return Applied(events=len(fresh), exports=exports, changes=changes)
 
 
-async def _not_yet_applied(connection: asyncpg.Connection, events: Sequence[Positioned]) -> list[Positioned]:
+async def _not_yet_applied(connection: Connection, events: Sequence[Positioned]) -> list[Positioned]:
     ids = [p.envelope.event_id for p in events]
     applied = {r["event_id"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
     fresh: list[Positioned] = []
@@ -169,7 +170,7 @@ def _history_args(state: LicenseState, partition: int, offset: int) -> tuple[Any
 
 
 async def _record_changes(
-    connection: asyncpg.Connection, history: list[tuple[Any, ...]], changes: list[LicenseState]
+    connection: Connection, history: list[tuple[Any, ...]], changes: list[LicenseState]
 ) -> None:
     if history:
         await connection.executemany(INSERT_HISTORY, history)
@@ -177,7 +178,7 @@ async def _record_changes(
         await connection.executemany(INSERT_OUTBOX, [(c.license_number, c.model_dump_json()) for c in changes])
 
 
-async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
+async def _load_cases(connection: Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
     if not case_ids:
         return {}
     ids = list(case_ids)
@@ -198,13 +199,13 @@ async def _load_cases(connection: asyncpg.Connection, case_ids: set[uuid.UUID]) 
     }
 
 
-async def load_case(connection: asyncpg.Connection | asyncpg.Pool, case_id: uuid.UUID) -> Case:
+async def load_case(connection: Connection | asyncpg.Pool, case_id: uuid.UUID) -> Case:
     """The case as the ledger holds it now (an empty one if the ledger has not seen it)."""
     cases = await _load_cases(connection, {case_id})  # type: ignore[arg-type]  # a pool runs the same queries
     return cases.get(case_id) or Case(case_id=case_id)
 
 
-async def _save(connection: asyncpg.Connection, cases: Iterable[Case], exports: list[ExportEntry]) -> None:
+async def _save(connection: Connection, cases: Iterable[Case], exports: list[ExportEntry]) -> None:
     applications = [_application_args(c.application) for c in cases if c.application is not None]
     licenses = [_license_args(lic) for c in cases for lic in c.licenses.values()]
     if applications:
@@ -484,7 +485,7 @@ async def vin_claimed_elsewhere(
     )
 
 
-async def _settle_claims(connection: asyncpg.Connection, exports: list[ExportEntry]) -> None:
+async def _settle_claims(connection: Connection, exports: list[ExportEntry]) -> None:
     """Settle the intake's claims as the fold judged: accepted VINs stay claimed, a refusal releases them."""
     accepted = [
         (sorted(set(e.vins)), e.declaration_number, e.license_number, e.event_id)

@@ -12,7 +12,7 @@ import asyncpg
 from services.registry.ledger import Case, apply
 from shared.events import Envelope
 from shared.topics import Topics
-from tests.histories import many_cases, publish
+from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess
 from tests.support import eventually
@@ -45,15 +45,6 @@ async def _ledger(database_url: str) -> tuple[set[tuple[object, ...]], list[tupl
         )
         exports = await connection.fetch("SELECT declaration_number, outcome, reason_code FROM registry.exports")
         return {tuple(r) for r in licenses}, [tuple(r) for r in exports]
-    finally:
-        await connection.close()
-
-
-async def _applied(database_url: str, topic: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        query = "SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets WHERE topic = $1"
-        return int(await connection.fetchval(query, topic))
     finally:
         await connection.close()
 
@@ -91,7 +82,7 @@ async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_
         while not trickle.done():
             # Soon after a restart the registry is still working off what arrived while it was down.
             await asyncio.sleep(rng.uniform(0.0, 0.3))
-            in_flight = published[0] - await _applied(database_url, topics.cases)
+            in_flight = published[0] - await applied_offsets(database_url, topics.cases)
             registry.kill(signal.SIGKILL)
             kills_in_flight += in_flight > 0
             registry.start()
@@ -99,7 +90,7 @@ async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_
         await trickle
 
         async def caught_up() -> bool | None:
-            return True if await _applied(database_url, topics.cases) == len(history) else None
+            return True if await applied_offsets(database_url, topics.cases) == len(history) else None
 
         await eventually(caught_up, timeout=60, what="the registry to apply the whole log")
     finally:

@@ -11,7 +11,7 @@ from services.registry.projector import Projector
 from shared.db import create_pool
 from shared.events import LicenseState
 from shared.topics import Topics
-from tests.histories import many_cases, publish
+from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, read_topic, serving
 
@@ -49,14 +49,6 @@ def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics)
     )
 
 
-async def _applied(database_url: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return int(await connection.fetchval("SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets"))
-    finally:
-        await connection.close()
-
-
 async def test_a_subscriber_from_the_beginning_ends_with_the_ledgers_state_of_every_license(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
@@ -65,7 +57,7 @@ async def test_a_subscriber_from_the_beginning_ends_with_the_ledgers_state_of_ev
         await publish(infrastructure.bootstrap_servers, topics.cases, history)
 
         async def caught_up() -> bool | None:
-            return True if await _applied(database_url) == len(history) else None
+            return True if await applied_offsets(database_url) == len(history) else None
 
         await eventually(caught_up, timeout=60, what="the ledger to apply the history")
         ledger = await _ledger_licenses(database_url)
@@ -113,7 +105,7 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
     async with serving(create_app(_settings(infrastructure, database_url, topics))):
 
         async def caught_up() -> bool | None:
-            return True if await _applied(database_url) == len(history) else None
+            return True if await applied_offsets(database_url) == len(history) else None
 
         await eventually(caught_up, timeout=60, what="the restarted registry to apply the rest")
         ledger = await _ledger_licenses(database_url)

@@ -11,18 +11,9 @@ import asyncpg
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
 from shared.topics import Topics
-from tests.histories import many_cases, publish
+from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import ROOT, Infrastructure
 from tests.support import eventually, serving
-
-
-async def _applied_offsets(database_url: str, topic: str) -> int:
-    connection = await asyncpg.connect(database_url)
-    try:
-        query = "SELECT coalesce(sum(next_offset), 0) FROM registry.partition_offsets WHERE topic = $1"
-        return int(await connection.fetchval(query, topic))
-    finally:
-        await connection.close()
 
 
 async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, topics: Topics, count: int) -> None:
@@ -37,7 +28,7 @@ async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, top
         await publish(infrastructure.bootstrap_servers, topics.cases, history)
 
         async def caught_up() -> bool | None:
-            return True if await _applied_offsets(database_url, topics.cases) == len(history) else None
+            return True if await applied_offsets(database_url, topics.cases) == len(history) else None
 
         await eventually(caught_up, timeout=60, what="the live ledger to apply the history")
 
@@ -133,7 +124,7 @@ async def test_swap_makes_the_rebuilt_ledger_live_and_the_registry_carries_on_in
         await publish(infrastructure.bootstrap_servers, topics.cases, first)
 
         async def applied(n: int) -> bool | None:
-            return True if await _applied_offsets(database_url, topics.cases) == n else None
+            return True if await applied_offsets(database_url, topics.cases) == n else None
 
         await eventually(lambda: applied(len(first)), timeout=60, what="the first history applied")
         swapped = await _replay(infrastructure, database_url, topics, swap=True)

@@ -16,6 +16,7 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
+from tests.histories import granted
 
 CASE = uuid.uuid4()
 NUMBER = "26-44-000001"
@@ -23,19 +24,7 @@ VIN_A, VIN_B = "LA1AB2CD3EF456789", "LA1AB2CD3EF456780"
 
 
 def _granted(quantity: int = 10) -> LicenseGranted:
-    return LicenseGranted(
-        license_number=NUMBER,
-        applicant_code=samples.QILIN_MOTOR,
-        valid_from=date(2026, 3, 1),
-        valid_to=date(2026, 8, 31),
-        quantity=quantity,
-        value="1470000",
-        currency="CNY",
-        port_of_exit="CNSZX",
-        destination_country="MX",
-        trade_mode="general trade",
-        batch_mode="multi",
-    )
+    return granted(NUMBER, quantity, valid_from=date(2026, 3, 1), valid_to=date(2026, 8, 31))
 
 
 def _export(sequence: int, quantity: int = 1, **overrides: object) -> ExportRecorded:

@@ -25,6 +25,7 @@ from shared.events import (
     LicenseSuspended,
     Reason,
 )
+from tests.histories import granted
 
 CASE = uuid.uuid4()
 NUMBER = "26-44-000001"
@@ -55,19 +56,8 @@ def _escalated() -> ApplicationEscalated:
 
 
 def _granted(quantity: int = 10, batch_mode: str = "multi", vins: tuple[str, ...] = ()) -> LicenseGranted:
-    return LicenseGranted(
-        license_number=NUMBER,
-        applicant_code=samples.QILIN_MOTOR,
-        valid_from=date(2026, 3, 1),
-        valid_to=date(2026, 8, 31),
-        quantity=quantity,
-        value="1470000",
-        currency="CNY",
-        port_of_exit="CNSZX",
-        destination_country="MX",
-        trade_mode="general trade",
-        batch_mode=batch_mode,
-        vins=vins,
+    return granted(
+        NUMBER, quantity, valid_from=date(2026, 3, 1), valid_to=date(2026, 8, 31), batch_mode=batch_mode, vins=vins
     )
 
 
