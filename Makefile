@@ -1,0 +1,28 @@
+# The ledger's benchmark (docs/performance.md). KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL point it at an existing
+# broker and database; unset, deploy/local/kafka.sh and deploy/local/postgres.sh are started (scripts/lib.sh).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BENCH_ARGS ?=
+
+.PHONY: bench bench-quick bench-5m bench-env
+
+bench-env:
+	@bash -c 'source scripts/lib.sh && ensure_venv'
+	@stamp=$(VENV)/.bench-installed; want=$$(sha256sum bench/requirements.txt | cut -d" " -f1); \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
+		$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt && echo $$want > $$stamp; \
+	fi
+
+# 100k and 1M events, the peer at 100k, the live phase; about 10 minutes on the 2-core dev box.
+bench: bench-env
+	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --profile $(BENCH_ARGS)'
+
+# 100k events only, a shorter live phase: about 2 minutes.
+bench-quick: bench-env
+	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes 100k --seconds 10 \
+		--query-seconds 5 $(BENCH_ARGS)'
+
+# The large size as well (several GB in Kafka while it runs; deleted at the end).
+bench-5m: bench-env
+	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes 100k,1M,5M $(BENCH_ARGS)'

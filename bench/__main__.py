@@ -1,0 +1,376 @@
+"""``python -m bench [--sizes 100k,1M] [--no-live] [--profile]``: generate, measure, print, write results/*.json.
+
+Every size gets a fresh topic namespace and fresh schemas; they are deleted at the end of the run
+(``--keep`` keeps them). Each measurement runs in a process of its own (``bench.worker``) so its peak RSS
+is its own. KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL say where to run (the Makefile sets them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.generate import SEED, publish
+from bench.live import run_live
+from shared.kafka_admin import ensure_topics
+from shared.settings import DEFAULT_BOOTSTRAP, DEFAULT_DATABASE_URL
+from shared.topics import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+TARGETS = {
+    "replay_events_per_s": 50_000,
+    "replay_vs_slower_ceiling": 0.5,
+    "replay_vs_peer": 10.0,
+    "linearity": 0.8,
+    "replay_rss_mb": 300,
+    "live_p99_ms": 250,
+    "lookup_p99_ms": 10,
+}
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * factor)
+
+
+def label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size % 1_000_000 == 0 else f"{size // 1_000}k"
+
+
+def worker(kind: str, args: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.worker", kind, json.dumps(args)], cwd=ROOT, capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        print(completed.stderr[-4000:], file=sys.stderr)
+        return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "cpu": model,
+        "python": platform.python_version(),
+    }
+
+
+async def drop(bootstrap: str, database_url: str, topics: list[str], schemas: list[str]) -> None:
+    if topics:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            doomed = [t for t in topics if t in existing]
+            if doomed:
+                await admin.delete_topics(doomed)
+        finally:
+            await admin.close()
+    connection = await asyncpg.connect(database_url)
+    try:
+        for schema in schemas:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
+async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url: str, run_id: str) -> dict[str, Any]:
+    namespace = f"bench-{run_id}-{label(size).lower()}"
+    topics = Topics(namespace)
+    schema = f"bench_{run_id}_{label(size).lower()}"
+    schemas = [f"{schema}_ledger", f"{schema}_scratch", f"{schema}_peer", f"{schema}_profile"]
+    result: dict[str, Any] = {"size": size, "namespace": namespace}
+    RESULTS.mkdir(exist_ok=True)
+    await ensure_topics(bootstrap, topics)
+    try:
+        print(f"[{label(size)}] generating {size:,} events into {topics.cases} ...", flush=True)
+        generated = await publish(bootstrap, topics.cases, size, seed=args.seed)
+        result["generate"] = {
+            "seconds": generated.seconds,
+            "events_per_s": size / generated.seconds,
+            "bytes": generated.bytes,
+            "types": generated.counts,
+        }
+        end = {str(p): o for p, o in generated.end_offsets.items()}
+        base = {"bootstrap": bootstrap, "topic": topics.cases, "end": end, "database_url": url}
+        print(f"[{label(size)}] kafka read ceiling ...", flush=True)
+        result["kafka_read"] = worker("kafka_read", base)
+        print(f"[{label(size)}] replay (fold_log) ...", flush=True)
+        result["replay"] = worker("replay", {**base, "schema": schemas[0]})
+        print(f"[{label(size)}] COPY ceiling ...", flush=True)
+        result["copy"] = worker("copy", {**base, "schema": schemas[1], "rows": size})
+        if size <= args.peer_max_size:
+            print(f"[{label(size)}] peer (eventsourcing, at most {args.peer_seconds:.0f} s) ...", flush=True)
+            connection = await asyncpg.connect(url)
+            await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schemas[2]}"')
+            await connection.close()
+            result["peer"] = worker("peer", {**base, "schema": schemas[2], "seconds": args.peer_seconds})
+        if args.profile and size == min(args.sizes):
+            print(f"[{label(size)}] replay again under pyinstrument ...", flush=True)
+            path = RESULTS / f"profile-replay-{run_id}-{label(size)}.txt"
+            result["profile"] = worker("replay", {**base, "schema": schemas[3], "profile": str(path)})
+            result["profile"]["file"] = str(path.relative_to(ROOT))
+    finally:
+        if not args.keep:
+            await drop(bootstrap, url, [s.name for s in topics.specs()], schemas)
+    return result
+
+
+def ratios(result: dict[str, Any]) -> None:
+    for entry in result["sizes"]:
+        replay = entry.get("replay", {}).get("events_per_s")
+        if not replay:
+            continue
+        kafka = entry.get("kafka_read", {}).get("events_per_s")
+        copy = entry.get("copy", {}).get("rows_per_s")
+        peer = entry.get("peer", {}).get("events_per_s")
+        r: dict[str, float] = {}
+        if kafka:
+            r["replay_vs_kafka_read"] = replay / kafka
+        if copy:
+            r["replay_vs_copy"] = replay / copy
+        if kafka and copy:
+            r["replay_vs_slower_ceiling"] = replay / min(kafka, copy)
+        if peer:
+            r["replay_vs_peer"] = replay / peer
+        entry["ratios"] = r
+    rates = [(e["size"], e["replay"]["events_per_s"]) for e in result["sizes"] if "events_per_s" in e.get("replay", {})]
+    if len(rates) >= 2:
+        result["linearity"] = rates[-1][1] / rates[0][1]
+
+
+def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    def judge(name: str, value: float | None, target: float, higher_is_better: bool = True) -> None:
+        if value is None:
+            out[name] = {"value": None, "target": target, "met": None}
+            return
+        met = value >= target if higher_is_better else value <= target
+        out[name] = {"value": value, "target": target, "met": met}
+
+    sizes = result["sizes"]
+    judge(
+        "replay_events_per_s (min over sizes)",
+        min((e["replay"]["events_per_s"] for e in sizes if "events_per_s" in e.get("replay", {})), default=None),
+        TARGETS["replay_events_per_s"],
+    )
+    judge(
+        "replay / slower ceiling (min)",
+        min(
+            (
+                e["ratios"]["replay_vs_slower_ceiling"]
+                for e in sizes
+                if "replay_vs_slower_ceiling" in e.get("ratios", {})
+            ),
+            default=None,
+        ),
+        TARGETS["replay_vs_slower_ceiling"],
+    )
+    judge(
+        "replay / peer",
+        next((e["ratios"]["replay_vs_peer"] for e in sizes if "replay_vs_peer" in e.get("ratios", {})), None),
+        TARGETS["replay_vs_peer"],
+    )
+    judge("linearity (events/s largest / smallest)", result.get("linearity"), TARGETS["linearity"])
+    judge(
+        "replay peak RSS MB (max)",
+        max((e["replay"]["peak_rss_mb"] for e in sizes if "peak_rss_mb" in e.get("replay", {})), default=None),
+        TARGETS["replay_rss_mb"],
+        higher_is_better=False,
+    )
+    live = result.get("live") or {}
+    judge(
+        "live submission-to-ledger p99 ms",
+        (live.get("to_ledger_row") or {}).get("p99_ms"),
+        TARGETS["live_p99_ms"],
+        higher_is_better=False,
+    )
+    judge(
+        "lookup p99 ms at 500 rps",
+        ((live.get("lookups") or {}).get("latency") or {}).get("p99_ms"),
+        TARGETS["lookup_p99_ms"],
+        higher_is_better=False,
+    )
+    judge(
+        "registry peak RSS MB (live)",
+        (live.get("peak_rss_mb") or {}).get("registry"),
+        TARGETS["replay_rss_mb"],
+        higher_is_better=False,
+    )
+    return out
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        "| figure | " + " | ".join(label(e["size"]) for e in result["sizes"]) + " |",
+        "| --- | " + " | ".join("---:" for _ in result["sizes"]) + " |",
+    ]
+
+    def row(name: str, get: Any, digits: int = 0) -> None:
+        values = []
+        for e in result["sizes"]:
+            try:
+                values.append(fmt(get(e), digits))
+            except (KeyError, TypeError):
+                values.append("-")
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+
+    row("generate, events/s", lambda e: e["generate"]["events_per_s"])
+    row("log size, MB", lambda e: e["generate"]["bytes"] / 1e6)
+    row("**replay (fold_log), events/s**", lambda e: e["replay"]["events_per_s"])
+    row("replay wall time, s", lambda e: e["replay"]["seconds"], 1)
+    row("replay peak RSS, MB", lambda e: e["replay"]["peak_rss_mb"])
+    row("Kafka read ceiling, events/s", lambda e: e["kafka_read"]["events_per_s"])
+    row("COPY ceiling, rows/s", lambda e: e["copy"]["rows_per_s"])
+    row("peer (eventsourcing), events/s", lambda e: e["peer"]["events_per_s"])
+    row("peer events folded (of log)", lambda e: f"{e['peer']['events']:,} of {e['peer']['of']:,}")
+    row("peer peak RSS, MB", lambda e: e["peer"]["peak_rss_mb"])
+    row("replay ÷ Kafka read", lambda e: e["ratios"]["replay_vs_kafka_read"], 3)
+    row("replay ÷ COPY", lambda e: e["ratios"]["replay_vs_copy"], 3)
+    row("replay ÷ slower ceiling", lambda e: e["ratios"]["replay_vs_slower_ceiling"], 3)
+    row("replay ÷ peer", lambda e: e["ratios"]["replay_vs_peer"], 2)
+    row("ledger rows written", lambda e: sum(e["replay"]["rows"].values()))
+    out = "\n".join(lines)
+    live = result.get("live")
+    if live and "error" not in live:
+        s, q = live["submissions"], live.get("lookups") or {}
+        out += "\n\n| live figure | value |\n| --- | ---: |\n"
+        out += f"| offered / achieved submissions/s | {s['offered_per_s']:.0f} / {s['achieved_per_s']:.0f} |\n"
+        for name, key in (
+            ("submission → ledger row", "to_ledger_row"),
+            ("submission → decision in ledger", "to_decision_in_ledger"),
+        ):
+            d = live[key]
+            out += f"| {name} p50 / p95 / p99, ms | {d['p50_ms']:.0f} / {d['p95_ms']:.0f} / {d['p99_ms']:.0f} |\n"
+        out += f"| POST /applications p50 / p99, ms | {s['post']['p50_ms']:.1f} / {s['post']['p99_ms']:.1f} |\n"
+        if q:
+            out += (
+                f"| GET /licenses/{{n}} at {q['offered_per_s']:.0f} rps (achieved {q['achieved_per_s']:.0f}) "
+                f"p50 / p99, ms | {q['latency']['p50_ms']:.1f} / {q['latency']['p99_ms']:.1f} |\n"
+            )
+        rss = live["peak_rss_mb"]
+        out += (
+            "| peak RSS applications / review / registry, MB | "
+            + " / ".join(f"{rss.get(n, float('nan')):.0f}" for n in ("applications", "review", "registry"))
+            + " |\n"
+        )
+        out += f"| errors (submissions / lookups) | {s['errors'] or 0} / {q.get('errors') or 0} |"
+    out += "\n\n| target | value | met |\n| --- | ---: | --- |\n"
+    for name, v in result["targets"].items():
+        met = {True: "yes", False: "**no**", None: "not measured"}[v["met"]]
+        value = fmt(v["value"], 2 if isinstance(v["value"], float) and v["value"] < 100 else 0)
+        target = fmt(v["target"], 1 if isinstance(v["target"], float) and v["target"] < 10 else 0)
+        out += f"| {name} (target {target}) | {value} | {met} |\n"
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+    url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    run_id = time.strftime("%m%d%H%M%S")
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "machine": machine(),
+        "seed": args.seed,
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
+        "sizes": [],
+    }
+    started = time.perf_counter()
+    for size in args.sizes:
+        result["sizes"].append(await measure_size(size, args, bootstrap, url, run_id))
+    if args.live:
+        print("[live] three services, 200 submissions/s, then 500 lookups/s ...", flush=True)
+        try:
+            result["live"] = await run_live(
+                bootstrap=bootstrap,
+                database_url=url,
+                namespace=f"bench-{run_id}-live",
+                logs=RESULTS / f"logs-{run_id}",
+                rate=args.rate,
+                seconds=args.seconds,
+                query_rate=args.query_rate,
+                query_seconds=args.query_seconds,
+            )
+        except Exception as exc:
+            result["live"] = {"error": repr(exc)}
+        finally:
+            await drop(bootstrap, url, [s.name for s in Topics(f"bench-{run_id}-live").specs()], [])
+    result["wall_seconds"] = time.perf_counter() - started
+    ratios(result)
+    result["targets"] = verdicts(result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [parse_size(x) for x in s.split(",")],
+        default=[100_000, 1_000_000],
+        help="comma-separated log sizes, e.g. 100k,1M,5M (default 100k,1M)",
+    )
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--no-live", dest="live", action="store_false", help="skip the running-services phase")
+    parser.add_argument("--rate", type=float, default=200.0, help="offered submissions/s in the live phase")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--query-rate", type=float, default=500.0)
+    parser.add_argument("--query-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--peer-max-size",
+        type=lambda s: parse_size(s),
+        default=100_000,
+        help="run the eventsourcing peer on sizes up to this (default 100k)",
+    )
+    parser.add_argument("--peer-seconds", type=float, default=180.0, help="stop the peer after this long (subset)")
+    parser.add_argument("--profile", action="store_true", help="replay the smallest size again under pyinstrument")
+    parser.add_argument("--keep", action="store_true", help="keep the topics and schemas")
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{result['run_id']}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    m = result["machine"]
+    print(
+        f"\nmachine: {m['nproc']} cores, {m['memory_gb']} GB, {m['cpu']}; seed {result['seed']}; "
+        f"wall {result['wall_seconds']:.0f} s\n"
+    )
+    print(table(result))
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The running system: submission-to-ledger latency at a fixed offered load, lookups, and each service's RSS.
+
+The three services run as processes (``python -m services.<name>``) against a database of their own
+(created, migrated with ``python -m licensectl migrate``, dropped at the end) and a fresh topic namespace.
+Load is open-loop: request ``i`` is sent at ``start + i / rate`` whether or not earlier ones have answered,
+so a slow system shows up as latency, not as a lower offered rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import httpx
+
+from licensectl import samples
+from shared.kafka_admin import ensure_topics
+from shared.topics import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"applications": 18101, "review": 18102, "registry": 18103}
+POLL_SECONDS = 0.005
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms) if ms else float("nan"),
+    }
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=f"/{name}"))
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Services:
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        return {name: _peak_rss_mb(p.pid) for name, p in self.processes.items() if p.poll() is None}
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def start_services(env: dict[str, str], logs: Path) -> Services:
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = {}
+    for name, port in SERVICES.items():
+        service_env = {**env, f"{name.upper()}_PORT": str(port)}
+        out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the process's life
+        processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=service_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Services(processes)
+
+
+async def wait_healthy(client: httpx.AsyncClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    for port in SERVICES.values():
+        while True:
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/health", timeout=2)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"service on port {port} not healthy after {timeout}s")
+            await asyncio.sleep(0.3)
+
+
+class RawHttp:
+    """A minimal keep-alive HTTP/1.1 client over asyncio streams: an order of magnitude less CPU per request
+    than httpx, so that on a 2-core box the load generator does not starve the services it measures."""
+
+    def __init__(self, port: int, connections: int) -> None:
+        self.port = port
+        self.size = connections
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self.opened = 0
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.idle.empty() and self.opened < self.size:
+            self.opened += 1
+            return await asyncio.open_connection("127.0.0.1", self.port)
+        return await self.idle.get()
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
+        reader, writer = await self._connection()
+        try:
+            head = (
+                f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len(body)}\r\n"
+                f"content-type: application/json\r\n{headers}\r\n"
+            )
+            writer.write(head.encode() + body)
+            raw = await reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            length = next(
+                (
+                    int(v)
+                    for k, _, v in (line.partition(":") for line in lines[1:])
+                    if k.strip().lower() == "content-length"
+                ),
+                0,
+            )
+            payload = await reader.readexactly(length) if length else b""
+        except BaseException:
+            writer.close()
+            self.opened -= 1
+            raise
+        self.idle.put_nowait((reader, writer))
+        return status, payload
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _, writer = self.idle.get_nowait()
+            writer.close()
+
+
+class Watcher:
+    """Polls the registry's ledger for pending applications; records when each row appears and is decided."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.sent: dict[uuid.UUID, float] = {}
+        self.seen: dict[uuid.UUID, float] = {}
+        self.decided: dict[uuid.UUID, float] = {}
+        self.statuses: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or len(self.decided) < len(self.sent):
+            pending = [a for a in self.sent if a not in self.decided]
+            if pending:
+                rows = await self.pool.fetch(
+                    "SELECT application_id, status FROM registry.applications WHERE application_id = ANY($1::uuid[])",
+                    pending,
+                )
+                now = time.perf_counter()
+                for row in rows:
+                    app_id = row["application_id"]
+                    self.seen.setdefault(app_id, now)
+                    if row["status"] != "submitted":
+                        self.decided[app_id] = now
+                        self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
+            await asyncio.sleep(POLL_SECONDS)
+
+
+async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: float) -> dict[str, Any]:
+    body = json.dumps(samples.application_data()).encode()
+    post_latency: list[float] = []
+    errors: dict[str, int] = {}
+    late: list[float] = []
+
+    async def one(i: int, due: float) -> None:
+        started = time.perf_counter()
+        late.append(started - due)
+        try:
+            status, answer = await client.request(
+                "POST", "/applications", body, f"idempotency-key: bench-{uuid.uuid4()}\r\n"
+            )
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return
+        post_latency.append(time.perf_counter() - started)
+        if status != 202:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+            return
+        watcher.sent[uuid.UUID(json.loads(answer)["application_id"])] = started
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return {
+        "offered_per_s": rate,
+        "sent": len(tasks),
+        "achieved_per_s": len(tasks) / elapsed,
+        "errors": errors,
+        "post": summary_ms(post_latency),
+        "client_lateness": summary_ms(late),
+    }
+
+
+async def query_load(client: RawHttp, numbers: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    late: list[float] = []
+
+    async def one(number: str, due: float) -> None:
+        started = time.perf_counter()
+        late.append(started - due)
+        try:
+            status, _ = await client.request("GET", f"/licenses/{number}")
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return
+        latencies.append(time.perf_counter() - started)
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(numbers[i % len(numbers)], due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    return {
+        "offered_per_s": rate,
+        "sent": len(tasks),
+        "achieved_per_s": len(tasks) / elapsed,
+        "errors": errors,
+        "latency": summary_ms(latencies),
+        "client_lateness": summary_ms(late),
+    }
+
+
+async def run_live(
+    *,
+    bootstrap: str,
+    database_url: str,
+    namespace: str,
+    logs: Path,
+    rate: float = 200,
+    seconds: float = 20,
+    query_rate: float = 500,
+    query_seconds: float = 10,
+) -> dict[str, Any]:
+    database = namespace.replace("-", "_")
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    url = with_database(database_url, database)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "LEDGER_TOPIC_NAMESPACE": namespace}
+    services: Services | None = None
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "licensectl", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+        )
+        await ensure_topics(bootstrap, Topics(namespace))
+        services = start_services(env, logs)
+        async with httpx.AsyncClient(timeout=5) as health:
+            await wait_healthy(health)
+        submit = RawHttp(SERVICES["applications"], 64)
+        lookup = RawHttp(SERVICES["registry"], 64)
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+            try:
+                # Warm-up: until one submission is decided, the consumer groups are still joining.
+                warm = Watcher(pool)
+                stop = asyncio.Event()
+                poll = asyncio.create_task(warm.run(stop))
+                await submit_load(submit, warm, rate=5, seconds=2)
+                stop.set()
+                await asyncio.wait_for(poll, timeout=90)
+                watcher = Watcher(pool)
+                stop = asyncio.Event()
+                poll = asyncio.create_task(watcher.run(stop))
+                submitted = await submit_load(submit, watcher, rate=rate, seconds=seconds)
+                stop.set()
+                try:
+                    await asyncio.wait_for(poll, timeout=60)
+                except TimeoutError:
+                    poll.cancel()
+                seen = [watcher.seen[a] - watcher.sent[a] for a in watcher.sent if a in watcher.seen]
+                decided = [watcher.decided[a] - watcher.sent[a] for a in watcher.sent if a in watcher.decided]
+                numbers = [r[0] for r in await pool.fetch("SELECT license_number FROM registry.licenses")]
+            finally:
+                await pool.close()
+            queries = await query_load(lookup, numbers, query_rate, query_seconds) if numbers else {}
+        finally:
+            await submit.close()
+            await lookup.close()
+        rss = services.peak_rss_mb()
+        return {
+            "submissions": submitted,
+            "to_ledger_row": summary_ms(seen),
+            "to_decision_in_ledger": summary_ms(decided),
+            "decisions": watcher.statuses,
+            "missing": len(watcher.sent) - len(watcher.decided),
+            "lookups": queries,
+            "licenses_in_ledger": len(numbers),
+            "peak_rss_mb": rss,
+        }
+    finally:
+        if services is not None:
+            services.stop()
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        await admin.close()

@@ -1,0 +1,182 @@
+"""One measurement in a process of its own, so that its peak RSS is its own: ``python -m bench.worker KIND JSON``.
+
+Prints one JSON object on its last line of stdout: the figures, and ``peak_rss_mb`` (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.registry.replay import fold_log
+from shared.db import create_pool, migrate_async
+
+LEDGER_TABLES = ("applications", "licenses", "exports", "license_history", "outbox", "applied_events", "vin_claims")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def replay(args: dict[str, Any]) -> dict[str, Any]:
+    """``fold_log`` of the whole topic into a freshly migrated schema, timed without the migration."""
+    url, schema = args["database_url"], args["schema"]
+    await migrate_async("registry", url, schema=schema)
+    pool = await create_pool(url, schema=schema, max_size=2)
+    end = {int(p): o for p, o in args["end"].items()}
+    profiler = None
+    if args.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.002, async_mode="enabled")
+        profiler.start()
+    started = time.perf_counter()
+    try:
+        events = await fold_log(pool, args["bootstrap"], args["topic"], start={}, end=end)
+        seconds = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
+            with open(args["profile"], "w") as out:
+                out.write(profiler.output_text(unicode=False, color=False, show_all=False))
+        rows = {t: await pool.fetchval(f"SELECT count(*) FROM {_q(schema)}.{t}") for t in LEDGER_TABLES}
+    finally:
+        await pool.close()
+    return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "rows": rows}
+
+
+async def kafka_read(args: dict[str, Any]) -> dict[str, Any]:
+    """The read ceiling: the same records, fetched with the same consumer settings as ``fold_log``, discarded."""
+    end = {int(p): o for p, o in args["end"].items()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args["bootstrap"],
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    read = size = 0
+    started = time.perf_counter()
+    try:
+        todo = dict(end)
+        consumer.assign([TopicPartition(args["topic"], p) for p in todo])
+        for p in todo:
+            consumer.seek(TopicPartition(args["topic"], p), 0)
+        while todo:
+            for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
+                read += len(records)
+                size += sum(len(r.value or b"") for r in records)
+                if records[-1].offset + 1 >= todo.get(tp.partition, 0):
+                    todo.pop(tp.partition, None)
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    seconds = time.perf_counter() - started
+    return {"events": read, "bytes": size, "seconds": seconds, "events_per_s": read / seconds}
+
+
+SCRATCH = """
+CREATE TABLE {table} (
+    event_id uuid PRIMARY KEY, declaration_number text NOT NULL, license_number text NOT NULL,
+    case_id uuid NOT NULL, outcome text NOT NULL, reason_code text, reason_message text, quantity int NOT NULL,
+    port_of_exit text NOT NULL, export_date date NOT NULL, vins text[] NOT NULL, value numeric NOT NULL,
+    currency text NOT NULL, recorded_at timestamptz NOT NULL)
+"""
+COPY_COLUMNS = (
+    "event_id",
+    "declaration_number",
+    "license_number",
+    "case_id",
+    "outcome",
+    "reason_code",
+    "reason_message",
+    "quantity",
+    "port_of_exit",
+    "export_date",
+    "vins",
+    "value",
+    "currency",
+    "recorded_at",
+)
+
+
+async def copy(args: dict[str, Any]) -> dict[str, Any]:
+    """The write ceiling: as many ledger rows as events, COPYed in batches of 5000 (one transaction each)
+    into a scratch table shaped like ``exports`` (the ledger's most frequent row), with the same indexes."""
+    url, schema, rows = args["database_url"], args["schema"], int(args["rows"])
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+        table = f"{_q(schema)}.scratch_exports"
+        await connection.execute(SCRATCH.format(table=table))
+        await connection.execute(f"CREATE INDEX ON {table} (declaration_number)")
+        await connection.execute(f"CREATE INDEX ON {table} (license_number)")
+        now = datetime.now(UTC)
+        today = date(2026, 3, 1)
+        batch = 5000
+        started = time.perf_counter()
+        for first in range(0, rows, batch):
+            records = [
+                (
+                    uuid.uuid4(),
+                    f"53162026{i:010d}",
+                    f"26-44-{i % 999_999:06d}",
+                    uuid.uuid4(),
+                    "accepted",
+                    None,
+                    None,
+                    12,
+                    "CNSZX",
+                    today,
+                    [],
+                    Decimal("1764000.00"),
+                    "CNY",
+                    now,
+                )
+                for i in range(first, min(rows, first + batch))
+            ]
+            async with connection.transaction():
+                await connection.copy_records_to_table(
+                    "scratch_exports", schema_name=schema, records=records, columns=COPY_COLUMNS
+                )
+        seconds = time.perf_counter() - started
+    finally:
+        await connection.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
+async def peer(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.peer import run_peer
+
+    end = {int(p): o for p, o in args["end"].items()}
+    return await run_peer(
+        bootstrap=args["bootstrap"],
+        topic=args["topic"],
+        end=end,
+        database_url=args["database_url"],
+        schema=args["schema"],
+        seconds=float(args["seconds"]),
+    )
+
+
+KINDS = {"replay": replay, "kafka_read": kafka_read, "copy": copy, "peer": peer}
+
+
+def main() -> None:
+    kind, args = sys.argv[1], json.loads(sys.argv[2])
+    result = asyncio.run(KINDS[kind](args))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
