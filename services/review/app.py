@@ -15,6 +15,8 @@ from pydantic_settings import SettingsConfigDict
 from services.review import cases, expiry, reference
 from services.review.decisions import SUBMISSIONS, decide_once
 from services.review.officer_api import add_officer_routes
+from services.review.reference_api import add_reference_routes
+from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared.events import ApplicationWithdrawn, Envelope, Reason
 from shared.intake import describe
@@ -44,12 +46,8 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
         title="Export license review",
         description="Applies the eligibility rules to each submitted application; grants or rejects it.",
     )
-    ref = reference.load(settings.reference_version)
-
-    @app.get("/reference", tags=["reference"])
-    async def reference_version() -> dict[str, object]:
-        """Which reference data the rules decide against."""
-        return {"version": ref.version, "enterprises": len(ref.enterprises), "models": len(ref.models)}
+    references = _add_reference_data(runtime, settings.reference_version)
+    add_reference_routes(app, runtime, references)
 
     @runtime.broker.subscriber(
         settings.topics.cases,
@@ -71,12 +69,24 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
             return
         today = datetime.now(CHINA).date()
         submitted = envelope.occurred_at.astimezone(CHINA).date()
-        decision = decide(envelope.payload.application, ref, today, submitted=submitted)
+        decision = decide(envelope.payload.application, await references.current(), today, submitted=submitted)
         await runtime.append(await decide_once(runtime.pool, envelope, decision, today))
 
     _add_expiry(runtime, settings.expiry_interval_seconds, clock)
     add_officer_routes(app, runtime, clock)
     return app
+
+
+def _add_reference_data(runtime: Runtime, version: str) -> ReferenceCache:
+    """Load the configured version into review's tables at start-up (if no instance has yet), and
+    decide against what the tables hold."""
+    references = ReferenceCache()
+
+    async def start(rt: Runtime) -> None:
+        await references.start(rt.pool, version)
+
+    runtime.on_start.append(start)
+    return references
 
 
 def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:

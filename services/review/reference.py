@@ -1,7 +1,9 @@
-"""Reference data the review decides against, loaded from a versioned file in the repo.
+"""Reference data the review decides against: versioned files in the repo, checked for consistency.
 
 A version is immutable once published (a correction is a new version), so a past decision can be
-explained against the data it was taken on. ``reference/generate.py`` builds the current one.
+explained against the data it was taken on. ``reference/generate.py`` builds the current one. The
+running service loads a version into its own tables and decides against what they hold
+(``reference_store``): changes after start-up are made there, each one a new revision.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +27,14 @@ CURRENT_VERSION = "2026.2"
 ListingStatus = Literal["listed", "suspended", "cancelled"]
 Tier = Literal["A", "B", "C"]
 """A manufacturer's tier, which caps how many distributors it may authorise in a year."""
+
+
+class Inconsistent(ValueError):
+    """Rows that contradict each other (an unknown party, a cap exceeded); ``problems`` says how, one each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("inconsistent reference data: " + "; ".join(problems))
+        self.problems = problems
 
 
 class _Row(BaseModel):
@@ -85,6 +95,9 @@ class ReferenceData(_Row):
     """One version of the reference data, checked for consistency and indexed for the rules."""
 
     version: str
+    revision: int = 0
+    """Review's reference revision counter when this was read from its tables (each load and change moves it);
+    0 when read from a file."""
     licensed_commodity_codes: frozenset[str]
     enterprises: tuple[Enterprise, ...]
     authorisations: tuple[Authorisation, ...]
@@ -112,7 +125,7 @@ class ReferenceData(_Row):
             *self._caps_exceeded(),
         ]
         if problems:
-            raise ValueError("inconsistent reference data: " + "; ".join(problems))
+            raise Inconsistent(problems)
         return self
 
     def _unknown_parties(self) -> Iterable[str]:
@@ -208,7 +221,12 @@ def _duplicates(kind: str, keys: Iterable[object]) -> Iterable[str]:
     return (f"{kind} {key} is listed {n} times" for key, n in Counter(keys).items() if n > 1)
 
 
+def document(version: str = CURRENT_VERSION, directory: Path = REFERENCE_DIR) -> dict[str, Any]:
+    """The file of reference data ``version``, as JSON data (unchecked)."""
+    data: dict[str, Any] = json.loads((directory / f"{version}.json").read_text(encoding="utf-8"))
+    return data
+
+
 def load(version: str = CURRENT_VERSION, directory: Path = REFERENCE_DIR) -> ReferenceData:
     """Read reference data ``version`` from its file."""
-    data = json.loads((directory / f"{version}.json").read_text(encoding="utf-8"))
-    return ReferenceData.model_validate(data)
+    return ReferenceData.model_validate(document(version, directory))
