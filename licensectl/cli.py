@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
+from licensectl import audit
 from licensectl import demo as demo_flow
 from licensectl.status import collect, table
 from services.registry.replay import replay as replay_ledger
@@ -17,7 +19,10 @@ from shared.db import migrate_all
 from shared.kafka_admin import ensure_topics
 from shared.settings import ServiceSettings
 
-app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True)
+# No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password.
+app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+audit_app = typer.Typer(help="Check the log and the registry's signed checkpoints, offline.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 
@@ -84,6 +89,8 @@ def replay(
     console.print(f"rebuilt ledger: {result.rebuilt.digest} ({result.rebuilt.rows} rows)")
     if not result.matches:
         console.print("[red bold]MISMATCH: the live ledger does not follow from the log")
+        for broken in result.chain_breaks:
+            console.print(f"  {broken.describe()}")
         for difference in result.differences:
             console.print(f"  {difference.describe()}")
         raise typer.Exit(1)
@@ -92,6 +99,49 @@ def replay(
         console.print("the rebuilt ledger is live; the previous one is kept as a retired schema")
     elif keep:
         console.print(f"rebuilt schema kept: {result.schema}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(help="A trusted checkpoint key: base64 of the raw Ed25519 public key, or a file; repeatable."),
+    ] = None,
+    live: bool = typer.Option(False, help="Also replay against the live ledger in DATABASE_URL (rows and chains)."),
+    ledger: bool = typer.Option(
+        True, help="Check each checkpoint's ledger checksum by a replay into a scratch schema."
+    ),
+    cases_topic: str | None = typer.Option(None, help="Read the log from this topic (a copy, say)."),
+) -> None:
+    """Recompute the log's hash chains and check each signed checkpoint against them and a replay (exit 1 if not)."""
+    settings = ServiceSettings()
+    report = asyncio.run(
+        audit.verify(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            cases_topic=cases_topic or settings.topics.cases,
+            checkpoints_topic=settings.topics.checkpoints,
+            trusted=audit.trusted_keys(public_key or []),
+            database_url=settings.database_url,
+            ledgers=ledger,
+            live_schema="registry" if live else None,
+        )
+    )
+    audit.render(report, console)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the registry's checkpoint public key and key id (from its REGISTRY_SIGNING_KEY settings)."""
+    from services.registry.app import Settings as RegistrySettings
+
+    try:
+        key = audit.registry_public_key(RegistrySettings())
+    except FileNotFoundError as missing:
+        console.print(f"[red]no signing key yet: {missing}")
+        raise typer.Exit(1) from None
+    console.print(key)
 
 
 @app.command()

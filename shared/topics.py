@@ -9,6 +9,7 @@ INTAKE_APPLICATIONS = "licensing.intake.applications"
 INTAKE_EXPORTS = "licensing.intake.exports"
 LICENSE_CHANGES = "licensing.license-changes"
 DEAD_LETTER = "licensing.dead-letter"
+CHECKPOINTS = "licensing.checkpoints"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(INTAKE_EXPORTS, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     TopicSpec(LICENSE_CHANGES, 3, {"cleanup.policy": "compact"}),
     TopicSpec(DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    # The registry's signed checkpoints: kept forever (each one is evidence) in one partition, in one order.
+    TopicSpec(CHECKPOINTS, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
 )
 
 
@@ -58,6 +61,10 @@ class Topics:
     @property
     def dead_letter(self) -> str:
         return self.name(DEAD_LETTER)
+
+    @property
+    def checkpoints(self) -> str:
+        return self.name(CHECKPOINTS)
 
     def group(self, base: str) -> str:
         """A consumer group's id under the same namespace as the topics it reads."""

@@ -6,16 +6,17 @@ import asyncio
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from services.registry import ledger, store
+from services.registry import checkpoints, ledger, store
 from services.registry.ledger import LicenseEntry
 from services.registry.projector import Projector, relay_forever, run_forever
 from shared.events import (
@@ -30,16 +31,25 @@ from shared.events import (
 )
 from shared.intake import BadInput, RecordExport, decode_command, keep_intake_body, parse_intake_record
 from shared.metrics import stored_positions
-from shared.service import Runtime, create_service
+from shared.service import ErrorBody, Runtime, create_service
 from shared.settings import ServiceSettings
 
 PRODUCER = "registry"
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+MAX_OFFSET = 2**63 - 1  # a Kafka offset is a signed 64-bit integer; a larger one failed the query with a 500
 
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
     port: int = 8003
     batch_size: int = 2000
+    # Signed checkpoints (services/registry/checkpoints.py): every so many seconds, or sooner after so many batches.
+    checkpoint_interval_seconds: float = 60.0
+    checkpoint_every_batches: int = 1000
+    # The signing key: base64 of the raw Ed25519 key, or a file holding that; else one is made in key_dir.
+    signing_key: SecretStr | None = None
+    signing_key_file: str | None = None
+    key_dir: str = "~/.local/state/license-registry"
 
 
 class ApplicationView(BaseModel):
@@ -138,12 +148,36 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     async def stored() -> dict[int, int]:
         return await store.stored_offsets(runtime.pool, settings.topics.cases)
 
+    checkpoints_topic = runtime.broker.publisher(
+        settings.topics.checkpoints,
+        title="checkpoints",
+        schema=checkpoints.SignedCheckpoint,
+        description="Signed checkpoints: each partition's hash chain head and offset, and the ledger checksum there.",
+    )
+
+    async def publish_checkpoint(body: bytes) -> None:
+        await checkpoints_topic.publish(body, key=b"registry", headers={"content-type": "application/json"})
+
     runtime.metrics.watch(
         settings.topics.group("registry"),
         stored_positions(settings.kafka_bootstrap_servers, settings.topics.cases, stored),
     )
 
     async def start(rt: Runtime) -> None:
+        checkpointer = checkpoints.Checkpointer(
+            pool=rt.pool,
+            topic=rt.settings.topics.cases,
+            publish=publish_checkpoint,
+            key=_signing_key(settings),
+            instance=settings.instance_id or checkpoints.default_instance(),
+            interval=settings.checkpoint_interval_seconds,
+            every_batches=settings.checkpoint_every_batches,
+        )
+
+        def applied(events: int) -> None:
+            rt.metrics.events_applied.inc(events)
+            checkpointer.batch_applied()
+
         projector = Projector(
             bootstrap_servers=rt.settings.kafka_bootstrap_servers,
             topic=rt.settings.topics.cases,
@@ -153,10 +187,11 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             instance_id=settings.instance_id,
             max_records=settings.batch_size,
             publish=publish,
-            on_applied=rt.metrics.events_applied.inc,
+            on_applied=applied,
         )
         tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
         tasks.append(asyncio.create_task(relay_forever(rt.pool, publish), name="outbox-relay"))
+        tasks.append(asyncio.create_task(checkpointer.run(), name="checkpoints"))
 
     async def stop(_: Runtime) -> None:
         for task in tasks:
@@ -167,8 +202,13 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     runtime.on_stop.append(stop)
 
 
+def _signing_key(settings: Settings) -> Ed25519PrivateKey:
+    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+    return checkpoints.load_signing_key(key=secret, key_file=settings.signing_key_file, key_dir=settings.key_dir)
+
+
 def _add_queries(app: FastAPI, runtime: Runtime) -> None:
-    @app.get("/applications/{application_id}", response_model=ApplicationView, tags=["queries"])
+    @app.get("/applications/{application_id}", response_model=ApplicationView, tags=["queries"], responses=NOT_FOUND)
     async def get_application(application_id: uuid.UUID) -> ApplicationView:
         """An application's status, the reasons of a rejection, and its license once granted."""
         entry = await store.application(runtime.pool, application_id)
@@ -186,12 +226,12 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             decided_at=entry.decided_at,
         )
 
-    @app.get("/licenses/{license_number}", response_model=LicenseView, tags=["queries"])
+    @app.get("/licenses/{license_number}", response_model=LicenseView, tags=["queries"], responses=NOT_FOUND)
     async def get_license(
         license_number: str,
         as_of: Annotated[AwareDatetime | None, Query(description="the license as it stood at this instant")] = None,
         as_of_offset: Annotated[
-            int | None, Query(ge=0, description="as it stood before this offset of its case's partition")
+            int | None, Query(ge=0, le=MAX_OFFSET, description="as it stood before this offset of its case's partition")
         ] = None,
     ) -> LicenseView:
         """A license's status, balance, declarations used, validity, port and destination; now or as of."""
@@ -225,7 +265,12 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         items = [LicenseView.model_validate(s.model_dump()) for s in found]
         return LicensePage(items=items, next_after=items[-1].license_number if len(items) == limit else None)
 
-    @app.get("/licenses/{license_number}/history", response_model=list[LicenseVersion], tags=["queries"])
+    @app.get(
+        "/licenses/{license_number}/history",
+        response_model=list[LicenseVersion],
+        tags=["queries"],
+        responses=NOT_FOUND,
+    )
     async def license_history(license_number: str) -> list[LicenseVersion]:
         """Every state of the license in stream order, with the event and stream position that made it."""
         versions = await store.license_history(runtime.pool, license_number)
@@ -233,7 +278,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"no license {license_number}")
         return [LicenseVersion(partition=p, offset=o, state=s) for p, o, s in versions]
 
-    @app.get("/exports/{declaration_number}", response_model=list[ExportView], tags=["exports"])
+    @app.get("/exports/{declaration_number}", response_model=list[ExportView], tags=["exports"], responses=NOT_FOUND)
     async def get_export(declaration_number: str) -> list[ExportView]:
         """How the ledger judged a declaration: accepted, or refused with its reason."""
         rows = await store.exports_of_declaration(runtime.pool, declaration_number)

@@ -16,7 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from services.registry import outbox, store
+from services.registry import chain, outbox, store
 from shared.events import Envelope, Reason
 from shared.intake import describe
 
@@ -106,7 +106,12 @@ class Projector:
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(
-                connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
+                connection,
+                topic=tp.topic,
+                partition=tp.partition,
+                events=events,
+                next_offset=records[-1].offset + 1,
+                records=raw_records(records),
             )
         self.applied += applied.events
         if self._on_applied is not None:
@@ -120,6 +125,11 @@ class Projector:
             await self._dead_letter(record, envelope)
             return None
         return envelope
+
+
+def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:
+    """Every record as read, readable or not: what the partition's hash chain covers."""
+    return [chain.Raw(r.offset, r.value) for r in records]
 
 
 def read_envelope(record: ConsumerRecord[bytes, bytes]) -> Envelope | Reason:

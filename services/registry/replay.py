@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from services.registry import store
+from services.registry import chain, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
-from services.registry.projector import read_envelope
+from services.registry.projector import raw_records, read_envelope
 from shared.db import create_pool, migrate_async
 from shared.events import Envelope
 
@@ -39,10 +39,11 @@ class ReplayResult:
     offsets: dict[int, int]
     differences: list[RowDifference] = field(default_factory=list)
     swapped: bool = False
+    chain_breaks: list[chain.ChainBreak] = field(default_factory=list)
 
     @property
     def matches(self) -> bool:
-        return self.live.digest == self.rebuilt.digest
+        return self.live.digest == self.rebuilt.digest and not self.chain_breaks
 
 
 def _q(name: str) -> str:
@@ -54,6 +55,39 @@ async def live_offsets(connection: asyncpg.Connection, schema: str, topic: str) 
         f"SELECT partition, next_offset FROM {_q(schema)}.partition_offsets WHERE topic = $1", topic
     )
     return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def live_positions(connection: asyncpg.Connection, schema: str, topic: str) -> dict[int, store.Position]:
+    rows = await connection.fetch(
+        f"SELECT partition, next_offset, chain_head, chain_start FROM {_q(schema)}.partition_offsets WHERE topic = $1",
+        topic,
+    )
+    return {r["partition"]: store.Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
+
+
+async def seed_chain_starts(
+    connection: asyncpg.Connection, schema: str, topic: str, positions: dict[int, store.Position]
+) -> None:
+    """A ledger older than the chain hashes from where it started: the rebuild must chain from there too."""
+    started = [(topic, p, pos.chain_start) for p, pos in positions.items() if pos.chain_start > 0]
+    await connection.executemany(
+        f"INSERT INTO {_q(schema)}.partition_offsets (topic, partition, next_offset, chain_start) "
+        "VALUES ($1, $2, 0, $3)",
+        started,
+    )
+
+
+def chain_breaks(recorded: dict[int, store.Position], rebuilt: dict[int, store.Position]) -> list[chain.ChainBreak]:
+    """The partitions whose recorded head differs from the one the log gives at the same offset."""
+    breaks = []
+    for partition, position in sorted(recorded.items()):
+        again = rebuilt.get(partition)
+        head = again.head if again is not None else chain.GENESIS
+        if head != position.head:
+            breaks.append(
+                chain.ChainBreak(partition, position.next_offset, position.head.hex(), head.hex(), position.chain_start)
+            )
+    return breaks
 
 
 async def replay(
@@ -71,16 +105,21 @@ async def replay(
     connection = await asyncpg.connect(database_url)
     try:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            offsets = await live_offsets(connection, live_schema, topic)
+            positions = await live_positions(connection, live_schema, topic)
             live = await checksum(connection, live_schema)
+        offsets = {p: position.next_offset for p, position in positions.items()}
         schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
         await migrate_async("registry", database_url, schema=schema)
+        await seed_chain_starts(connection, schema, topic, positions)
         pool = await create_pool(database_url, schema=schema, max_size=2)
         try:
             events = await fold_log(pool, bootstrap_servers, topic, start={}, end=offsets, progress=progress)
             async with connection.transaction(readonly=True):
                 rebuilt = await checksum(connection, schema)
+                rebuilt_positions = await live_positions(connection, schema, topic)
             result = ReplayResult(live, rebuilt, events, time.perf_counter() - started, schema, offsets)
+            # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
+            result.chain_breaks = chain_breaks(positions, rebuilt_positions)
             if not result.matches:
                 async with connection.transaction(readonly=True):
                     result.differences = await differences(connection, live=live_schema, rebuilt=schema)
@@ -150,8 +189,15 @@ async def fold_log(
 async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
     events = [store.Positioned(r.offset, e) for r in records if isinstance(e := read_envelope(r), Envelope)]
     async with pool.acquire() as connection, connection.transaction():
+        # No outbox rows: the live ledger published these changes when they happened.
         await store.apply_batch(
-            connection, topic=tp.topic, partition=tp.partition, events=events, next_offset=records[-1].offset + 1
+            connection,
+            topic=tp.topic,
+            partition=tp.partition,
+            events=events,
+            next_offset=records[-1].offset + 1,
+            records=raw_records(records),
+            outbox=False,
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from services.registry import ledger
+from services.registry import chain, ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
 from shared.db import Connection
 from shared.events import BatchMode, Envelope, LicenseState, Reason
@@ -24,11 +24,19 @@ SELECT case_id, array_agg(vin) AS vins FROM exports, unnest(vins) AS vin
 WHERE case_id = ANY($1::uuid[]) AND outcome = 'accepted' GROUP BY case_id
 """
 ALREADY_APPLIED = "SELECT event_id FROM applied_events WHERE event_id = ANY($1::uuid[])"
-UPSERT_APPLICATION = """
+# One statement per table per batch: each takes its rows as column arrays (unnest), so a batch costs
+# a handful of round trips whatever its size. A row's VINs travel as a JSON array (arrays of arrays
+# must be rectangular in PostgreSQL).
+UPSERT_APPLICATIONS = """
 INSERT INTO applications (
     application_id, status, applicant_code, applicant_name, agency_code, destination_country,
     port_of_exit, quantity, reasons, license_number, submitted_at, decided_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+SELECT u.id, u.status, u.applicant_code, u.applicant_name, u.agency_code, u.destination_country,
+       u.port_of_exit, u.quantity, u.reasons::jsonb, u.license_number, u.submitted_at, u.decided_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+            $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+     AS u(id, status, applicant_code, applicant_name, agency_code, destination_country, port_of_exit, quantity,
+          reasons, license_number, submitted_at, decided_at)
 ON CONFLICT (application_id) DO UPDATE SET
     status = EXCLUDED.status, reasons = EXCLUDED.reasons, license_number = EXCLUDED.license_number,
     decided_at = EXCLUDED.decided_at,
@@ -37,31 +45,52 @@ ON CONFLICT (application_id) DO UPDATE SET
     destination_country = EXCLUDED.destination_country, port_of_exit = EXCLUDED.port_of_exit,
     quantity = EXCLUDED.quantity, submitted_at = EXCLUDED.submitted_at
 """
-UPSERT_LICENSE = """
+UPSERT_LICENSES = """
 INSERT INTO licenses (
     license_number, case_id, status, applicant_code, quantity, balance, declarations_used,
     valid_from, valid_to, port_of_exit, destination_country, batch_mode, vins, granted_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+SELECT u.number, u.case_id, u.status, u.applicant_code, u.quantity, u.balance, u.used, u.valid_from, u.valid_to,
+       u.port, u.destination, u.batch_mode, ARRAY(SELECT jsonb_array_elements_text(u.vins::jsonb)), u.granted_at
+FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::date[],
+            $9::date[], $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[])
+     AS u(number, case_id, status, applicant_code, quantity, balance, used, valid_from, valid_to, port,
+          destination, batch_mode, vins, granted_at)
 ON CONFLICT (license_number) DO UPDATE SET
     status = EXCLUDED.status, balance = EXCLUDED.balance, declarations_used = EXCLUDED.declarations_used
 """
-INSERT_EXPORT = """
+INSERT_EXPORTS = """
 INSERT INTO exports (
     event_id, declaration_number, license_number, case_id, outcome, reason_code, reason_message,
     quantity, port_of_exit, export_date, vins, value, currency, recorded_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+SELECT u.event_id, u.declaration, u.license_number, u.case_id, u.outcome, u.reason_code, u.reason_message,
+       u.quantity, u.port, u.export_date, ARRAY(SELECT jsonb_array_elements_text(u.vins::jsonb)), u.value,
+       u.currency, u.recorded_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::int[],
+            $9::text[], $10::date[], $11::text[], $12::numeric[], $13::text[], $14::timestamptz[])
+     AS u(event_id, declaration, license_number, case_id, outcome, reason_code, reason_message, quantity, port,
+          export_date, vins, value, currency, recorded_at)
 """
 INSERT_HISTORY = """
 INSERT INTO license_history (license_number, event_id, partition, "offset", occurred_at, state)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+SELECT u.number, u.event_id, u.partition, u.position, u.occurred_at, u.state::jsonb
+FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[], $5::timestamptz[], $6::text[])
+     AS u(number, event_id, partition, position, occurred_at, state)
 """
-INSERT_OUTBOX = "INSERT INTO outbox (license_number, state) VALUES ($1, $2::jsonb)"
+INSERT_OUTBOX = """
+INSERT INTO outbox (license_number, state)
+SELECT u.number, u.state::jsonb FROM unnest($1::text[], $2::text[]) AS u(number, state)
+"""
 MARK_APPLIED = "INSERT INTO applied_events (event_id) SELECT unnest($1::uuid[])"
 SAVE_OFFSET = """
-INSERT INTO partition_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
-ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+INSERT INTO partition_offsets (topic, partition, next_offset, chain_head) VALUES ($1, $2, $3, $4)
+ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head
 """
 STORED_OFFSETS = "SELECT partition, next_offset FROM partition_offsets WHERE topic = $1"
+# Taken first: two batches of one partition (a zombie after a rebalance) extend the chain one after the other.
+LOCK_POSITION = """
+SELECT next_offset, chain_head, chain_start FROM partition_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE
+"""
+STORED_POSITIONS = "SELECT partition, next_offset, chain_head, chain_start FROM partition_offsets WHERE topic = $1"
 # Every batch holds this lock shared; swapping in a rebuilt ledger holds it exclusively, so no batch
 # straddles the swap (a batch's statements resolve their tables after the lock is granted).
 LEDGER_LOCK_KEY = 0x4C454447  # "LEDG"
@@ -73,6 +102,21 @@ async def stored_offsets(connection: Connection | asyncpg.Pool, topic: str) -> d
     """The next offset to read of each partition of ``topic``, as the ledger last committed it."""
     rows = await connection.fetch(STORED_OFFSETS, topic)
     return {row["partition"]: row["next_offset"] for row in rows}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the ledger stands in one partition: the next offset to read and the chain head before it."""
+
+    next_offset: int
+    head: bytes
+    chain_start: int  # the chain covers the records from here (0 unless the ledger predates the chain)
+
+
+async def stored_positions(connection: Connection | asyncpg.Pool, topic: str) -> dict[int, Position]:
+    """Each partition's position in ``topic``; read with the ledger in one snapshot for a consistent view."""
+    rows = await connection.fetch(STORED_POSITIONS, topic)
+    return {r["partition"]: Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
 
 
 @dataclass(frozen=True)
@@ -99,15 +143,22 @@ async def apply_batch(
     partition: int,
     events: Sequence[Positioned],
     next_offset: int,
+    records: Sequence[chain.Raw],
+    outbox: bool = True,
 ) -> Applied:
     """Fold ``events`` of one partition into the ledger, in the caller's transaction.
 
     Events already applied are skipped, so a redelivered batch changes nothing; the partition's
     offset is stored with the rows, so a crash never separates the two; each license that changed
-    gets a history row and an outbox row in the same transaction, so no change is ever lost.
+    gets a history row and (unless ``outbox`` is off, as in a replay, whose changes were published
+    when they happened) an outbox row in the same transaction, so no change is ever lost.
+    ``records`` are every record the batch read, ``events`` the readable ones among them: the
+    partition's hash chain is extended over all of them and stored with the offset.
     """
+    position = await _lock_position(connection, topic, partition)
     fresh = await _not_yet_applied(connection, events)
     cases = await _load_cases(connection, {p.envelope.case_id for p in fresh})
+    loaded = dict(cases)
     exports: list[ExportEntry] = []
     history: list[tuple[Any, ...]] = []
     changes: list[LicenseState] = []
@@ -121,13 +172,28 @@ async def apply_batch(
             state = license_state(license_, envelope)
             changes.append(state)
             history.append(_history_args(state, partition, positioned.offset))
-    await _save(connection, [cases[c] for c in {p.envelope.case_id for p in fresh}], exports)
+    await _save(connection, *_changed_rows(loaded, cases), exports)
     await _settle_claims(connection, exports)
-    await _record_changes(connection, history, changes)
+    await _record_changes(connection, history, publish=outbox)
     if fresh:
         await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
-    await connection.execute(SAVE_OFFSET, topic, partition, next_offset)
+    position = _advance(position, partition, records, next_offset)
+    await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head)
     return Applied(events=len(fresh), exports=exports, changes=changes)
+
+
+async def _lock_position(connection: Connection, topic: str, partition: int) -> Position:
+    row = await connection.fetchrow(LOCK_POSITION, topic, partition)
+    if row is None:
+        return Position(next_offset=0, head=chain.GENESIS, chain_start=0)
+    return Position(row["next_offset"], bytes(row["chain_head"]), row["chain_start"])
+
+
+def _advance(position: Position, partition: int, records: Sequence[chain.Raw], next_offset: int) -> Position:
+    """The position after the batch; records already chained (a redelivered batch) are not chained twice."""
+    start = max(position.next_offset, position.chain_start)
+    head = chain.extend(position.head, partition, (r for r in records if r.offset >= start))
+    return Position(max(position.next_offset, next_offset), head, position.chain_start)
 
 
 async def _not_yet_applied(connection: Connection, events: Sequence[Positioned]) -> list[Positioned]:
@@ -145,9 +211,27 @@ def _changed_licenses(before: Case, after: Case) -> list[LicenseEntry]:
     return [lic for number, lic in after.licenses.items() if before.licenses.get(number) != lic]
 
 
+def _changed_rows(
+    loaded: dict[uuid.UUID, Case], folded: dict[uuid.UUID, Case]
+) -> tuple[list[ApplicationEntry], list[LicenseEntry]]:
+    """The applications and licenses that differ from what was loaded: only those are written."""
+    applications, licenses = [], []
+    for case_id, case in folded.items():
+        before = loaded.get(case_id)
+        if case.application is not None and (before is None or before.application != case.application):
+            applications.append(case.application)
+        for number, license_ in case.licenses.items():
+            if before is None or before.licenses.get(number) != license_:
+                licenses.append(license_)
+    return applications, licenses
+
+
 def license_state(license_: LicenseEntry, cause: Envelope) -> LicenseState:
-    """The published form of a license, as of the event that produced it."""
-    return LicenseState(
+    """The published form of a license, as of the event that produced it.
+
+    Built without validation: every value comes from events the contract validated when read.
+    """
+    return LicenseState.model_construct(
         license_number=license_.license_number,
         case_id=license_.case_id,
         status=license_.status.value,
@@ -169,13 +253,19 @@ def _history_args(state: LicenseState, partition: int, offset: int) -> tuple[Any
     return (state.license_number, state.as_of_event, partition, offset, state.as_of, state.model_dump_json())
 
 
-async def _record_changes(
-    connection: Connection, history: list[tuple[Any, ...]], changes: list[LicenseState]
-) -> None:
-    if history:
-        await connection.executemany(INSERT_HISTORY, history)
-    if changes:
-        await connection.executemany(INSERT_OUTBOX, [(c.license_number, c.model_dump_json()) for c in changes])
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column, the shape the unnest statements take."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def _record_changes(connection: Connection, history: list[tuple[Any, ...]], *, publish: bool) -> None:
+    """History rows; and the same states, serialised once, in the outbox to be published."""
+    if not history:
+        return
+    columns = _columns(history)
+    await connection.execute(INSERT_HISTORY, *columns)
+    if publish:
+        await connection.execute(INSERT_OUTBOX, columns[0], columns[5])
 
 
 async def _load_cases(connection: Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
@@ -205,15 +295,18 @@ async def load_case(connection: Connection | asyncpg.Pool, case_id: uuid.UUID) -
     return cases.get(case_id) or Case(case_id=case_id)
 
 
-async def _save(connection: Connection, cases: Iterable[Case], exports: list[ExportEntry]) -> None:
-    applications = [_application_args(c.application) for c in cases if c.application is not None]
-    licenses = [_license_args(lic) for c in cases for lic in c.licenses.values()]
+async def _save(
+    connection: Connection,
+    applications: list[ApplicationEntry],
+    licenses: list[LicenseEntry],
+    exports: list[ExportEntry],
+) -> None:
     if applications:
-        await connection.executemany(UPSERT_APPLICATION, applications)
+        await connection.execute(UPSERT_APPLICATIONS, *_columns([_application_args(a) for a in applications]))
     if licenses:
-        await connection.executemany(UPSERT_LICENSE, licenses)
+        await connection.execute(UPSERT_LICENSES, *_columns([_license_args(lic) for lic in licenses]))
     if exports:
-        await connection.executemany(INSERT_EXPORT, [_export_args(e) for e in exports])
+        await connection.execute(INSERT_EXPORTS, *_columns([_export_args(e) for e in exports]))
 
 
 def _reasons_json(reasons: Iterable[Reason]) -> str:
@@ -251,7 +344,7 @@ def _license_args(lic: LicenseEntry) -> tuple[Any, ...]:
         lic.port_of_exit,
         lic.destination_country,
         lic.batch_mode.value,
-        list(lic.vins),
+        json.dumps(lic.vins),
         lic.granted_at,
     )
 
@@ -268,7 +361,7 @@ def _export_args(e: ExportEntry) -> tuple[Any, ...]:
         e.quantity,
         e.port_of_exit,
         e.export_date,
-        list(e.vins),
+        json.dumps(e.vins),
         e.value,
         e.currency,
         e.recorded_at,

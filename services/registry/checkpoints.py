@@ -1,0 +1,274 @@
+"""Signed checkpoints: the registry's periodic, signed statement of where its chains and ledger stand.
+
+A checkpoint holds, from one database snapshot, each partition's chain head with its offset and the
+ledger checksum at exactly those offsets, signed with the registry's Ed25519 key. Published to their
+own topic, kept forever, they let an auditor check the log and the ledger later against a replay
+(``licensectl audit verify``): a record changed before a checkpoint's offset breaks its chain head, a
+ledger row changed breaks the checksum of the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import AwareDatetime, BaseModel, ValidationError
+
+from services.registry import store
+from services.registry.checksum import checksum
+
+log = logging.getLogger(__name__)
+
+KEY_FILE_NAME = "registry-signing.key"
+Publish = Callable[[bytes], Awaitable[None]]
+
+
+class ChainHead(BaseModel):
+    """One partition's chain head: it covers the records from ``chain_start`` up to ``next_offset``."""
+
+    partition: int
+    next_offset: int
+    head: str  # hex
+    chain_start: int = 0
+
+
+class Checkpoint(BaseModel):
+    """Where the ledger stood, from one snapshot: the chain heads and the ledger checksum at their offsets."""
+
+    version: int = 1
+    topic: str
+    partitions: list[ChainHead]
+    ledger_checksum: str
+    ledger_rows: int
+    created_at: AwareDatetime
+    instance: str
+    key_id: str  # SHA-256 of the raw public key, hex
+    public_key: str  # the raw Ed25519 public key, base64; an auditor trusts it only if given out of band
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        return {p.partition: p.next_offset for p in self.partitions}
+
+    @property
+    def label(self) -> str:
+        return f"checkpoint {self.created_at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
+
+
+class SignedCheckpoint(BaseModel):
+    """A checkpoint and the Ed25519 signature over its canonical JSON (sorted keys, no spaces)."""
+
+    checkpoint: Checkpoint
+    signature: str  # base64
+
+
+# Keys.
+
+
+def public_bytes(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public_bytes(key)).hexdigest()
+
+
+def public_key_from(text: str) -> Ed25519PublicKey:
+    """A public key given as base64 of its 32 raw bytes, or as the path of a file holding that."""
+    path = Path(text).expanduser()
+    encoded = path.read_text().strip() if path.is_file() else text.strip()
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
+
+
+def load_signing_key(
+    *, key: str | None, key_file: str | None, key_dir: str, generate: bool = True
+) -> Ed25519PrivateKey:
+    """The registry's signing key: given (base64 of the raw key), in ``key_file``, or made once in ``key_dir``."""
+    if key:
+        return Ed25519PrivateKey.from_private_bytes(base64.b64decode(key, validate=True))
+    if key_file:  # named explicitly: a missing file is an error, never silently a new identity
+        return _read_key(Path(key_file).expanduser())
+    path = Path(key_dir).expanduser() / KEY_FILE_NAME
+    if not path.exists() and generate:
+        _generate_key(path)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text().strip(), validate=True))
+
+
+def _generate_key(path: Path) -> None:
+    generated = Ed25519PrivateKey.generate()
+    raw = generated.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # O_EXCL: two instances starting together keep one key (the loser reads the winner's).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as file:
+        file.write(base64.b64encode(raw).decode() + "\n")
+    log.warning(
+        "generated a new checkpoint signing key at %s (key id %s, public key %s). In production set "
+        "REGISTRY_SIGNING_KEY or REGISTRY_SIGNING_KEY_FILE and give auditors the public key out of band.",
+        path,
+        key_id(generated.public_key()),
+        base64.b64encode(public_bytes(generated.public_key())).decode(),
+    )
+
+
+# Signing and verifying.
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    """The bytes a signature covers: one JSON text per content, whoever serialises it."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sign(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> SignedCheckpoint:
+    signature = key.sign(canonical(checkpoint.model_dump(mode="json")))
+    return SignedCheckpoint(checkpoint=checkpoint, signature=base64.b64encode(signature).decode())
+
+
+def to_bytes(signed: SignedCheckpoint) -> bytes:
+    return canonical(signed.model_dump(mode="json"))
+
+
+class Unreadable(ValueError):
+    """A record of the checkpoint topic that is not a signed checkpoint."""
+
+
+def read(value: bytes | None) -> tuple[Checkpoint, dict[str, Any], bytes]:
+    """The checkpoint in a record, with its content as signed (the raw JSON object) and its signature."""
+    try:
+        document = json.loads(value or b"")
+        signed = SignedCheckpoint.model_validate(document)
+        return signed.checkpoint, document["checkpoint"], base64.b64decode(signed.signature, validate=True)
+    except (ValueError, ValidationError) as exc:
+        raise Unreadable(str(exc)) from exc
+
+
+def signature_problem(
+    checkpoint: Checkpoint, content: dict[str, Any], signature: bytes, trusted: Mapping[str, Ed25519PublicKey]
+) -> str | None:
+    """Why the checkpoint's signature does not hold (None if it does), against the ``trusted`` keys by id.
+
+    With no trusted key, the key the checkpoint carries is used: that proves integrity, not origin.
+    """
+    try:
+        key = trusted[checkpoint.key_id] if trusted else public_key_from(checkpoint.public_key)
+    except KeyError:
+        return f"signed by key {checkpoint.key_id[:16]}…, which is not a trusted key"
+    except ValueError:
+        return "carries an unreadable public key"
+    if key_id(key) != checkpoint.key_id:
+        return "its key id is not the SHA-256 of its public key"
+    try:
+        key.verify(signature, canonical(content))
+    except InvalidSignature:
+        return "signature invalid"
+    return None
+
+
+# Taking and publishing.
+
+
+async def take(
+    pool: asyncpg.Pool, topic: str, *, instance: str, key: Ed25519PrivateKey, now: datetime | None = None
+) -> SignedCheckpoint:
+    """A signed checkpoint of the ledger in the pool's schema, its heads and checksum from one snapshot."""
+    async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read", readonly=True):
+        positions = await store.stored_positions(connection, topic)
+        schema = await connection.fetchval("SELECT current_schema()")
+        ledger = await checksum(connection, schema)  # type: ignore[arg-type]  # a pooled connection runs it alike
+    public = key.public_key()
+    checkpoint = Checkpoint(
+        topic=topic,
+        partitions=[
+            ChainHead(partition=p, next_offset=pos.next_offset, head=pos.head.hex(), chain_start=pos.chain_start)
+            for p, pos in sorted(positions.items())
+        ],
+        ledger_checksum=ledger.digest,
+        ledger_rows=ledger.rows,
+        created_at=now or datetime.now(UTC),
+        instance=instance,
+        key_id=key_id(public),
+        public_key=base64.b64encode(public_bytes(public)).decode(),
+    )
+    return sign(checkpoint, key)
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Checkpointer:
+    """Publishes a checkpoint every ``interval`` seconds, or sooner after ``every_batches`` batches.
+
+    A checkpoint that would say what the last one said (same heads, same checksum) is not published:
+    an idle ledger adds nothing to the topic, while a ledger row changed with no event does.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        topic: str,
+        publish: Publish,
+        key: Ed25519PrivateKey,
+        instance: str,
+        interval: float,
+        every_batches: int,
+    ) -> None:
+        self._pool = pool
+        self._topic = topic
+        self._publish = publish
+        self._key = key
+        self._instance = instance
+        self._interval = interval
+        self._every_batches = every_batches
+        self._batches = 0
+        self._due = asyncio.Event()
+        self._last: tuple[Any, ...] | None = None
+
+    def batch_applied(self) -> None:
+        self._batches += 1
+        if self._every_batches and self._batches >= self._every_batches:
+            self._due.set()
+
+    async def checkpoint(self) -> SignedCheckpoint | None:
+        """Take a checkpoint and publish it if it says something new; return it if published."""
+        self._batches = 0
+        signed = await take(self._pool, self._topic, instance=self._instance, key=self._key)
+        said = (tuple(signed.checkpoint.partitions), signed.checkpoint.ledger_checksum)
+        if said == self._last:
+            return None
+        await self._publish(to_bytes(signed))
+        self._last = said
+        return signed
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self._interval)
+            self._due.clear()
+            try:
+                await self.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checkpoint failed; the next one is taken in %s s", self._interval)

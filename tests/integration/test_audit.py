@@ -1,0 +1,248 @@
+"""Tamper evidence: the audit verifies a clean history, and names an altered, deleted or reordered event
+(by partition and offsets) and a ledger row changed after a checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from licensectl import audit
+from services.registry.app import Settings, create_app
+from services.registry.checkpoints import Checkpoint, load_signing_key, public_bytes, read
+from shared.kafka_admin import ensure_topics
+from shared.topics import Topics
+from tests.histories import applied_offsets, many_cases, publish
+from tests.infra import ROOT, Infrastructure
+from tests.support import eventually, producer, read_topic, serving
+
+Records = dict[int, list[ConsumerRecord[bytes, bytes]]]
+
+
+@dataclass
+class Audited:
+    """A live history applied in two rounds, with a checkpoint after each, and the key that signed them."""
+
+    topics: Topics
+    key: Ed25519PublicKey
+    key_dir: Path
+    first: Checkpoint
+    second: Checkpoint
+
+
+def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics, key_dir: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+        checkpoint_interval_seconds=0.3,
+        key_dir=str(key_dir),
+    )
+
+
+async def _checkpoint_at(bootstrap: str, topics: Topics, events: int, *, other_than: str = "") -> Checkpoint:
+    """The first checkpoint covering ``events`` records (and, if given, with another ledger checksum)."""
+
+    def found(records: list[ConsumerRecord[bytes, bytes]]) -> Checkpoint | None:
+        for record in records:
+            checkpoint = read(record.value)[0]
+            if sum(checkpoint.offsets.values()) == events and checkpoint.ledger_checksum != other_than:
+                return checkpoint
+        return None
+
+    records = await read_topic(bootstrap, topics.checkpoints, until=lambda rs: found(rs) is not None, timeout=30)
+    checkpoint = found(records)
+    assert checkpoint is not None
+    return checkpoint
+
+
+async def _apply_round(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, count: int, first: int
+) -> int:
+    total = await applied_offsets(database_url, topics.cases) + count * 5  # read before the registry moves on
+    await publish(infrastructure.bootstrap_servers, topics.cases, many_cases(count, first_number=first))
+
+    async def caught_up() -> bool | None:
+        return True if await applied_offsets(database_url, topics.cases) == total else None
+
+    await eventually(caught_up, timeout=60, what="the live ledger to apply the round")
+    return total
+
+
+async def _audited_history(
+    infrastructure: Infrastructure,
+    database_url: str,
+    topics: Topics,
+    key_dir: Path,
+    *,
+    then: Callable[[], Awaitable[None]] | None = None,
+) -> Audited:
+    """Two rounds of cases, a checkpoint after each; ``then`` runs while the registry still runs."""
+    bootstrap = infrastructure.bootstrap_servers
+    async with serving(create_app(_settings(infrastructure, database_url, topics, key_dir))):
+        first = await _checkpoint_at(bootstrap, topics, await _apply_round(infrastructure, database_url, topics, 10, 1))
+        second = await _checkpoint_at(
+            bootstrap, topics, await _apply_round(infrastructure, database_url, topics, 10, 100)
+        )
+        if then is not None:
+            await then()
+    key = load_signing_key(key=None, key_file=None, key_dir=str(key_dir), generate=False).public_key()
+    return Audited(topics, key, key_dir, first, second)
+
+
+async def _verify(
+    infrastructure: Infrastructure, database_url: str, audited: Audited, **options: object
+) -> audit.AuditReport:
+    return await audit.verify(
+        bootstrap_servers=infrastructure.bootstrap_servers,
+        cases_topic=str(options.pop("cases_topic", audited.topics.cases)),
+        checkpoints_topic=audited.topics.checkpoints,
+        trusted=audit.trusted_keys([public_key_text(audited.key)]),
+        database_url=database_url,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(public_bytes(key)).decode()
+
+
+def _problems(report: audit.AuditReport) -> list[str]:
+    return [p for v in report.verdicts for p in v.problems] + report.live_problems
+
+
+async def test_a_clean_history_verifies_against_its_checkpoints_and_the_live_ledger(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    audited = await _audited_history(infrastructure, database_url, topics, tmp_path)
+    report = await _verify(infrastructure, database_url, audited, live_schema="registry")
+    assert report.ok, _problems(report)
+    assert report.records == 100 and report.live is not None and report.live.matches
+    assert all(v.ledger_checked for v in report.verdicts) and len(report.verdicts) >= 2
+    # Another key: every checkpoint is named as signed by a key the auditor does not trust.
+    stranger = Ed25519PrivateKey.generate().public_key()
+    untrusted = await audit.verify(
+        bootstrap_servers=infrastructure.bootstrap_servers,
+        cases_topic=topics.cases,
+        checkpoints_topic=topics.checkpoints,
+        trusted=audit.trusted_keys([public_key_text(stranger)]),
+    )
+    assert not untrusted.ok
+    assert all(any("not a trusted key" in p for p in v.problems) for v in untrusted.verdicts)
+
+
+async def _records(bootstrap: str, topic: str, count: int) -> Records:
+    by_partition: Records = {}
+    for record in await read_topic(bootstrap, topic, until=lambda rs: len(rs) >= count, timeout=30):
+        by_partition.setdefault(record.partition, []).append(record)
+    return {p: sorted(rs, key=lambda r: r.offset) for p, rs in by_partition.items()}
+
+
+async def _tampered_copy(
+    bootstrap: str, records: Records, tamper: Callable[[list[bytes]], list[bytes]], at: int
+) -> str:
+    """A copy of the log in a topic of its own, with partition ``at``'s values passed through ``tamper``."""
+    copy = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
+    await ensure_topics(bootstrap, copy)
+    async with producer(bootstrap) as send:
+        for partition, rs in records.items():
+            values = [r.value or b"" for r in rs]
+            for value in tamper(values) if partition == at else values:
+                await send.send_and_wait(copy.cases, value, partition=partition)  # one by one: in order
+    return copy.cases
+
+
+def _more_exported(value: bytes) -> bytes:
+    event = json.loads(value)
+    event["payload"]["quantity"] += 1
+    return json.dumps(event).encode()
+
+
+async def test_an_altered_deleted_or_reordered_event_is_named_by_partition_and_offsets(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    audited = await _audited_history(infrastructure, database_url, topics, tmp_path)
+    bootstrap = infrastructure.bootstrap_servers
+    records = await _records(bootstrap, topics.cases, 100)
+    before, after = audited.first.offsets, audited.second.offsets
+    # The partition the second round wrote most to; the tampering lies between the two checkpoints.
+    at = max(after, key=lambda p: after[p] - before.get(p, 0))
+    start, end = before.get(at, 0), after[at]
+    export = next(i for i in range(start, end - 1) if b'"ExportRecorded"' in (records[at][i].value or b""))
+
+    def altered(values: list[bytes]) -> list[bytes]:
+        return [_more_exported(v) if i == export else v for i, v in enumerate(values)]
+
+    def deleted(values: list[bytes]) -> list[bytes]:
+        return values[:export] + values[export + 1 :]
+
+    def reordered(values: list[bytes]) -> list[bytes]:
+        return [*values[:export], values[export + 1], values[export], *values[export + 2 :]]
+
+    breaks = (
+        f"partition {at} offset {end}: chain differs (an event was altered, deleted or reordered before offset {end}"
+    )
+    for tamper, expected in (
+        (altered, breaks),
+        (deleted, f"partition {at} offset {end}: the log ends at offset {end - 1} (an event was deleted before offset"),
+        (reordered, breaks),
+    ):
+        copy = await _tampered_copy(bootstrap, records, tamper, at)
+        report = await _verify(infrastructure, database_url, audited, cases_topic=copy)
+        assert not report.ok
+        first, second = _verdict(report, audited.first), _verdict(report, audited.second)
+        assert first.ok, first.problems  # the tampering lies after the first checkpoint
+        assert any(p.startswith(expected) for p in second.problems), (tamper.__name__, second.problems)
+        # Named as closely as the checkpoints allow: after the last one that agreed, before the first that did not.
+        since = [int(m) for p in second.problems for m in re.findall(r"at or after offset (\d+)\)", p)]
+        assert all(start <= s <= export for s in since) and (since or not start), second.problems
+        assert not any(f"partition {p} " in problem for p in after if p != at for problem in second.problems)
+
+
+def _verdict(report: audit.AuditReport, checkpoint: Checkpoint) -> audit.Verdict:
+    return next(v for v in report.verdicts if v.checkpoint == checkpoint)
+
+
+async def test_a_ledger_row_changed_after_a_checkpoint_is_named(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    changed: dict[str, Checkpoint] = {}
+
+    async def change_a_row() -> None:
+        connection = await asyncpg.connect(database_url)
+        await connection.execute(
+            "UPDATE registry.licenses SET balance = balance + 5 WHERE license_number = '26-44-000003'"
+        )
+        await connection.close()
+        previous = (await _checkpoint_at(infrastructure.bootstrap_servers, topics, 100)).ledger_checksum
+        changed["checkpoint"] = await _checkpoint_at(infrastructure.bootstrap_servers, topics, 100, other_than=previous)
+
+    audited = await _audited_history(infrastructure, database_url, topics, tmp_path, then=change_a_row)
+    report = await _verify(infrastructure, database_url, audited, live_schema="registry")
+    after = _verdict(report, changed["checkpoint"])
+    assert after.problems == [f"{after.label}: ledger checksum differs from the replay at these offsets"]
+    assert _verdict(report, audited.second).ok
+    assert "live ledger: licenses 26-44-000003: differs from what the events give" in report.live_problems
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+    }
+    command = [sys.executable, "-m", "licensectl", "audit", "verify", "--public-key", public_key_text(audited.key)]
+    result = subprocess.run([*command, "--live"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ledger checksum differs from the replay at these offsets" in result.stdout
+    assert "licenses 26-44-000003: differs from what the events give" in result.stdout
+    assert "NOT VERIFIED" in result.stdout
