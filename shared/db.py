@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import asyncpg
 from alembic import command
@@ -13,6 +15,24 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether opened alone or taken from a pool."""
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+
+
+def redact(text: str, database_url: str) -> str:
+    """``text`` without the password of ``database_url`` (in its user part or its query): safe to log or answer.
+
+    Read by hand rather than with ``urlsplit``, which raises on a malformed URL: this must work on any.
+    """
+    for password in _passwords(database_url):
+        for spelling in {password, unquote(password)}:
+            text = text.replace(spelling, "***")
+    return text
+
+
+def _passwords(database_url: str) -> list[str]:
+    userinfo, at, _ = database_url.partition("://")[2].rpartition("@")
+    found = [userinfo.partition(":")[2]] if at else []
+    found += re.findall(r"[?&]password=([^&#]*)", database_url)
+    return [p for p in found if p]
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -49,14 +49,19 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Looked up once: every event read validates its codes, and pycountry's own look-up is slow.
+COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
+CURRENCIES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
 def _is_country(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    if code not in COUNTRIES:
         raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (regions are not allowed)")
     return code
 
 
 def _is_currency(code: str) -> str:
-    if pycountry.currencies.get(alpha_3=code) is None:
+    if code not in CURRENCIES:
         raise ValueError(f"{code!r} is not an ISO 4217 currency code")
     return code
 
@@ -74,6 +79,8 @@ VIN = Annotated[str, StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")]
 LicenseNumber = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{2}-\d{6}$")]
 AgencyCode = Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
 CommodityCode = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
+
+
 def _no_nul(text: str) -> str:
     # PostgreSQL text cannot hold NUL: one would pass validation and then stall the ledger's partition.
     if "\x00" in text:
@@ -174,7 +181,7 @@ class Reason(Frozen):
     """Why something was refused: a code a machine can act on and a message a person can."""
 
     code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
-    message: str
+    message: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
 
 
 class Event(Frozen):
@@ -239,9 +246,10 @@ class ExportDeclaration(Frozen):
     license_number: LicenseNumber
     port_of_exit: PortCode
     export_date: date
-    quantity: Annotated[int, Field(ge=1)]
+    # At most what the ledger's int column holds: a larger count passed, was appended, and stalled the fold.
+    quantity: Annotated[int, Field(ge=1, le=2**31 - 1)]
     vins: tuple[VIN, ...] = ()
-    value: Annotated[Decimal, Field(ge=0)]
+    value: Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
     currency: CurrencyCode
 
 

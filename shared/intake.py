@@ -22,8 +22,15 @@ class BadInput(Exception):
     """Input refused for a reason its sender can read and act on."""
 
     def __init__(self, code: str, message: str) -> None:
+        message = readable(message)
         super().__init__(message)
         self.reason = Reason(code=code, message=message)
+
+
+def readable(text: str, limit: int = 2000) -> str:
+    """``text`` fit to be a reason's message: NUL spelled out (it may echo the input), length bounded."""
+    text = text.replace("\x00", "\\u0000")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class SubmitApplication(Frozen):
@@ -61,7 +68,7 @@ def describe(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         field = ".".join(str(p) for p in item["loc"]) or "(message)"
         parts.append(f"{field}: {item['msg']}")
-    return "; ".join(parts)
+    return readable("; ".join(parts))
 
 
 def decode_command(raw: bytes, *, expected: str, max_bytes: int) -> tuple[IntakeMessage, BaseModel]:

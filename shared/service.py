@@ -22,10 +22,19 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from shared.db import create_pool
+from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
 from shared.kafka_admin import ensure_topics
+from shared.limits import (
+    UNMETERED,
+    BodySizeLimit,
+    NoNulInURL,
+    RateLimit,
+    RequestTooLarge,
+    TokenBuckets,
+    too_large,
+)
 from shared.metrics import Metrics, committed_positions
 from shared.settings import ServiceSettings
 
@@ -126,6 +135,73 @@ def _bad_input(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump())
 
 
+def _too_large(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestTooLarge)
+    return too_large(exc.limit)
+
+
+def _add_limits(app: FastAPI, settings: ServiceSettings) -> None:
+    # The last added runs first: a client over its rate is refused before a byte of its body is read.
+    app.add_middleware(NoNulInURL)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.rate_limit_per_second > 0:
+        buckets = TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+        app.add_middleware(RateLimit, buckets=buckets)
+
+
+def _document_error_answers(app: FastAPI) -> None:
+    """Make the OpenAPI document declare the error answers every route gives, as they are given.
+
+    FastAPI documents a 422 in its own shape, not the :class:`ErrorBody` the handlers answer with, and
+    knows nothing of the middleware's 413 and 429, nor of the 400 for a body that is not UTF-8.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        document = build()
+        if fresh:
+            _declare_error_answers(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare_error_answers(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            if _is_fastapi_422(answers.get("422")):
+                answers["422"] = _error_answer("The request is not valid: each field and what is wrong with it.")
+            if "requestBody" in operation:
+                answers.setdefault("400", _error_answer("The request body cannot be read (not UTF-8)."))
+                answers.setdefault("413", _error_answer("The request body is larger than the service's limit."))
+            if path not in UNMETERED:
+                answers.setdefault("429", RATE_LIMITED)
+
+
+def _is_fastapi_422(answer: dict[str, Any] | None) -> bool:
+    schema = (answer or {}).get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
+
+
+def _error_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+RATE_LIMITED = {
+    **_error_answer("Too many requests from this client; Retry-After says in how many seconds to retry."),
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
 def create_service(name: str, settings: ServiceSettings, *, title: str, description: str) -> tuple[FastAPI, Runtime]:
     """The app and runtime of service ``name``; the caller adds its routes and subscribers."""
     runtime: Runtime
@@ -168,6 +244,9 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _validation_errors)
     app.add_exception_handler(BadInput, _bad_input)
+    app.add_exception_handler(RequestTooLarge, _too_large)
+    _add_limits(app, settings)
+    _document_error_answers(app)
 
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
@@ -222,4 +301,4 @@ async def _check_database(runtime: Runtime) -> str:
             await connection.fetchval("SELECT 1")
         return "ok"
     except Exception as exc:  # the health answer reports any failure; it never raises
-        return f"error: {exc}"
+        return f"error: {redact(str(exc), runtime.settings.database_url)}"

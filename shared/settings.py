@@ -24,7 +24,10 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         DEFAULT_BOOTSTRAP, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
     )
-    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    # Out of the settings' repr: it holds the database password, and a traceback or a log line may print it.
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "database_url"), repr=False
+    )
     topic_namespace: str = Field("", validation_alias=AliasChoices("LEDGER_TOPIC_NAMESPACE", "topic_namespace"))
     topic_replication_factor: int = Field(
         1, validation_alias=AliasChoices("LEDGER_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
@@ -32,6 +35,10 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 256 * 1024
+    # Per HTTP client (shared/limits.py): a larger body is refused with 413, a faster client with 429.
+    max_request_bytes: int = Field(256 * 1024, ge=1)
+    rate_limit_per_second: float = Field(200.0, ge=0, description="0 turns the rate limit off")
+    rate_limit_burst: int = Field(400, ge=1)
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None

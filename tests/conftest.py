@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,7 +38,6 @@ async def _admin(url: str) -> asyncpg.Connection:
 @pytest.fixture(scope="session")
 def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
     """A database migrated once, copied for each test (a copy is far faster than migrating)."""
-    import asyncio
 
     name = f"ledger_template_{os.getpid()}"
 
@@ -64,8 +64,19 @@ async def database_url(infrastructure: infra.Infrastructure, template_database: 
     connection = await _admin(infrastructure.database_url)
     await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield with_database(infrastructure.database_url, name)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _drop(connection, name)
     await connection.close()
+
+
+async def _drop(connection: asyncpg.Connection, name: str) -> None:
+    for _ in range(40):
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            # An autovacuum worker is on it (after a test that wrote much), and only a superuser may end one.
+            await asyncio.sleep(0.25)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
