@@ -31,3 +31,16 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics, *, replication_f
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def delete_topics(bootstrap_servers: str, topics: Topics) -> None:
+    """Delete the topics of ``topics`` that exist (a test namespace, once the test is done)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ledger-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [s.name for s in topics.specs() if s.name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from shared.db import migrate_all
-from shared.kafka_admin import ensure_topics
+from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
 
@@ -80,8 +80,9 @@ async def _drop(connection: asyncpg.Connection, name: str) -> None:
 
 
 @pytest.fixture
-async def topics(infrastructure: infra.Infrastructure) -> Topics:
-    """A topic namespace of this test's own, so tests never read each other's events."""
+async def topics(infrastructure: infra.Infrastructure) -> AsyncIterator[Topics]:
+    """A topic namespace of this test's own, so tests never read each other's events; deleted after."""
     names = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(infrastructure.bootstrap_servers, names)
-    return names
+    yield names
+    await delete_topics(infrastructure.bootstrap_servers, names)

@@ -11,7 +11,8 @@
 #                          used and the Maven install step is skipped
 #   KAFKA_PORT             PLAINTEXT broker port (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
-#   KAFKA_HEAP             broker heap options (default "-Xms256m -Xmx512m")
+#   KAFKA_HEAP             broker heap options (default "-Xms512m -Xmx2g": a test run creates
+#                          and deletes a few thousand partitions)
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 30)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 60)
 #   LEDGER_CACHE_DIR       cache root (default $HOME/.cache/export-ledger)
@@ -43,7 +44,7 @@ KAFKA_SCALA_VERSION="${KAFKA_SCALA_VERSION:-2.13}"
 KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-2.24.3}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-KAFKA_HEAP="${KAFKA_HEAP:--Xms256m -Xmx512m}"
+KAFKA_HEAP="${KAFKA_HEAP:--Xms512m -Xmx2g}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from licensectl import audit
 from services.registry.app import Settings, create_app
 from services.registry.checkpoints import Checkpoint, load_signing_key, public_bytes, read
-from shared.kafka_admin import ensure_topics
+from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import ROOT, Infrastructure
@@ -151,7 +151,7 @@ async def _records(bootstrap: str, topic: str, count: int) -> Records:
 
 async def _tampered_copy(
     bootstrap: str, records: Records, tamper: Callable[[list[bytes]], list[bytes]], at: int
-) -> str:
+) -> Topics:
     """A copy of the log in a topic of its own, with partition ``at``'s values passed through ``tamper``."""
     copy = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(bootstrap, copy)
@@ -160,7 +160,7 @@ async def _tampered_copy(
             values = [r.value or b"" for r in rs]
             for value in tamper(values) if partition == at else values:
                 await send.send_and_wait(copy.cases, value, partition=partition)  # one by one: in order
-    return copy.cases
+    return copy
 
 
 def _more_exported(value: bytes) -> bytes:
@@ -199,7 +199,10 @@ async def test_an_altered_deleted_or_reordered_event_is_named_by_partition_and_o
         (reordered, breaks),
     ):
         copy = await _tampered_copy(bootstrap, records, tamper, at)
-        report = await _verify(infrastructure, database_url, audited, cases_topic=copy)
+        try:
+            report = await _verify(infrastructure, database_url, audited, cases_topic=copy.cases)
+        finally:
+            await delete_topics(bootstrap, copy)
         assert not report.ok
         first, second = _verdict(report, audited.first), _verdict(report, audited.second)
         assert first.ok, first.problems  # the tampering lies after the first checkpoint

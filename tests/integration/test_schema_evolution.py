@@ -11,7 +11,7 @@ import asyncpg
 from services.registry.checksum import checksum
 from services.registry.replay import fold_log
 from shared.db import create_pool, migrate_async
-from shared.kafka_admin import ensure_topics
+from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import producer
@@ -35,6 +35,7 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
         await fold_log(pool, infrastructure.bootstrap_servers, topics.cases, start={}, end=ends)
     finally:
         await pool.close()
+        await delete_topics(infrastructure.bootstrap_servers, topics)
     connection = await asyncpg.connect(database_url)
     try:
         async with connection.transaction(readonly=True):
