@@ -78,17 +78,8 @@ else
     JAVA="java"
 fi
 
-log() { printf '%s %s\n' "$LOG_PREFIX" "$*"; }
-err() { printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2; }
-die() { err "$*"; exit 1; }
-
-now() { printf '%s' "$EPOCHREALTIME"; }
-elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-
-usage() {
-    echo "usage: $0 {install|start|stop|status}" >&2
-    exit 2
-}
+# shellcheck source=deploy/local/common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 
 # Serialise install/start/stop across concurrent invocations (fd 9 is the lock).
 take_lock() {

@@ -32,17 +32,8 @@ PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 CACHE_ROOT="${LEDGER_CACHE_DIR:-$HOME/.cache/export-ledger}"
 DATABASE_URL="postgresql://$DB_USER:$DB_PASSWORD@$HOST:$PORT/$DB_NAME"
 
-log() { printf '%s %s\n' "$LOG_PREFIX" "$*"; }
-err() { printf '%s ERROR: %s\n' "$LOG_PREFIX" "$*" >&2; }
-die() { err "$*"; exit 1; }
-
-now() { printf '%s' "$EPOCHREALTIME"; }
-elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
-
-usage() {
-    echo "usage: $0 {install|start|stop|status}" >&2
-    exit 2
-}
+# shellcheck source=deploy/local/common.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 
 require_root() {
     if [[ "$EUID" -ne 0 ]]; then
