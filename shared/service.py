@@ -54,6 +54,7 @@ class Runtime:
     description: str = ""
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    checks: dict[str, Callable[[], str]] = field(default_factory=dict)  # more /health checks: "ok" or why not
     metrics: Metrics = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
@@ -252,6 +253,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     async def health() -> JSONResponse:
         """Whether this service reaches its broker and its database."""
         checks = {"broker": await _check_broker(broker), "database": await _check_database(runtime)}
+        checks.update({name: check() for name, check in runtime.checks.items()})
         healthy = all(v == "ok" for v in checks.values())
         return JSONResponse(
             status_code=200 if healthy else 503,

@@ -189,6 +189,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             publish=publish,
             on_applied=applied,
         )
+        rt.checks["ledger"] = lambda: projector.failure or "ok"
         tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
         tasks.append(asyncio.create_task(relay_forever(rt.pool, publish), name="outbox-relay"))
         tasks.append(asyncio.create_task(checkpointer.run(), name="checkpoints"))

@@ -26,12 +26,20 @@ DeadLetter = Callable[[Any, Reason], Awaitable[None]]
 GROUP_ID = "registry"
 
 
+class LedgerAheadOfLog(RuntimeError):
+    """The ledger has applied offsets the log does not have: the topic was recreated or truncated.
+
+    Reading on would skip the new log's first events without a trace, so the projector stops instead.
+    """
+
+
 class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, resume each partition where the ledger's own last commit left it."""
 
     def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool) -> None:
         self._consumer = consumer
         self._pool = pool
+        self.ahead: list[str] = []  # aiokafka swallows a listener's exceptions: the projector reads this
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
@@ -39,8 +47,14 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
             offsets = await store.stored_offsets(self._pool, topic)
-            for tp in (tp for tp in assigned if tp.topic == topic):
-                if tp.partition in offsets:
+            mine = [tp for tp in assigned if tp.topic == topic]
+            ends = await self._consumer.end_offsets(mine)
+            for tp in mine:
+                if offsets.get(tp.partition, 0) > ends[tp]:
+                    self.ahead.append(
+                        f"{tp.topic}/{tp.partition}: applied up to {offsets[tp.partition]}, log ends at {ends[tp]}"
+                    )
+                elif tp.partition in offsets:
                     self._consumer.seek(tp, offsets[tp.partition])
                 else:
                     await self._consumer.seek_to_beginning(tp)
@@ -72,6 +86,7 @@ class Projector:
         self._dead_letter = dead_letter
         self._max_records = max_records
         self.applied = 0
+        self.failure: str | None = None  # why the ledger cannot follow the log, for /health
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -84,11 +99,19 @@ class Projector:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        consumer.subscribe([self._topic], listener=SeekToStoredOffsets(consumer, self._pool))
+        listener = SeekToStoredOffsets(consumer, self._pool)
+        consumer.subscribe([self._topic], listener=listener)
         await consumer.start()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
+                if listener.ahead:
+                    raise LedgerAheadOfLog(
+                        "the ledger is ahead of the log (" + "; ".join(listener.ahead) + "): the topic was recreated "
+                        "or truncated. The ledger no longer follows from this log; restore the log, or rebuild the "
+                        "ledger from it into an empty database."
+                    )
+                self.failure = None
                 for tp, records in batches.items():
                     await self._apply(tp, records)
                 if batches:
@@ -159,6 +182,10 @@ async def run_forever(projector: Projector) -> None:
             await projector.run()
         except asyncio.CancelledError:
             raise
+        except LedgerAheadOfLog as stopped:
+            projector.failure = str(stopped)
+            log.error("%s", stopped)
+            await asyncio.sleep(5)
         except Exception:
             log.exception("projector failed; restarting from the ledger's stored offsets in 1 s")
             await asyncio.sleep(1)

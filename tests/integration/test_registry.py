@@ -191,3 +191,35 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
 async def _json_if_found(client, path: str):  # type: ignore[no-untyped-def]
     answer = await client.get(path)
     return answer.json() if answer.status_code == 200 else None
+
+
+async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_events(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    # The ledger has applied 50 records of partition 0, but this (recreated) topic holds fewer.
+    connection = await asyncpg.connect(database_url)
+    await connection.execute(
+        "INSERT INTO registry.partition_offsets (topic, partition, next_offset, chain_head, chain_start)"
+        " VALUES ($1, 0, 50, $2, 0)",
+        topics.cases,
+        bytes(32),
+    )
+    await connection.close()
+    async with producer(infrastructure.bootstrap_servers) as send:
+        for envelope in case("26-44-000601", (1, 2)):  # into partition 0, the one the ledger is ahead on
+            await send.send_and_wait(topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)) as client:
+
+        async def refused() -> dict | None:  # type: ignore[type-arg]
+            answer = await client.get("/health")
+            return answer.json() if answer.status_code == 503 else None
+
+        health = await eventually(refused, timeout=30, what="/health to report the ledger ahead of the log")
+    assert health["ledger"].startswith("the ledger is ahead of the log")
+    assert f"{topics.cases}/0: applied up to 50" in health["ledger"]
+    assert (await _ledger(database_url))["licenses"] == []  # partition 0's new events were not skipped past
