@@ -40,9 +40,20 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
         self._pool = pool
         self.ahead: list[str] = []  # aiokafka swallows a listener's exceptions: the projector reads this
+        # Where each partition was positioned. The fetcher may hand over records before the listener is
+        # done (it awaits the database and the broker): those of unpositioned partitions are dropped.
+        self.start: dict[TopicPartition, int] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        for tp in revoked:
+            self.start.pop(tp, None)
+
+    def wanted(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records to fold: none before the partition is positioned, none before its stored offset."""
+        start = self.start.get(tp)
+        return [] if start is None else [r for r in records if r.offset >= start]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
@@ -50,14 +61,12 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
             mine = [tp for tp in assigned if tp.topic == topic]
             ends = await self._consumer.end_offsets(mine)
             for tp in mine:
-                if offsets.get(tp.partition, 0) > ends[tp]:
-                    self.ahead.append(
-                        f"{tp.topic}/{tp.partition}: applied up to {offsets[tp.partition]}, log ends at {ends[tp]}"
-                    )
-                elif tp.partition in offsets:
-                    self._consumer.seek(tp, offsets[tp.partition])
-                else:
-                    await self._consumer.seek_to_beginning(tp)
+                stored = offsets.get(tp.partition, 0)
+                if stored > ends[tp]:
+                    self.ahead.append(f"{tp.topic}/{tp.partition}: applied up to {stored}, log ends at {ends[tp]}")
+                    continue
+                self._consumer.seek(tp, stored)
+                self.start[tp] = stored
 
 
 class Projector:
@@ -112,11 +121,12 @@ class Projector:
                         "ledger from it into an empty database."
                     )
                 self.failure = None
-                for tp, records in batches.items():
+                applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
+                for tp, records in applied.items():
                     await self._apply(tp, records)
-                if batches:
+                if applied:
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
         finally:
             await consumer.stop()
 
