@@ -9,11 +9,18 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from shared.db import migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
+
+# Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
+# local runs keep exploring new ones (and keep what they find in .hypothesis/).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
