@@ -149,9 +149,10 @@ def status(
     applications: str = "http://127.0.0.1:8001",
     review: str = "http://127.0.0.1:8002",
     registry: str = "http://127.0.0.1:8003",
+    key: Annotated[str | None, typer.Option(envvar="LEDGER_API_KEY", help="an auditor's or admin's key")] = None,
 ) -> None:
     """Each service's health, events appended and applied (with the rate), dead letters and lag."""
-    statuses = collect({"applications": applications, "review": review, "registry": registry})
+    statuses = collect({"applications": applications, "review": review, "registry": registry}, key=key)
     console.print(table(statuses))
     if any(s.health != "ok" for s in statuses):
         raise typer.Exit(1)

@@ -42,6 +42,8 @@ class ServiceSettings(BaseSettings):
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None
+    # How long a service trusts what it read of a key: a revoked key stops working within this time.
+    access_cache_seconds: float = Field(5.0, ge=0)
 
     @property
     def topics(self) -> Topics:

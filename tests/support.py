@@ -16,13 +16,33 @@ from shared.events import Envelope
 
 T = TypeVar("T")
 
+CREDENTIALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "all": ("44", ("submitter", "officer", "customs", "auditor", "admin")),
+    **{f"{role}44": ("44", (role,)) for role in ("submitter", "officer", "customs", "auditor", "admin")},
+    "submitter32": ("32", ("submitter",)),
+    "officer32": ("32", ("officer",)),
+}
+"""The credentials every test database holds (tests/conftest.py): name -> agency and roles."""
+
+
+def key(name: str) -> str:
+    """The API key of test credential ``name``: fixed, so that processes and clients agree on it."""
+    return f"lk_test{name}_{'s' * 43}"
+
+
+def auth(name: str = "all") -> dict[str, str]:
+    """The header that authenticates as test credential ``name`` (by default: agency 44, every role)."""
+    return {"Authorization": f"Bearer {key(name)}"}
+
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app started as in production (its lifespan: pool, broker, consumers), with a client."""
+async def serving(app: FastAPI, *, as_: str | None = "all") -> AsyncIterator[httpx.AsyncClient]:
+    """The app started as in production (its lifespan: pool, broker, consumers), with a client sending
+    the key of test credential ``as_`` (None: no key)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = auth(as_) if as_ else None
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             yield client
 
 
