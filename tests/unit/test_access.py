@@ -1,0 +1,76 @@
+"""The pure parts of access control: key shape, hashing, expiry and revocation, roles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.access import Credential, Denied, Principal, check, digest, key_id_of, new_key, permit
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _credential(key: str, **changes: object) -> Credential:
+    fields: dict[str, object] = {
+        "key_id": key_id_of(key),
+        "hash": digest(key),
+        "agency_code": "44",
+        "roles": frozenset({"submitter"}),
+        "expires_at": None,
+        "revoked_at": None,
+        **changes,
+    }
+    return Credential(**fields)  # type: ignore[arg-type]
+
+
+def _code(error: pytest.ExceptionInfo[Denied]) -> tuple[int, str]:
+    return error.value.status, error.value.code
+
+
+def test_a_new_key_names_its_id_and_is_never_the_same_twice() -> None:
+    key_id, key = new_key()
+    assert key.startswith(f"lk_{key_id}_") and key_id_of(key) == key_id
+    assert new_key()[1] != key
+
+
+@pytest.mark.parametrize("text", ["", "lk_", "lk_abc", "lk__secret", "xx_abc_secret", "Basic abc"])
+def test_text_of_another_shape_is_no_key(text: str) -> None:
+    assert key_id_of(text) is None
+
+
+def test_a_key_in_force_passes_and_the_wrong_secret_does_not() -> None:
+    _, key = new_key()
+    check(_credential(key), key, NOW)
+    with pytest.raises(Denied) as refused:
+        check(_credential(key), key + "x", NOW)
+    assert _code(refused) == (401, "invalid_credential")
+
+
+def test_a_revoked_key_is_invalid_and_an_expired_one_says_expired() -> None:
+    _, key = new_key()
+    with pytest.raises(Denied) as refused:
+        check(_credential(key, revoked_at=NOW), key, NOW)
+    assert _code(refused) == (401, "invalid_credential")
+    with pytest.raises(Denied) as refused:
+        check(_credential(key, expires_at=NOW), key, NOW)
+    assert _code(refused) == (401, "expired_credential")
+    check(_credential(key, expires_at=NOW + timedelta(seconds=1)), key, NOW)  # in its grace period
+
+
+def test_roles_decide_and_an_auditor_reads_but_never_writes() -> None:
+    auditor = Principal("k", "44", frozenset({"auditor"}))
+    permit(auditor, ["customs"], "GET")
+    with pytest.raises(Denied) as refused:
+        permit(auditor, ["customs"], "POST")
+    assert _code(refused) == (403, "role_required") and "customs" in refused.value.message
+    permit(Principal("k", "44", frozenset({"customs"})), ["customs", "officer"], "POST")
+
+
+def test_another_agency_is_refused_unless_a_role_sees_all() -> None:
+    officer = Principal("k", "44", frozenset({"officer"}))
+    officer.ensure_agency("44")
+    with pytest.raises(Denied) as refused:
+        officer.ensure_agency("32")
+    assert _code(refused) == (403, "other_agency")
+    officer.ensure_agency("32", unless=["officer"])
