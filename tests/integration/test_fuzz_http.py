@@ -1,7 +1,8 @@
 """Schemathesis against each service's OpenAPI document, the service started as in production.
 
 Every operation gets valid and invalid requests drawn from its schema; none may be answered with a 5xx,
-and every answer must be one the document declares, in the shape it declares. The app runs on the test's
+and every answer must be one the document declares, in the shape it declares. Requests carry a test
+API key (the client's default header; a case's own headers would override it). The app runs on the test's
 event loop (its lifespan: pool, broker, consumers); hypothesis runs in a worker thread and sends each
 request to that loop, so the app's connections stay on the loop that made them.
 """
@@ -71,7 +72,9 @@ async def test_no_request_fails_the_service_or_gets_an_undocumented_answer(
         }
     )
     schema = schemathesis.openapi.from_dict(app.openapi())
-    async with serving(app) as client:
+    # Authenticated as a key of every role (agency 44): the fuzzer explores what the routes do, not only
+    # their 401; tests/integration/test_access.py covers the refusals.
+    async with serving(app, as_="all") as client:
         send = _sender(client, asyncio.get_running_loop())
         failures = await asyncio.to_thread(_fuzz, schema, send, time.monotonic() + SECONDS_PER_SERVICE)
     assert not failures, "\n\n".join(failures)
