@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.access import Credential, Denied, Principal, check, digest, key_id_of, new_key, permit
+from shared.access import Credential, Denied, KeyCache, Principal, check, digest, key_id_of, new_key, permit
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -74,3 +75,28 @@ def test_another_agency_is_refused_unless_a_role_sees_all() -> None:
         officer.ensure_agency("32")
     assert _code(refused) == (403, "other_agency")
     officer.ensure_agency("32", unless=["officer"])
+
+
+class _Table:
+    """A stand-in for the pool: one credential row, counting the reads."""
+
+    def __init__(self, row: dict[str, object] | None) -> None:
+        self.row, self.reads = row, 0
+
+    async def fetchrow(self, _: str, __: str) -> dict[str, object] | None:
+        self.reads += 1
+        return self.row
+
+
+async def test_the_cache_reads_a_key_once_per_ttl_so_a_revocation_shows_after_it() -> None:
+    _, key = new_key()
+    row = {"key_id": key_id_of(key), "hash": digest(key), "agency_code": "44", "roles": ["customs"]}
+    table = _Table({**row, "expires_at": None, "revoked_at": None})
+    cache = KeyCache(ttl=0.2)
+    first = await cache.find(table, str(key_id_of(key)))  # type: ignore[arg-type]
+    table.row = {**row, "expires_at": None, "revoked_at": NOW}
+    assert await cache.find(table, str(key_id_of(key))) == first  # type: ignore[arg-type]
+    assert table.reads == 1
+    await asyncio.sleep(0.25)
+    revoked = await cache.find(table, str(key_id_of(key)))  # type: ignore[arg-type]
+    assert revoked is not None and revoked.revoked_at == NOW and table.reads == 2
