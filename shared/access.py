@@ -1,9 +1,11 @@
-"""Who may call what: API keys that map to an agency and roles, checked on every HTTP route but /health.
+"""Who may call what: API keys, or JWTs from a configured issuer, that map to an agency and roles, checked
+on every HTTP route but /health.
 
 A key reads ``lk_<key id>_<secret>``. Only its SHA-256 is stored, in ``access.credentials``: the secret is
 256 random bits, so a fast hash is as safe as a slow one and costs nothing per request (docs/access.md).
 Each service looks keys up in that table and keeps the answer for ``access_cache_seconds``, so a revoked
-key stops working within that time.
+key stops working within that time. A JWT is signed by the issuer configured in ``LEDGER_JWT_ISSUER`` and
+``LEDGER_JWT_PUBLIC_KEY`` and names the agency and roles in its ``agency`` and ``roles`` claims.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -133,18 +138,74 @@ class KeyCache:
         return credential
 
 
-BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer lk_<key id>_<secret>`")
+class TokenIssuer:
+    """The one issuer whose JWTs are accepted: its name (``iss``), public key and the audience (``aud``).
+
+    The algorithm follows from the key's type and nothing else: a token cannot choose a weaker one (``none``,
+    or HS256 keyed with the public key).
+    """
+
+    ALGORITHMS = (
+        (ed25519.Ed25519PublicKey, "EdDSA"),
+        (ec.EllipticCurvePublicKey, "ES256"),
+        (rsa.RSAPublicKey, "RS256"),
+    )
+
+    def __init__(self, issuer: str, public_key_pem: str, audience: str) -> None:
+        self.issuer, self.audience = issuer, audience
+        self.key = load_pem_public_key(public_key_pem.encode())
+        found = [alg for kind, alg in self.ALGORITHMS if isinstance(self.key, kind)]
+        if not found:
+            raise ValueError("the JWT issuer's key must be Ed25519, EC P-256 or RSA")
+        self.algorithm = found[0]
+
+    def principal(self, token: str) -> Principal:
+        """The principal a valid token names, or :class:`Denied` saying what is wrong with it."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,  # type: ignore[arg-type]
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Denied(401, "expired_credential", "the token has expired") from None
+        except jwt.InvalidTokenError as wrong:
+            raise Denied(401, "invalid_credential", f"the token is not valid: {wrong}") from None
+        return _grants(claims)
+
+
+def _grants(claims: dict[str, Any]) -> Principal:
+    agency, roles = claims.get("agency"), claims.get("roles")
+    if not (isinstance(agency, str) and len(agency) == 2 and agency.isdigit()):
+        raise Denied(401, "invalid_credential", "the token names no agency (an 'agency' claim of two digits)")
+    if not (isinstance(roles, list) and roles and set(roles) <= set(ROLES)):
+        raise Denied(401, "invalid_credential", f"the token's 'roles' claim must list some of {', '.join(ROLES)}")
+    return Principal(key_id=f"jwt:{claims['sub']}", agency_code=agency, roles=frozenset(roles))
+
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API key, `Authorization: Bearer lk_<key id>_<secret>`, or a JWT of the configured issuer",
+)
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
 async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | None) -> Principal:
     """The principal of the request's bearer key, or :class:`Denied` saying what is wrong with it."""
     if bearer is None:
-        raise Denied(401, "missing_credential", "send an API key: Authorization: Bearer <key>")
+        raise Denied(401, "missing_credential", "send an API key or a JWT: Authorization: Bearer <credential>")
+    runtime = request.app.state.runtime
+    if bearer.credentials.count(".") == 2:  # a JWT's three parts; a key has no dot
+        if runtime.tokens is None:
+            raise Denied(401, "invalid_credential", "this service accepts no JWTs: no issuer is configured")
+        found: Principal = runtime.tokens.principal(bearer.credentials)
+        return found
     key_id = key_id_of(bearer.credentials)
     if key_id is None:
         raise Denied(401, "invalid_credential", "the bearer key is not of the form lk_<key id>_<secret>")
-    runtime = request.app.state.runtime
     credential = await runtime.keys.find(runtime.pool, key_id)
     check(credential, bearer.credentials, datetime.now(UTC))
     assert credential is not None

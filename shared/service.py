@@ -22,7 +22,7 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from shared.access import Denied, KeyCache, denied, require
+from shared.access import Denied, KeyCache, TokenIssuer, denied, require
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
@@ -57,12 +57,14 @@ class Runtime:
     on_stop: list[Hook] = field(default_factory=list)
     metrics: Metrics = field(init=False)
     keys: KeyCache = field(init=False)
+    tokens: TokenIssuer | None = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name)
         self.keys = KeyCache(self.settings.access_cache_seconds)
+        self.tokens = _token_issuer(self.settings)
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
@@ -109,6 +111,14 @@ class Runtime:
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
         )
+
+
+def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
+    if settings.jwt_issuer is None and settings.jwt_public_key is None:
+        return None
+    if settings.jwt_issuer is None or settings.jwt_public_key is None:
+        raise ValueError("set both LEDGER_JWT_ISSUER and LEDGER_JWT_PUBLIC_KEY, or neither")
+    return TokenIssuer(settings.jwt_issuer, settings.jwt_public_key, settings.jwt_audience)
 
 
 class ErrorBody(BaseModel):

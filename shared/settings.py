@@ -44,6 +44,14 @@ class ServiceSettings(BaseSettings):
     instance_id: str | None = None
     # How long a service trusts what it read of a key: a revoked key stops working within this time.
     access_cache_seconds: float = Field(5.0, ge=0)
+    # JWTs are accepted from one issuer, the same for every service: its iss, its public key (PEM), the aud.
+    jwt_issuer: str | None = Field(None, validation_alias=AliasChoices("LEDGER_JWT_ISSUER", "jwt_issuer"))
+    jwt_public_key: str | None = Field(
+        None, validation_alias=AliasChoices("LEDGER_JWT_PUBLIC_KEY", "jwt_public_key"), repr=False
+    )
+    jwt_audience: str = Field(
+        "export-license-ledger", validation_alias=AliasChoices("LEDGER_JWT_AUDIENCE", "jwt_audience")
+    )
 
     @property
     def topics(self) -> Topics:

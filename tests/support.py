@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from shared.events import Envelope
@@ -89,3 +92,26 @@ async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         yield client
     finally:
         await client.stop()
+
+
+JWT_ISSUER = "https://id.licensing.test"
+_JWT_KEY = Ed25519PrivateKey.generate()
+JWT_PUBLIC_KEY = (
+    _JWT_KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
+"""The test issuer's public key (PEM), as a service is configured with LEDGER_JWT_PUBLIC_KEY."""
+
+
+def token(agency: str, roles: list[str], *, lifetime: float = 300, claims: dict[str, Any] | None = None) -> str:
+    """A JWT of the test issuer for ``agency`` and ``roles``; ``claims`` add to or replace the usual ones."""
+    now = int(time.time())
+    body = {
+        "iss": JWT_ISSUER,
+        "aud": "export-license-ledger",
+        "sub": "portal-user",
+        "iat": now,
+        "exp": now + int(lifetime),
+        "agency": agency,
+        "roles": roles,
+    }
+    return jwt.encode({**body, **(claims or {})}, _JWT_KEY, algorithm="EdDSA")

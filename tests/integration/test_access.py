@@ -21,7 +21,7 @@ from services.review import app as review
 from shared import access
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import auth, eventually, serving
+from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, serving, token
 
 WHY = {"code": "investigation", "message": "customs opened an investigation of the contract"}
 OTHER_AGENCY_LICENSE = "26-32-000001"
@@ -42,6 +42,8 @@ async def system(infrastructure: Infrastructure, database_url: str, topics: Topi
         "database_url": database_url,
         "topic_namespace": topics.namespace,
         "access_cache_seconds": 0,  # a revocation or an expiry shows at once
+        "jwt_issuer": JWT_ISSUER,
+        "jwt_public_key": JWT_PUBLIC_KEY,
     }
     async with AsyncExitStack() as stack:
         apps = await stack.enter_async_context(
@@ -185,3 +187,15 @@ async def test_a_rotated_key_works_beside_its_successor_until_its_grace_ends(sys
     await asyncio.sleep(2.5)
     assert _refusal(await system.registry.get("/licenses", headers=_bearer(old)), 401) == "expired_credential"
     assert (await system.registry.get("/licenses", headers=_bearer(new))).status_code == 200
+
+
+async def test_a_jwt_of_the_configured_issuer_grants_its_agency_and_roles(system: System) -> None:
+    customs = _bearer(token("00", ["customs"]))
+    assert (await system.registry.get("/licenses", headers=customs)).status_code == 200
+    answer = await system.review.get("/officer/queue", headers=customs)
+    assert _refusal(answer, 403) == "role_required"
+    submitter_32 = _bearer(token("32", ["submitter"]))
+    answer = await system.applications.post("/applications", json=samples.application_data(), headers=submitter_32)
+    assert _refusal(answer, 403) == "other_agency"
+    expired = _bearer(token("00", ["customs"], lifetime=-60))
+    assert _refusal(await system.registry.get("/licenses", headers=expired), 401) == "expired_credential"

@@ -5,9 +5,23 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.access import Credential, Denied, KeyCache, Principal, check, digest, key_id_of, new_key, permit
+from shared.access import (
+    Credential,
+    Denied,
+    KeyCache,
+    Principal,
+    TokenIssuer,
+    check,
+    digest,
+    key_id_of,
+    new_key,
+    permit,
+)
+from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, token
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -100,3 +114,57 @@ async def test_the_cache_reads_a_key_once_per_ttl_so_a_revocation_shows_after_it
     await asyncio.sleep(0.25)
     revoked = await cache.find(table, str(key_id_of(key)))  # type: ignore[arg-type]
     assert revoked is not None and revoked.revoked_at == NOW and table.reads == 2
+
+
+ISSUER = TokenIssuer(JWT_ISSUER, JWT_PUBLIC_KEY, "export-license-ledger")
+
+
+def _refused_token(text: str) -> tuple[int, str]:
+    with pytest.raises(Denied) as refused:
+        ISSUER.principal(text)
+    return _code(refused)
+
+
+def test_a_jwt_of_the_issuer_names_its_agency_and_roles() -> None:
+    principal = ISSUER.principal(token("32", ["officer", "auditor"]))
+    assert (principal.key_id, principal.agency_code, principal.roles) == (
+        "jwt:portal-user",
+        "32",
+        frozenset({"officer", "auditor"}),
+    )
+
+
+def test_an_expired_jwt_says_expired() -> None:
+    assert _refused_token(token("44", ["customs"], lifetime=-60)) == (401, "expired_credential")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "https://elsewhere.test"},
+        {"aud": "another-system"},
+        {"agency": "4"},
+        {"roles": []},
+        {"roles": ["superuser"]},
+    ],
+)
+def test_a_jwt_of_another_issuer_audience_or_with_bad_grants_is_invalid(claims: dict[str, object]) -> None:
+    assert _refused_token(token("44", ["customs"], claims=claims)) == (401, "invalid_credential")
+
+
+def test_a_jwt_signed_by_another_key_or_with_no_signature_is_invalid() -> None:
+    other = jwt.encode(
+        {
+            "iss": JWT_ISSUER,
+            "aud": "export-license-ledger",
+            "sub": "x",
+            "exp": 2**31,
+            "agency": "44",
+            "roles": ["admin"],
+        },
+        Ed25519PrivateKey.generate(),
+        algorithm="EdDSA",
+    )
+    assert _refused_token(other) == (401, "invalid_credential")
+    unsigned = jwt.encode(jwt.decode(other, options={"verify_signature": False}), key=None, algorithm="none")
+    assert _refused_token(unsigned) == (401, "invalid_credential")
