@@ -25,6 +25,7 @@ import asyncpg
 import httpx
 
 from licensectl import samples
+from shared import access
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics
 
@@ -112,8 +113,9 @@ class RawHttp:
     """A minimal keep-alive HTTP/1.1 client over asyncio streams: an order of magnitude less CPU per request
     than httpx, so that on a 2-core box the load generator does not starve the services it measures."""
 
-    def __init__(self, port: int, connections: int) -> None:
+    def __init__(self, port: int, connections: int, *, key: str) -> None:
         self.port = port
+        self.authorization = f"authorization: Bearer {key}\r\n"  # every route but /health wants a key
         self.size = connections
         self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
         self.opened = 0
@@ -129,7 +131,7 @@ class RawHttp:
         try:
             head = (
                 f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {len(body)}\r\n"
-                f"content-type: application/json\r\n{headers}\r\n"
+                f"content-type: application/json\r\n{self.authorization}{headers}\r\n"
             )
             writer.write(head.encode() + body)
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -260,6 +262,16 @@ async def query_load(client: RawHttp, numbers: list[str], rate: float, seconds: 
     }
 
 
+async def _bench_key(url: str) -> str:
+    """A key of agency 44 (the sample's) that submits and reads licenses, as a portal and customs would."""
+    connection = await asyncpg.connect(url)
+    try:
+        _, key = await access.create(connection, agency_code="44", roles=["submitter", "customs"], label="bench")
+    finally:
+        await connection.close()
+    return key
+
+
 async def run_live(
     *,
     bootstrap: str,
@@ -282,11 +294,12 @@ async def run_live(
             [sys.executable, "-m", "licensectl", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
         )
         await ensure_topics(bootstrap, Topics(namespace))
+        key = await _bench_key(url)
         services = start_services(env, logs)
         async with httpx.AsyncClient(timeout=5) as health:
             await wait_healthy(health)
-        submit = RawHttp(SERVICES["applications"], 64)
-        lookup = RawHttp(SERVICES["registry"], 64)
+        submit = RawHttp(SERVICES["applications"], 64, key=key)
+        lookup = RawHttp(SERVICES["registry"], 64, key=key)
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -13,6 +14,7 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from licensectl import audit
 from licensectl import demo as demo_flow
+from licensectl import keys as keys_cli
 from licensectl.status import collect, table
 from services.registry.replay import replay as replay_ledger
 from shared.db import migrate_all
@@ -23,6 +25,7 @@ from shared.settings import ServiceSettings
 app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True, pretty_exceptions_show_locals=False)
 audit_app = typer.Typer(help="Check the log and the registry's signed checkpoints, offline.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(keys_cli.app, name="keys")
 console = Console()
 
 
@@ -31,7 +34,7 @@ def migrate() -> None:
     """Apply every service's migrations to DATABASE_URL."""
     settings = ServiceSettings()
     migrate_all(settings.database_url)
-    console.print("migrations applied: applications, review, registry")
+    console.print("migrations applied: access, applications, review, registry")
 
 
 @app.command()
@@ -149,9 +152,10 @@ def status(
     applications: str = "http://127.0.0.1:8001",
     review: str = "http://127.0.0.1:8002",
     registry: str = "http://127.0.0.1:8003",
+    key: Annotated[str | None, typer.Option(envvar="LEDGER_API_KEY", help="an auditor's or admin's key")] = None,
 ) -> None:
     """Each service's health, events appended and applied (with the rate), dead letters and lag."""
-    statuses = collect({"applications": applications, "review": review, "registry": registry})
+    statuses = collect({"applications": applications, "review": review, "registry": registry}, key=key)
     console.print(table(statuses))
     if any(s.health != "ok" for s in statuses):
         raise typer.Exit(1)
@@ -177,10 +181,13 @@ def docs(check: bool = typer.Option(False, help="Fail if the committed documents
 def demo(
     applications: str = "http://127.0.0.1:8001",
     registry: str = "http://127.0.0.1:8003",
+    keys: Annotated[Path, typer.Option(help="the demo's keys, as licensectl keys bootstrap wrote them")] = Path(
+        ".run/demo-keys.json"
+    ),
 ) -> None:
     """Apply, get a license, export against it, and be refused past its balance."""
     try:
-        asyncio.run(demo_flow.run(applications, registry, console))
+        asyncio.run(demo_flow.run(applications, registry, console, demo_flow.read_keys(keys)))
     except demo_flow.DemoFailed as failed:
         console.print(f"[red]demo failed: {failed}")
         raise typer.Exit(1) from None

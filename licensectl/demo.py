@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +31,25 @@ async def _poll(client: httpx.AsyncClient, url: str, done: Any, timeout: float =
         await asyncio.sleep(0.2)
 
 
-async def run(applications_url: str, registry_url: str, console: Console) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+def read_keys(file: Path) -> dict[str, str]:
+    """The demo's key per role, from ``licensectl keys bootstrap``."""
+    try:
+        keys: dict[str, str] = json.loads(file.read_text())
+    except (OSError, ValueError) as missing:
+        raise DemoFailed(f"no demo keys in {file} ({missing}); run licensectl keys bootstrap") from None
+    return keys
+
+
+def _as(keys: dict[str, str], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[role]}"}
+
+
+async def run(applications_url: str, registry_url: str, console: Console, keys: dict[str, str]) -> None:
+    # The exporter's agency portal submits and follows its application; customs records and reads exports.
+    async with (
+        httpx.AsyncClient(timeout=10, headers=_as(keys, "submitter")) as client,
+        httpx.AsyncClient(timeout=10, headers=_as(keys, "customs")) as customs,
+    ):
         application = samples.application_data(quantity=10)
         console.rule("1. An exporter applies (POST /applications)")
         answer = await client.post(
@@ -51,7 +70,7 @@ async def run(applications_url: str, registry_url: str, console: Console) -> Non
             raise DemoFailed(f"the application was not approved: {decided}")
         number = decided["license_number"]
         console.print(f"approved: license [bold green]{number}[/]")
-        license_ = await _poll(client, f"{registry_url}/licenses/{number}", lambda b: True)
+        license_ = await _poll(customs, f"{registry_url}/licenses/{number}", lambda b: True)
         console.print(
             f"license {number}: {license_['status']}, quantity {license_['quantity']}, "
             f"balance {license_['balance']}, valid {license_['valid_from']} to {license_['valid_to']}, "
@@ -64,12 +83,12 @@ async def run(applications_url: str, registry_url: str, console: Console) -> Non
         ):
             console.rule(f"{title} (POST /exports)")
             declaration = samples.declaration_data(number, f"5316{stamp}{step:04d}", quantity=quantity)
-            (await client.post(f"{registry_url}/exports", json=declaration)).raise_for_status()
+            (await customs.post(f"{registry_url}/exports", json=declaration)).raise_for_status()
             judgements: list[dict[str, Any]] = await _poll(
-                client, f"{registry_url}/exports/{declaration['declaration_number']}", lambda b: bool(b)
+                customs, f"{registry_url}/exports/{declaration['declaration_number']}", lambda b: bool(b)
             )
             judged = judgements[0]
-            license_ = await _poll(client, f"{registry_url}/licenses/{number}", lambda b: True)
+            license_ = await _poll(customs, f"{registry_url}/licenses/{number}", lambda b: True)
             reason = f" - {judged['reason']['code']}: {judged['reason']['message']}" if judged["reason"] else ""
             colour = "green" if judged["outcome"] == "accepted" else "red"
             console.print(f"declaration {declaration['declaration_number']}: [{colour}]{judged['outcome']}[/]{reason}")

@@ -25,7 +25,9 @@ class ServiceStatus:
 
 def _sample(client: httpx.Client, url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     samples: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for family in text_string_to_metric_families(client.get(f"{url}/metrics").text):
+    answer = client.get(f"{url}/metrics")
+    answer.raise_for_status()  # 401/403: the key is missing or not an auditor's; shown as no metrics
+    for family in text_string_to_metric_families(answer.text):
         for sample in family.samples:
             samples[sample.name].append((sample.labels, sample.value))
     return samples
@@ -35,10 +37,12 @@ def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) ->
     return sum(value for _, value in samples.get(name, []))
 
 
-def collect(services: dict[str, str], interval: float = 1.0) -> list[ServiceStatus]:
-    """Health and metrics of each service; the applied rate from two samples ``interval`` apart."""
+def collect(services: dict[str, str], interval: float = 1.0, *, key: str | None = None) -> list[ServiceStatus]:
+    """Health and metrics of each service; the applied rate from two samples ``interval`` apart.
+    /metrics asks for an auditor's or admin's ``key``."""
     statuses = [ServiceStatus(name, url) for name, url in services.items()]
-    with httpx.Client(timeout=10) as client:
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    with httpx.Client(timeout=10, headers=headers) as client:
         first: dict[str, float] = {}
         for status in statuses:
             try:

@@ -15,6 +15,8 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether opened alone or taken from a pool."""
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+# The credentials every service checks keys against live in a schema of their own, migrated like a service's.
+SHARED_MIGRATIONS = {"access": Path(__file__).resolve().parent / "access_migrations"}
 
 
 def redact(text: str, database_url: str) -> str:
@@ -52,7 +54,8 @@ async def create_pool(database_url: str, *, schema: str, max_size: int = 10) -> 
 
 def alembic_config(service: str, database_url: str, schema: str | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(SERVICES_DIR / service / "migrations"))
+    location = SHARED_MIGRATIONS.get(service, SERVICES_DIR / service / "migrations")
+    config.set_main_option("script_location", str(location))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url))
     config.attributes["schema"] = schema or service
     return config
@@ -68,7 +71,7 @@ async def migrate_async(service: str, database_url: str, *, schema: str | None =
     await asyncio.to_thread(migrate, service, database_url, schema=schema)
 
 
-MIGRATED_SERVICES = ("applications", "review", "registry")
+MIGRATED_SERVICES = ("access", "applications", "review", "registry")
 
 
 def migrate_all(database_url: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
@@ -22,6 +22,7 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from shared.access import Denied, KeyCache, TokenIssuer, denied, require
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
@@ -56,11 +57,15 @@ class Runtime:
     on_stop: list[Hook] = field(default_factory=list)
     checks: dict[str, Callable[[], str]] = field(default_factory=dict)  # more /health checks: "ok" or why not
     metrics: Metrics = field(init=False)
+    keys: KeyCache = field(init=False)
+    tokens: TokenIssuer | None = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name)
+        self.keys = KeyCache(self.settings.access_cache_seconds)
+        self.tokens = _token_issuer(self.settings)
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
@@ -107,6 +112,14 @@ class Runtime:
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
         )
+
+
+def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
+    if settings.jwt_issuer is None and settings.jwt_public_key is None:
+        return None
+    if settings.jwt_issuer is None or settings.jwt_public_key is None:
+        raise ValueError("set both LEDGER_JWT_ISSUER and LEDGER_JWT_PUBLIC_KEY, or neither")
+    return TokenIssuer(settings.jwt_issuer, settings.jwt_public_key, settings.jwt_audience)
 
 
 class ErrorBody(BaseModel):
@@ -183,6 +196,9 @@ def _declare_error_answers(document: dict[str, Any]) -> None:
                 answers.setdefault("413", _error_answer("The request body is larger than the service's limit."))
             if path not in UNMETERED:
                 answers.setdefault("429", RATE_LIMITED)
+            if operation.get("security"):
+                answers.setdefault("401", UNAUTHENTICATED)
+                answers.setdefault("403", _error_answer(FORBIDDEN))
 
 
 def _is_fastapi_422(answer: dict[str, Any] | None) -> bool:
@@ -201,6 +217,13 @@ RATE_LIMITED = {
     **_error_answer("Too many requests from this client; Retry-After says in how many seconds to retry."),
     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
 }
+
+
+UNAUTHENTICATED = {
+    **_error_answer("No credential, or one that is unknown, revoked or expired: the error's code says which."),
+    "headers": {"WWW-Authenticate": {"description": "Bearer, with the error code", "schema": {"type": "string"}}},
+}
+FORBIDDEN = "The credential lacks the role (role_required) or is of another agency (other_agency)."
 
 
 def create_service(name: str, settings: ServiceSettings, *, title: str, description: str) -> tuple[FastAPI, Runtime]:
@@ -246,6 +269,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     app.add_exception_handler(RequestValidationError, _validation_errors)
     app.add_exception_handler(BadInput, _bad_input)
     app.add_exception_handler(RequestTooLarge, _too_large)
+    app.add_exception_handler(Denied, denied)
     _add_limits(app, settings)
     _document_error_answers(app)
 
@@ -260,7 +284,13 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             content={"service": name, "status": "ok" if healthy else "degraded", **checks},
         )
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    # Operators' numbers, not the public's: Prometheus scrapes with an auditor's key (docs/access.md).
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require("auditor", "admin"))],
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
         body = await runtime.metrics.render(settings.kafka_bootstrap_servers)

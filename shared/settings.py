@@ -42,6 +42,16 @@ class ServiceSettings(BaseSettings):
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None
+    # How long a service trusts what it read of a key: a revoked key stops working within this time.
+    access_cache_seconds: float = Field(5.0, ge=0)
+    # JWTs are accepted from one issuer, the same for every service: its iss, its public key (PEM), the aud.
+    jwt_issuer: str | None = Field(None, validation_alias=AliasChoices("LEDGER_JWT_ISSUER", "jwt_issuer"))
+    jwt_public_key: str | None = Field(
+        None, validation_alias=AliasChoices("LEDGER_JWT_PUBLIC_KEY", "jwt_public_key"), repr=False
+    )
+    jwt_audience: str = Field(
+        "export-license-ledger", validation_alias=AliasChoices("LEDGER_JWT_AUDIENCE", "jwt_audience")
+    )
 
     @property
     def topics(self) -> Topics:

@@ -11,10 +11,12 @@ import asyncpg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from shared import access
 from shared.db import migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
+from tests.support import CREDENTIALS, key
 
 # Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
 # local runs keep exploring new ones (and keep what they find in .hypothesis/).
@@ -61,8 +63,26 @@ def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
 
     asyncio.run(create())
     migrate_all(with_database(infrastructure.database_url, name))
+    asyncio.run(_add_credentials(with_database(infrastructure.database_url, name)))
     yield name
     asyncio.run(drop())
+
+
+async def _add_credentials(url: str) -> None:
+    """One credential per role of agency 44, submitter and officer of 32, and one of every role (copied
+    with the template into each test's database)."""
+    connection = await asyncpg.connect(url)
+    try:
+        for name, (agency, roles) in CREDENTIALS.items():
+            await access.create(connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name))
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def credentials() -> dict[str, str]:
+    """The API key of each test credential by name (tests/support.py CREDENTIALS): in every test database."""
+    return {name: key(name) for name in CREDENTIALS}
 
 
 @pytest.fixture

@@ -6,23 +6,46 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+import jwt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from shared.events import Envelope
 
 T = TypeVar("T")
 
+CREDENTIALS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "all": ("44", ("submitter", "officer", "customs", "auditor", "admin")),
+    **{f"{role}44": ("44", (role,)) for role in ("submitter", "officer", "customs", "auditor", "admin")},
+    "submitter32": ("32", ("submitter",)),
+    "officer32": ("32", ("officer",)),
+}
+"""The credentials every test database holds (tests/conftest.py): name -> agency and roles."""
+
+
+def key(name: str) -> str:
+    """The API key of test credential ``name``: fixed, so that processes and clients agree on it."""
+    return f"lk_test{name}_{'s' * 43}"
+
+
+def auth(name: str = "all") -> dict[str, str]:
+    """The header that authenticates as test credential ``name`` (by default: agency 44, every role)."""
+    return {"Authorization": f"Bearer {key(name)}"}
+
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app started as in production (its lifespan: pool, broker, consumers), with a client."""
+async def serving(app: FastAPI, *, as_: str | None = "all") -> AsyncIterator[httpx.AsyncClient]:
+    """The app started as in production (its lifespan: pool, broker, consumers), with a client sending
+    the key of test credential ``as_`` (None: no key)."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = auth(as_) if as_ else None
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             yield client
 
 
@@ -69,3 +92,26 @@ async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         yield client
     finally:
         await client.stop()
+
+
+JWT_ISSUER = "https://id.licensing.test"
+_JWT_KEY = Ed25519PrivateKey.generate()
+JWT_PUBLIC_KEY = (
+    _JWT_KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
+"""The test issuer's public key (PEM), as a service is configured with LEDGER_JWT_PUBLIC_KEY."""
+
+
+def token(agency: str, roles: list[str], *, lifetime: float = 300, claims: dict[str, Any] | None = None) -> str:
+    """A JWT of the test issuer for ``agency`` and ``roles``; ``claims`` add to or replace the usual ones."""
+    now = int(time.time())
+    body = {
+        "iss": JWT_ISSUER,
+        "aud": "export-license-ledger",
+        "sub": "portal-user",
+        "iat": now,
+        "exp": now + int(lifetime),
+        "agency": agency,
+        "roles": roles,
+    }
+    return jwt.encode({**body, **(claims or {})}, _JWT_KEY, algorithm="EdDSA")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 from services.applications import idempotency
 from services.applications.lifecycle import add_lifecycle
 from services.applications.submission import fingerprint, submitted
+from shared.access import Principal, require
 from shared.events import Application
 from shared.intake import BadInput, SubmitApplication, decode_command, keep_intake_body, parse_intake_record
 from shared.service import Runtime, create_service
@@ -52,9 +53,12 @@ def _add_http(app: FastAPI, runtime: Runtime) -> None:
     @app.post("/applications", status_code=202, response_model=Accepted, tags=["applications"])
     async def submit(
         application: Application,
+        principal: Annotated[Principal, Depends(require("submitter"))],
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Accepted:
-        """Submit an application. A retry with the same ``Idempotency-Key`` returns the same id."""
+        """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
+        returns the same id."""
+        principal.ensure_agency(application.agency_code)
         application_id = uuid.uuid4()
         if idempotency_key is not None:
             try:

@@ -23,9 +23,12 @@ from shared.events import (
 )
 
 UNDECIDED = frozenset({"submitted", "escalated"})
-LOAD = "SELECT application_id, status, applicant_code, returned_event_id FROM case_status WHERE application_id = $1"
+LOAD = """
+SELECT application_id, status, applicant_code, returned_event_id, agency_code FROM case_status WHERE application_id = $1
+"""
 SAVE = """
-INSERT INTO case_status (application_id, status, applicant_code, returned_event_id) VALUES ($1, $2, $3, $4)
+INSERT INTO case_status (application_id, status, applicant_code, returned_event_id, agency_code)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (application_id) DO UPDATE SET
     status = EXCLUDED.status, returned_event_id = EXCLUDED.returned_event_id, updated_at = now()
 """
@@ -37,13 +40,17 @@ class CaseStatus:
     status: str
     applicant_code: str
     returned_event_id: uuid.UUID | None = None
+    agency_code: str | None = None
 
 
 def follow(current: CaseStatus | None, envelope: Envelope) -> CaseStatus | None:
     """The case's status after ``envelope``, or None when the event changes nothing here."""
     event = envelope.payload
     if isinstance(event, ApplicationSubmitted):
-        return current or CaseStatus(envelope.case_id, "submitted", event.application.applicant.code)
+        application = event.application
+        return current or CaseStatus(
+            envelope.case_id, "submitted", application.applicant.code, agency_code=application.agency_code
+        )
     if current is None:
         return None
     if isinstance(event, ApplicationResubmitted):
@@ -74,7 +81,12 @@ async def apply(pool: asyncpg.Pool, envelope: Envelope) -> None:
     changed = follow(await load(pool, envelope.case_id), envelope)
     if changed is not None:
         await pool.execute(
-            SAVE, changed.application_id, changed.status, changed.applicant_code, changed.returned_event_id
+            SAVE,
+            changed.application_id,
+            changed.status,
+            changed.applicant_code,
+            changed.returned_event_id,
+            changed.agency_code,
         )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.applications import cases
 from services.applications.submission import resubmitted, withdrawn
+from shared.access import Principal, require
 from shared.events import Application, Envelope, Reason, Text
 from shared.service import ErrorBody, Runtime
 
@@ -35,6 +36,9 @@ class Refused(Exception):
 
 class Withdrawal(BaseModel):
     reason: Text | None = None
+
+
+Submitter = Annotated[Principal, Depends(require("submitter"))]
 
 
 class Changed(BaseModel):
@@ -57,10 +61,12 @@ def _refused(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=body.model_dump())
 
 
-async def _status(runtime: Runtime, application_id: uuid.UUID) -> cases.CaseStatus:
+async def _status(runtime: Runtime, application_id: uuid.UUID, principal: Principal) -> cases.CaseStatus:
     case = await cases.load(runtime.pool, application_id)
     if case is None:
         raise Refused(404, "unknown_application", f"no application {application_id} (yet)")
+    if case.agency_code is not None:  # None: followed before agencies were kept (migration 0003)
+        principal.ensure_agency(case.agency_code)
     return case
 
 
@@ -68,9 +74,9 @@ def _add_routes(app: FastAPI, runtime: Runtime) -> None:
     responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
 
     @app.post("/applications/{application_id}/withdraw", status_code=202, tags=["applications"], responses=responses)
-    async def withdraw(application_id: uuid.UUID, body: Withdrawal | None = None) -> Changed:
+    async def withdraw(application_id: uuid.UUID, principal: Submitter, body: Withdrawal | None = None) -> Changed:
         """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
-        case = await _status(runtime, application_id)
+        case = await _status(runtime, application_id, principal)
         if case.status not in cases.UNDECIDED:
             raise Refused(409, f"application_{case.status}", f"application {application_id} is already {case.status}")
         envelope = withdrawn(application_id, body.reason if body else None)
@@ -78,9 +84,10 @@ def _add_routes(app: FastAPI, runtime: Runtime) -> None:
         return Changed(application_id=application_id, status="withdrawn", event_id=envelope.event_id)
 
     @app.post("/applications/{application_id}/resubmit", status_code=202, tags=["applications"], responses=responses)
-    async def resubmit(application_id: uuid.UUID, application: Application) -> Changed:
+    async def resubmit(application_id: uuid.UUID, application: Application, principal: Submitter) -> Changed:
         """Resubmit a returned application, corrected; review decides it again."""
-        case = await _status(runtime, application_id)
+        principal.ensure_agency(application.agency_code)
+        case = await _status(runtime, application_id, principal)
         if case.status != "returned" or case.returned_event_id is None:
             raise Refused(
                 409, "application_not_returned", f"application {application_id} is {case.status}, not returned"

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel, SecretStr
@@ -19,6 +19,7 @@ from pydantic_settings import SettingsConfigDict
 from services.registry import checkpoints, ledger, store
 from services.registry.ledger import LicenseEntry
 from services.registry.projector import Projector, relay_forever, run_forever
+from shared.access import Principal, require
 from shared.events import (
     VIN,
     Envelope,
@@ -36,6 +37,10 @@ from shared.settings import ServiceSettings
 
 PRODUCER = "registry"
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+# Auditors read every route (shared.access.permit); a submitter sees its own agency's applications only.
+READER = Annotated[Principal, Depends(require("submitter", "officer", "admin"))]
+LICENSES = [Depends(require("customs", "officer", "admin"))]
+CUSTOMS = [Depends(require("customs"))]
 MAX_OFFSET = 2**63 - 1  # a Kafka offset is a signed 64-bit integer; a larger one failed the query with a 500
 
 
@@ -210,11 +215,12 @@ def _signing_key(settings: Settings) -> Ed25519PrivateKey:
 
 def _add_queries(app: FastAPI, runtime: Runtime) -> None:
     @app.get("/applications/{application_id}", response_model=ApplicationView, tags=["queries"], responses=NOT_FOUND)
-    async def get_application(application_id: uuid.UUID) -> ApplicationView:
+    async def get_application(application_id: uuid.UUID, principal: READER) -> ApplicationView:
         """An application's status, the reasons of a rejection, and its license once granted."""
         entry = await store.application(runtime.pool, application_id)
         if entry is None:
             raise HTTPException(404, f"no application {application_id} in the ledger (yet)")
+        principal.ensure_agency(entry.agency_code, unless=("officer", "auditor", "admin"))
         return ApplicationView(
             application_id=entry.application_id,
             status=entry.status,
@@ -227,7 +233,13 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             decided_at=entry.decided_at,
         )
 
-    @app.get("/licenses/{license_number}", response_model=LicenseView, tags=["queries"], responses=NOT_FOUND)
+    @app.get(
+        "/licenses/{license_number}",
+        response_model=LicenseView,
+        tags=["queries"],
+        responses=NOT_FOUND,
+        dependencies=LICENSES,
+    )
     async def get_license(
         license_number: str,
         as_of: Annotated[AwareDatetime | None, Query(description="the license as it stood at this instant")] = None,
@@ -248,7 +260,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"license {license_number} did not exist at that point")
         return LicenseView.model_validate(state.model_dump())
 
-    @app.get("/licenses", response_model=LicensePage, tags=["queries"])
+    @app.get("/licenses", response_model=LicensePage, tags=["queries"], dependencies=LICENSES)
     async def list_licenses(
         applicant: str | None = None,
         status: str | None = None,
@@ -271,6 +283,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         response_model=list[LicenseVersion],
         tags=["queries"],
         responses=NOT_FOUND,
+        dependencies=LICENSES,
     )
     async def license_history(license_number: str) -> list[LicenseVersion]:
         """Every state of the license in stream order, with the event and stream position that made it."""
@@ -279,7 +292,13 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"no license {license_number}")
         return [LicenseVersion(partition=p, offset=o, state=s) for p, o, s in versions]
 
-    @app.get("/exports/{declaration_number}", response_model=list[ExportView], tags=["exports"], responses=NOT_FOUND)
+    @app.get(
+        "/exports/{declaration_number}",
+        response_model=list[ExportView],
+        tags=["exports"],
+        responses=NOT_FOUND,
+        dependencies=CUSTOMS,
+    )
     async def get_export(declaration_number: str) -> list[ExportView]:
         """How the ledger judged a declaration: accepted, or refused with its reason."""
         rows = await store.exports_of_declaration(runtime.pool, declaration_number)
@@ -287,7 +306,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"declaration {declaration_number} is not in the ledger (yet)")
         return [_export_view(r) for r in rows]
 
-    @app.get("/vins/{vin}/exports", response_model=list[ExportView], tags=["exports"])
+    @app.get("/vins/{vin}/exports", response_model=list[ExportView], tags=["exports"], dependencies=CUSTOMS)
     async def exports_of_vin(vin: Annotated[VIN, Path(description="a 17-character VIN")]) -> list[ExportView]:
         """Every export that declared this VIN, accepted or refused, in the order the ledger recorded them."""
         return [_export_view(r) for r in await store.exports_of_vin(runtime.pool, vin)]
@@ -372,7 +391,7 @@ async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Re
 
 
 def _add_exports(app: FastAPI, runtime: Runtime) -> None:
-    @app.post("/exports", status_code=202, response_model=ExportAccepted, tags=["exports"])
+    @app.post("/exports", status_code=202, response_model=ExportAccepted, tags=["exports"], dependencies=CUSTOMS)
     async def record_export(declaration: ExportDeclaration) -> ExportAccepted:
         """Record an export declaration against a license (customs). Resending it changes nothing."""
         envelope = await admit(runtime, declaration)
@@ -383,7 +402,7 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
             status_url=f"/exports/{declaration.declaration_number}",
         )
 
-    @app.post("/exports/check", response_model=PreCheck, tags=["exports"])
+    @app.post("/exports/check", response_model=PreCheck, tags=["exports"], dependencies=CUSTOMS)
     async def check_export(declaration: ExportDeclaration) -> PreCheck:
         """Customs' pre-check: would this declaration pass now? Judged by the ledger; nothing is recorded."""
         reason = await would_refuse(runtime.pool, declaration)

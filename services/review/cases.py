@@ -27,7 +27,11 @@ ON CONFLICT (case_id) DO UPDATE SET
     reasons = EXCLUDED.reasons, due = EXCLUDED.due, escalated_at = EXCLUDED.escalated_at,
     status = 'open', closed_at = NULL
 """
-OPEN_QUEUE = "SELECT * FROM officer_queue WHERE status = 'open' ORDER BY escalated_at, case_id LIMIT $1"
+OPEN_QUEUE = """
+SELECT * FROM officer_queue WHERE status = 'open' AND ($2::text IS NULL OR application->>'agency_code' = $2)
+ORDER BY escalated_at, case_id LIMIT $1
+"""
+AGENCY_OF_CASE = "SELECT application->>'agency_code' FROM officer_queue WHERE case_id = $1"
 QUEUED_FOR_UPDATE = "SELECT * FROM officer_queue WHERE case_id = $1 FOR UPDATE"
 CLOSE = "UPDATE officer_queue SET status = $2, closed_at = now() WHERE case_id = $1"
 CLOSE_WITHDRAWN = """
@@ -106,8 +110,15 @@ async def enqueue(connection: Connection, application: Application, escalation: 
     )
 
 
-async def open_queue(pool: asyncpg.Pool, limit: int) -> list[Queued]:
-    return [_queued(r) for r in await pool.fetch(OPEN_QUEUE, limit)]
+async def open_queue(pool: asyncpg.Pool, limit: int, agency_code: str | None = None) -> list[Queued]:
+    """The open escalations, oldest first: of one agency, or of all when ``agency_code`` is None."""
+    return [_queued(r) for r in await pool.fetch(OPEN_QUEUE, limit, agency_code)]
+
+
+async def agency_of_case(pool: asyncpg.Pool, case_id: uuid.UUID) -> str | None:
+    """The agency of an application escalated to the officers, or None when none was."""
+    agency: str | None = await pool.fetchval(AGENCY_OF_CASE, case_id)
+    return agency
 
 
 async def queued_for_update(connection: Connection, case_id: uuid.UUID) -> Queued | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime
@@ -9,11 +10,12 @@ from enum import Enum
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.review import cases, officer
+from shared.access import Principal, require
 from shared.events import (
     Application,
     CountryCode,
@@ -29,6 +31,8 @@ from shared.service import ErrorBody, Runtime
 
 TAGS: list[str | Enum] = ["officers"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+Officer = Annotated[Principal, Depends(require("officer"))]
+LICENSE_NUMBER = re.compile(r"^\d{2}-(\w+)-\d+$")  # YY-AA-NNNNNN: AA is the issuing agency
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="a retry with the same key repeats nothing")]
 
 
@@ -113,8 +117,10 @@ def _add_queue(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> Non
     tags, responses = TAGS, RESPONSES
 
     @app.get("/officer/queue", response_model=list[QueueItem], tags=tags)
-    async def queue(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
-        """Escalated applications no officer has decided yet, oldest first, with their reasons and due date."""
+    async def queue(principal: Officer, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
+        """Escalated applications no officer has decided yet, oldest first, with their reasons and due date.
+        An officer sees the own agency's; an auditor sees all."""
+        agency = None if "officer" not in principal.roles else principal.agency_code
         return [
             QueueItem(
                 application_id=q.case_id,
@@ -123,27 +129,42 @@ def _add_queue(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> Non
                 due=q.due,
                 escalated_at=q.escalated_at,
             )
-            for q in await cases.open_queue(runtime.pool, limit)
+            for q in await cases.open_queue(runtime.pool, limit, agency)
         ]
 
     @app.post("/officer/applications/{application_id}/approve", status_code=202, tags=tags, responses=responses)
-    async def approve(application_id: uuid.UUID, body: Approve) -> ActionTaken:
+    async def approve(application_id: uuid.UUID, body: Approve, principal: Officer) -> ActionTaken:
         """Grant a license: the application's terms, or fewer vehicles and a shorter validity."""
+        await _own_application(runtime, principal, application_id)
         approval = officer.Approval(officer=body.officer, quantity=body.quantity, valid_to=body.valid_to)
         return _taken(await officer.approve(runtime.pool, runtime.append, application_id, approval, today()))
 
     @app.post("/officer/applications/{application_id}/reject", status_code=202, tags=tags, responses=responses)
-    async def reject(application_id: uuid.UUID, body: Refuse) -> ActionTaken:
+    async def reject(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
         """Reject the application, with the reasons the applicant reads."""
+        await _own_application(runtime, principal, application_id)
         return _taken(await officer.reject(runtime.pool, runtime.append, application_id, body.officer, body.reasons))
 
     @app.post("/officer/applications/{application_id}/return", status_code=202, tags=tags, responses=responses)
-    async def return_(application_id: uuid.UUID, body: Refuse) -> ActionTaken:
+    async def return_(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
         """Return the application for correction; the reasons say what to correct before resubmitting."""
+        await _own_application(runtime, principal, application_id)
         envelope = await officer.return_for_correction(
             runtime.pool, runtime.append, application_id, body.officer, body.reasons
         )
         return _taken(envelope)
+
+
+async def _own_application(runtime: Runtime, principal: Principal, application_id: uuid.UUID) -> None:
+    agency = await cases.agency_of_case(runtime.pool, application_id)
+    if agency is not None:  # an application never escalated is answered 404 by the action itself
+        principal.ensure_agency(agency)
+
+
+def _own_license(principal: Principal, number: str) -> None:
+    found = LICENSE_NUMBER.match(number)
+    if found:  # a number of another shape names no license: the action answers 404
+        principal.ensure_agency(found.group(1))
 
 
 def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
@@ -153,22 +174,34 @@ def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], dat
         return runtime.pool
 
     @app.post("/officer/licenses/{number}/suspend", status_code=202, tags=tags, responses=responses)
-    async def suspend(number: str, body: WithReason, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+    async def suspend(
+        number: str, principal: Officer, body: WithReason, idempotency_key: IdempotencyKey = None
+    ) -> ActionTaken:
         """Suspend an active license: exports on it are refused until it is reinstated."""
+        _own_license(principal, number)
         return _taken(await officer.suspend(pool(), append, number, body.officer, body.reason, idempotency_key))
 
     @app.post("/officer/licenses/{number}/reinstate", status_code=202, tags=tags, responses=responses)
-    async def reinstate(number: str, body: Reinstate, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+    async def reinstate(
+        number: str, principal: Officer, body: Reinstate, idempotency_key: IdempotencyKey = None
+    ) -> ActionTaken:
         """Reinstate a suspended license: it is active again on its remaining balance."""
+        _own_license(principal, number)
         return _taken(await officer.reinstate(pool(), append, number, body.officer, body.note, idempotency_key))
 
     @app.post("/officer/licenses/{number}/revoke", status_code=202, tags=tags, responses=responses)
-    async def revoke(number: str, body: WithReason, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+    async def revoke(
+        number: str, principal: Officer, body: WithReason, idempotency_key: IdempotencyKey = None
+    ) -> ActionTaken:
         """Revoke an active or suspended license for good."""
+        _own_license(principal, number)
         return _taken(await officer.revoke(pool(), append, number, body.officer, body.reason, idempotency_key))
 
     @app.post("/officer/licenses/{number}/replace", status_code=202, tags=tags, responses=responses)
-    async def replace(number: str, body: Replace, idempotency_key: IdempotencyKey = None) -> ActionTaken:
+    async def replace(
+        number: str, principal: Officer, body: Replace, idempotency_key: IdempotencyKey = None
+    ) -> ActionTaken:
         """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance."""
+        _own_license(principal, number)
         request = officer.Replacement(**body.model_dump())
         return _taken(await officer.replace(pool(), append, number, request, idempotency_key, today()))

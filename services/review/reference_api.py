@@ -7,18 +7,20 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from services.review import reference_store as store
 from services.review.reference import ListingStatus
 from services.review.reference_store import ReferenceCache
+from shared.access import ROLES, require
 from shared.events import USCC, CountryCode, OfficerId, Text
 from shared.service import ErrorBody, Runtime
 
 TAGS: list[str | Enum] = ["reference"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 422)}
+ADMIN = [Depends(require("admin"))]
 Year = Annotated[int, Field(ge=2000, le=2100)]
 CODE = r"^[0-9A-HJ-NP-RTUW-Y]{2}\d{6}[0-9A-HJ-NP-RTUW-Y]{10}$"  # USCC, as shared.events spells it
 MODEL_CODE = r"^[A-Z0-9-]{1,40}$"
@@ -119,7 +121,8 @@ def add_reference_routes(app: FastAPI, runtime: Runtime, cache: ReferenceCache) 
     app.add_exception_handler(store.Unknown, _unknown)
     app.add_exception_handler(store.Refused, _refused)
 
-    @app.get("/reference", tags=TAGS)
+    # Whoever holds a credential may see which data decides; only admins change it (auditors read the log).
+    @app.get("/reference", tags=TAGS, dependencies=[Depends(require(*ROLES))])
     async def reference_version() -> ReferenceInForce:
         """Which reference data the rules decide against."""
         ref = await cache.current()
@@ -133,7 +136,7 @@ def add_reference_routes(app: FastAPI, runtime: Runtime, cache: ReferenceCache) 
             confirmations=len(ref.after_sales_confirmations),
         )
 
-    @app.get("/admin/reference/changes", tags=TAGS, responses={422: RESPONSES[422]})
+    @app.get("/admin/reference/changes", tags=TAGS, responses={422: RESPONSES[422]}, dependencies=ADMIN)
     async def changes(
         after_revision: Annotated[int, Query(ge=0, le=MAX_REVISION)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -152,14 +155,14 @@ def _add_changes(app: FastAPI, runtime: Runtime) -> None:
         applied = await store.apply(runtime.pool, edit, changed_by=change.changed_by, why=change.why)
         return ReferenceChanged(revision=applied.revision, changed=applied.changed)
 
-    @app.put("/admin/reference/enterprises/{code}/listing/{year}", tags=tags, responses=responses)
+    @app.put("/admin/reference/enterprises/{code}/listing/{year}", tags=tags, responses=responses, dependencies=ADMIN)
     async def set_listing(
         code: Annotated[str, Path(pattern=CODE)], year: Annotated[int, Path(ge=2000, le=2100)], body: ListingChange
     ) -> ReferenceChanged:
         """Set an enterprise's listing for a year: listed, suspended or cancelled."""
         return await apply(store.set_listing(code, year, body.status), body)
 
-    @app.put("/admin/reference/authorisations", tags=tags, responses=responses)
+    @app.put("/admin/reference/authorisations", tags=tags, responses=responses, dependencies=ADMIN)
     async def set_authorisation(body: AuthorisationChange) -> ReferenceChanged:
         """Grant (active) or withdraw a manufacturer's authorisation of a distributor for a year."""
         edit = store.set_authorisation(
@@ -171,12 +174,12 @@ def _add_changes(app: FastAPI, runtime: Runtime) -> None:
         )
         return await apply(edit, body)
 
-    @app.put("/admin/reference/models/{model_code}", tags=tags, responses=responses)
+    @app.put("/admin/reference/models/{model_code}", tags=tags, responses=responses, dependencies=ADMIN)
     async def set_model(model_code: Annotated[str, Path(pattern=MODEL_CODE)], body: ModelChange) -> ReferenceChanged:
         """Change a listed model's CCC certificate, its validity or its reference price."""
         return await apply(store.set_model(model_code, body.fields()), body)
 
-    @app.put("/admin/reference/outlets", tags=tags, responses=responses)
+    @app.put("/admin/reference/outlets", tags=tags, responses=responses, dependencies=ADMIN)
     async def set_outlet(body: OutletChange) -> ReferenceChanged:
         """Open (add) or close (remove) an enterprise's after-sales outlet in a destination country."""
         is_open = body.status == "open"

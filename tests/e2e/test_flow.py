@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from licensectl import samples
-from tests.support import eventually
+from tests.support import auth, eventually
 
 
 async def _get_when(client: httpx.AsyncClient, url: str, ready) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -18,7 +18,7 @@ async def _get_when(client: httpx.AsyncClient, url: str, ready) -> dict:  # type
 
 async def test_apply_grant_export_and_refuse_past_the_balance(services: dict[str, str]) -> None:
     applications, registry = services["applications"], services["registry"]
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=auth()) as client:
         for name, url in services.items():
             health = (await client.get(f"{url}/health")).json()
             assert (health["service"], health["broker"], health["database"]) == (name, "ok", "ok")

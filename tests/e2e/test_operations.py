@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from licensectl import samples
 from shared.topics import Topics
 from tests.infra import ROOT, Infrastructure
-from tests.support import eventually
+from tests.support import auth, eventually, key
 
 
 def _metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -29,7 +29,7 @@ def _metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 async def test_each_service_reports_its_flow_dead_letters_and_lag_and_licensectl_shows_them(
     services: dict[str, str], infrastructure: Infrastructure, topics: Topics
 ) -> None:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=auth()) as client:
         for _ in range(3):
             answer = await client.post(f"{services['applications']}/applications", json=samples.application_data())
             assert answer.status_code == 202
@@ -54,7 +54,12 @@ async def test_each_service_reports_its_flow_dead_letters_and_lag_and_licensectl
     ledger_lag = [labels for labels, _ in seen["lag"] if labels["group"] == topics.group("registry")]
     assert {labels["partition"] for labels in ledger_lag} == {str(p) for p in range(6)}
     assert {labels["group"] for labels, _ in seen["lag"]} == {topics.group("registry"), topics.group("registry-intake")}
-    env = {**os.environ, "LEDGER_TOPIC_NAMESPACE": topics.namespace, "COLUMNS": "250"}
+    env = {
+        **os.environ,
+        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
+        "COLUMNS": "250",
+        "LEDGER_API_KEY": key("auditor44"),
+    }
     urls = [f"--{name}={url}" for name, url in services.items()]
     shown = subprocess.run(
         [sys.executable, "-m", "licensectl", "status", *urls],

@@ -1,0 +1,273 @@
+"""Who may call what: API keys, or JWTs from a configured issuer, that map to an agency and roles, checked
+on every HTTP route but /health.
+
+A key reads ``lk_<key id>_<secret>``. Only its SHA-256 is stored, in ``access.credentials``: the secret is
+256 random bits, so a fast hash is as safe as a slow one and costs nothing per request (docs/access.md).
+Each service looks keys up in that table and keeps the answer for ``access_cache_seconds``, so a revoked
+key stops working within that time. A JWT is signed by the issuer configured in ``LEDGER_JWT_ISSUER`` and
+``LEDGER_JWT_PUBLIC_KEY`` and names the agency and roles in its ``agency`` and ``roles`` claims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.db import Connection
+
+Role = Literal["submitter", "officer", "customs", "auditor", "admin"]
+ROLES: tuple[Role, ...] = ("submitter", "officer", "customs", "auditor", "admin")
+READS = frozenset({"GET", "HEAD"})
+PREFIX = "lk"
+
+FIND = """
+SELECT key_id, hash, agency_code, roles, expires_at, revoked_at FROM access.credentials WHERE key_id = $1
+"""
+INSERT = """
+INSERT INTO access.credentials (key_id, hash, agency_code, roles, label, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+LIST = """
+SELECT key_id, agency_code, roles, label, created_at, expires_at, revoked_at
+FROM access.credentials ORDER BY created_at, key_id
+"""
+REVOKE = "UPDATE access.credentials SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
+EXPIRE = """
+UPDATE access.credentials SET expires_at = least(coalesce(expires_at, $2), $2) WHERE key_id = $1
+"""
+GRANTS = "SELECT agency_code, roles, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller a credential names: its key, its agency, its roles."""
+
+    key_id: str
+    agency_code: str
+    roles: frozenset[str]
+
+    def ensure_agency(self, agency_code: str, *, unless: Iterable[str] = ()) -> None:
+        """Refuse (403 ``other_agency``) a caller of another agency, but for one holding a role in ``unless``."""
+        if agency_code != self.agency_code and not self.roles & set(unless):
+            raise Denied(403, "other_agency", f"this credential is of agency {self.agency_code}, not {agency_code}")
+
+
+@dataclass(frozen=True)
+class Credential:
+    key_id: str
+    hash: str
+    agency_code: str
+    roles: frozenset[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class Denied(Exception):
+    """A request refused for want of a credential (401) or of a right (403); answered as an ErrorBody."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh key id and the whole key, which is shown once and never stored."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def key_id_of(key: str) -> str | None:
+    prefix, _, rest = key.partition("_")
+    key_id, _, secret = rest.partition("_")
+    return key_id if prefix == PREFIX and key_id and secret else None
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def check(credential: Credential | None, key: str, now: datetime) -> None:
+    """Raise :class:`Denied` unless ``credential`` is the stored form of ``key`` and still in force at ``now``."""
+    if credential is None or not hmac.compare_digest(credential.hash, digest(key)):
+        raise Denied(401, "invalid_credential", "the bearer key is not one this system issued")
+    if credential.revoked_at is not None:
+        raise Denied(401, "invalid_credential", f"key {credential.key_id} was revoked")
+    if credential.expires_at is not None and credential.expires_at <= now:
+        raise Denied(401, "expired_credential", f"key {credential.key_id} expired at {credential.expires_at}")
+
+
+def permit(principal: Principal, roles: Iterable[str], method: str) -> None:
+    """Refuse (403 ``role_required``) unless the caller holds one of ``roles``; an auditor reads everything."""
+    wanted = set(roles)
+    if principal.roles & wanted or (method in READS and "auditor" in principal.roles):
+        return
+    needed = ", ".join(sorted(wanted))
+    raise Denied(403, "role_required", f"this action requires one of the roles: {needed}")
+
+
+class KeyCache:
+    """Credentials by key id, each kept ``ttl`` seconds: a revocation takes effect within that time."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Credential | None]] = {}
+
+    async def find(self, pool: asyncpg.Pool, key_id: str) -> Credential | None:
+        fetched = self._entries.get(key_id)
+        if fetched is not None and time.monotonic() - fetched[0] < self.ttl:
+            return fetched[1]
+        row = await pool.fetchrow(FIND, key_id)
+        credential = Credential(**{**dict(row), "roles": frozenset(row["roles"])}) if row else None
+        if len(self._entries) > 10_000:  # unknown key ids must not grow the cache without bound
+            self._entries.clear()
+        self._entries[key_id] = (time.monotonic(), credential)
+        return credential
+
+
+class TokenIssuer:
+    """The one issuer whose JWTs are accepted: its name (``iss``), public key and the audience (``aud``).
+
+    The algorithm follows from the key's type and nothing else: a token cannot choose a weaker one (``none``,
+    or HS256 keyed with the public key).
+    """
+
+    ALGORITHMS = (
+        (ed25519.Ed25519PublicKey, "EdDSA"),
+        (ec.EllipticCurvePublicKey, "ES256"),
+        (rsa.RSAPublicKey, "RS256"),
+    )
+
+    def __init__(self, issuer: str, public_key_pem: str, audience: str) -> None:
+        self.issuer, self.audience = issuer, audience
+        self.key = load_pem_public_key(public_key_pem.encode())
+        found = [alg for kind, alg in self.ALGORITHMS if isinstance(self.key, kind)]
+        if not found:
+            raise ValueError("the JWT issuer's key must be Ed25519, EC P-256 or RSA")
+        self.algorithm = found[0]
+
+    def principal(self, token: str) -> Principal:
+        """The principal a valid token names, or :class:`Denied` saying what is wrong with it."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,  # type: ignore[arg-type]
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Denied(401, "expired_credential", "the token has expired") from None
+        except jwt.InvalidTokenError as wrong:
+            raise Denied(401, "invalid_credential", f"the token is not valid: {wrong}") from None
+        return _grants(claims)
+
+
+def _grants(claims: dict[str, Any]) -> Principal:
+    agency, roles = claims.get("agency"), claims.get("roles")
+    if not (isinstance(agency, str) and len(agency) == 2 and agency.isdigit()):
+        raise Denied(401, "invalid_credential", "the token names no agency (an 'agency' claim of two digits)")
+    if not (isinstance(roles, list) and roles and set(roles) <= set(ROLES)):
+        raise Denied(401, "invalid_credential", f"the token's 'roles' claim must list some of {', '.join(ROLES)}")
+    return Principal(key_id=f"jwt:{claims['sub']}", agency_code=agency, roles=frozenset(roles))
+
+
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API key, `Authorization: Bearer lk_<key id>_<secret>`, or a JWT of the configured issuer",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | None) -> Principal:
+    """The principal of the request's bearer key, or :class:`Denied` saying what is wrong with it."""
+    if bearer is None:
+        raise Denied(401, "missing_credential", "send an API key or a JWT: Authorization: Bearer <credential>")
+    runtime = request.app.state.runtime
+    if bearer.credentials.count(".") == 2:  # a JWT's three parts; a key has no dot
+        if runtime.tokens is None:
+            raise Denied(401, "invalid_credential", "this service accepts no JWTs: no issuer is configured")
+        found: Principal = runtime.tokens.principal(bearer.credentials)
+        return found
+    key_id = key_id_of(bearer.credentials)
+    if key_id is None:
+        raise Denied(401, "invalid_credential", "the bearer key is not of the form lk_<key id>_<secret>")
+    credential = await runtime.keys.find(runtime.pool, key_id)
+    check(credential, bearer.credentials, datetime.now(UTC))
+    assert credential is not None
+    return Principal(key_id=key_id, agency_code=credential.agency_code, roles=credential.roles)
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller's :class:`Principal` if it holds one of ``roles`` (auditors: any GET)."""
+
+    async def principal(request: Request, bearer: Bearer) -> Principal:
+        found = await authenticate(request, bearer)
+        permit(found, roles, request.method)
+        return found
+
+    return principal
+
+
+def denied(_: Request, exc: Exception) -> JSONResponse:
+    """The answer to :class:`Denied`, in the shape of every error (shared.service.ErrorBody)."""
+    assert isinstance(exc, Denied)
+    content: dict[str, Any] = {"detail": exc.message, "errors": [{"code": exc.code, "message": exc.message}]}
+    headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} if exc.status == 401 else None
+    return JSONResponse(status_code=exc.status, content=content, headers=headers)
+
+
+async def create(
+    connection: Connection,
+    *,
+    agency_code: str,
+    roles: Iterable[str],
+    label: str = "",
+    expires_at: datetime | None = None,
+    key: str | None = None,
+) -> tuple[str, str]:
+    """Store a new credential; return its key id and the key (``key`` given: that one, as tests fix theirs)."""
+    key_id, key = (key_id_of(key), key) if key else new_key()
+    if key_id is None:
+        raise ValueError("a key reads lk_<key id>_<secret>")
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    await connection.execute(INSERT, key_id, digest(key), agency_code, sorted(set(roles)), label, expires_at)
+    return key_id, key
+
+
+async def rotate(connection: Connection, key_id: str, *, grace: timedelta) -> tuple[str, str]:
+    """A new key with the old one's grants; the old one keeps working for ``grace``, then expires."""
+    row = await connection.fetchrow(GRANTS, key_id)
+    if row is None:
+        raise LookupError(f"no key {key_id} in force")
+    new = await create(
+        connection, agency_code=row["agency_code"], roles=row["roles"], label=row["label"] or f"rotated {key_id}"
+    )
+    await connection.execute(EXPIRE, key_id, datetime.now(UTC) + grace)
+    return new
+
+
+async def revoke(connection: Connection, key_id: str) -> bool:
+    """Revoke a key at once (within each service's cache time); False when there is no such key in force."""
+    return str(await connection.execute(REVOKE, key_id)).endswith(" 1")
+
+
+async def listing(connection: Connection) -> list[dict[str, Any]]:
+    """Every credential, without its hash."""
+    return [dict(r) for r in await connection.fetch(LIST)]
