@@ -422,6 +422,13 @@ do_status() {
     return 3
 }
 
+# Stop the broker and delete its data (every topic); the jars stay cached.
+do_purge() {
+    do_stop
+    rm -rf "$DATA_DIR"
+    log "data deleted: $DATA_DIR (the next start formats fresh storage)"
+}
+
 main() {
     [[ $# -eq 1 ]] || usage
     case "$1" in
@@ -432,6 +439,7 @@ main() {
         start) do_start ;;
         stop) do_stop ;;
         status) do_status ;;
+        purge) do_purge ;;
         *) usage ;;
     esac
 }

@@ -282,10 +282,21 @@ do_status() {
     return 3
 }
 
+# Stop and drop the ledger cluster with all its data; the next start creates it afresh.
+do_purge() {
+    do_stop
+    if is_installed && PG_VER="$(cluster_version)"; then
+        pg_dropcluster "$PG_VER" "$CLUSTER"
+        log "cluster $PG_VER/$CLUSTER dropped"
+    else
+        log "no $CLUSTER cluster to drop"
+    fi
+}
+
 main() {
     [[ $# -eq 1 ]] || usage
     case "$1" in
-        install | start | stop | status) ;;
+        install | start | stop | status | purge) ;;
         *) usage ;;
     esac
     require_root "$@"
@@ -298,6 +309,7 @@ main() {
         start) do_start ;;
         stop) do_stop ;;
         status) do_status ;;
+        purge) do_purge ;;
     esac
 }
 
