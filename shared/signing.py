@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -31,9 +31,11 @@ from shared.events import Reason
 
 log = logging.getLogger(__name__)
 
+ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
+"""A validity start before any record: for keys trusted for all time (tests, development)."""
 SIGNATURE_HEADER = "ledger-signature"
 KEY_ID_HEADER = "ledger-key-id"
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 # Keys.
@@ -135,6 +137,8 @@ class TrustedKey:
     revoked_at: datetime | None = None
 
     def valid_at(self, moment: datetime) -> bool:
+        if moment.tzinfo is None:  # an event's time without a zone is UTC (shared/events.py)
+            moment = moment.replace(tzinfo=UTC)
         return self.added_at <= moment and (self.revoked_at is None or moment < self.revoked_at)
 
 
@@ -212,11 +216,16 @@ async def trusted(connection: Connection) -> TrustList:
             producer=r["producer"],
             key_id=r["key_id"],
             public_key=Ed25519PublicKey.from_public_bytes(base64.b64decode(r["public_key"])),
-            added_at=r["added_at"],
-            revoked_at=r["revoked_at"],
+            added_at=_aware(r["added_at"]),
+            revoked_at=_aware(r["revoked_at"]) if r["revoked_at"] is not None else None,
         )
         for r in rows
     )
+
+
+def _aware(moment: datetime) -> datetime:
+    # asyncpg reads PostgreSQL's -infinity and infinity as datetime.min and datetime.max, without a zone.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def trust(

@@ -94,9 +94,10 @@ def _add_intake(runtime: Runtime) -> None:
     )
     async def on_submit(message: KafkaMessage) -> None:
         try:
-            _, command = decode_command(
+            intake, command = decode_command(
                 message.body, expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
             )
+            await runtime.check_signature(message.raw_message, intake.sender)
         except BadInput as refused:
             await runtime.dead_letter(message.raw_message, refused.reason)
             return
