@@ -147,6 +147,12 @@ class TrustList:
     """The trusted keys, by key id; what a reader verifies signatures against."""
 
     keys: dict[str, list[TrustedKey]] = field(default_factory=dict)
+    # (topic, partition) -> the first offset that must be signed: a log older than signatures is not.
+    signed_from: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def predates_signatures(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether the record was written before its log's records were signed (folded unverified)."""
+        return offset < self.signed_from.get((topic, partition), 0)
 
     @classmethod
     def of(cls, keys: Iterable[TrustedKey]) -> TrustList:
@@ -197,6 +203,7 @@ def _header(headers: Headers, name: str) -> bytes | None:
 # The trusted keys, in the access schema: reference data every service reads, operators write.
 
 SELECT_KEYS = "SELECT producer, key_id, public_key, added_at, revoked_at FROM access.producer_keys"
+SELECT_SIGNED_FROM = "SELECT topic, partition, first_offset FROM access.signatures_from"
 TRUST = """
 INSERT INTO access.producer_keys (producer, key_id, public_key, added_at)
 VALUES ($1, $2, $3, coalesce($4, now()))
@@ -209,9 +216,10 @@ WHERE producer = $1 AND key_id = $2 AND revoked_at IS NULL
 
 
 async def trusted(connection: Connection) -> TrustList:
-    """Every key of ``access.producer_keys``, revoked ones too (they still verify what came before)."""
+    """Every key of ``access.producer_keys``, revoked ones too (they still verify what came before), and
+    where each partition's signed records begin."""
     rows = await connection.fetch(SELECT_KEYS)
-    return TrustList.of(
+    trust = TrustList.of(
         TrustedKey(
             producer=r["producer"],
             key_id=r["key_id"],
@@ -221,6 +229,10 @@ async def trusted(connection: Connection) -> TrustList:
         )
         for r in rows
     )
+    trust.signed_from = {
+        (r["topic"], r["partition"]): r["first_offset"] for r in await connection.fetch(SELECT_SIGNED_FROM)
+    }
+    return trust
 
 
 def _aware(moment: datetime) -> datetime:

@@ -28,7 +28,20 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX producer_keys_by_key ON producer_keys (key_id)")
+    # Where each partition's signed records begin: a log written before events were signed is folded
+    # unverified below these offsets (filled by the registry's migration 0005), signed from them on.
+    op.execute(
+        """
+        CREATE TABLE signatures_from (
+            topic        text NOT NULL,
+            partition    integer NOT NULL,
+            first_offset bigint NOT NULL,
+            PRIMARY KEY (topic, partition)
+        )
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TABLE signatures_from")
     op.execute("DROP TABLE producer_keys")
