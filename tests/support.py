@@ -97,7 +97,7 @@ async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 """The test producers' signing key: trusted in every test database for each of SIGNING_PRODUCERS."""
-SIGNING_PRODUCERS = ("test", "applications", "review", "registry", "gd-commerce", "gac-shenzhen")
+SIGNING_PRODUCERS = ("test", "fixture", "applications", "review", "registry", "gd-commerce", "gac-shenzhen")
 
 
 def signed(value: bytes, key: Ed25519PrivateKey = SIGNING_KEY) -> list[tuple[str, bytes]]:
