@@ -3,6 +3,7 @@ the intake services accept only commands signed by their sender's key; the rest 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from services.applications.app import Settings as ApplicationsSettings
 from services.applications.app import create_app as create_applications
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
-from shared import signing
+from shared import db, signing
 from shared.events import Envelope
 from shared.topics import Topics
 from tests.histories import applied_offsets, case, granted, publish
@@ -161,3 +162,47 @@ async def test_an_unsigned_or_badly_signed_intake_command_is_dead_lettered_with_
     assert codes[impostor] == "untrusted_key"
     assert codes[forged] == "bad_signature"
     assert [Envelope.from_bytes(r.value or b"").case_id for r in cases] == [good_id]
+
+
+async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cut_off_only(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    # As if the ledger had applied one record of partition 0 when it learnt to verify signatures.
+    connection = await asyncpg.connect(database_url)
+    await connection.execute("INSERT INTO access.signatures_from VALUES ($1, 0, 1)", topics.cases)
+    await connection.close()
+    old, new, good = _grant("26-44-000901"), _grant("26-44-000902"), _grant("26-44-000903")
+    async with producer(infrastructure.bootstrap_servers) as send:
+        await send.send_and_wait(topics.cases, old.to_bytes(), partition=0)  # offset 0: before the cut-off
+        await send.send_and_wait(topics.cases, new.to_bytes(), partition=0)  # offset 1: must be signed
+        await send_signed(send, topics.cases, good.to_bytes(), partition=0)
+    settings = Settings(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+    )
+    async with serving(create_app(settings)) as client:
+        await eventually(lambda: _license(client, "26-44-000903", balance=10), what="the signed grant")
+        assert await _license(client, "26-44-000901", balance=10) is not None
+        assert (await client.get("/licenses/26-44-000902")).status_code == 404
+        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 1)
+    assert [(_number_of(r), dict(r.headers)["dlq.reason-code"]) for r in dead] == [("26-44-000902", b"unsigned_event")]
+    result = await replay(
+        database_url=database_url, bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases
+    )
+    assert result.matches, result.differences
+
+
+async def test_migrating_a_ledger_records_where_its_signed_records_begin(database_url: str) -> None:
+    await asyncio.to_thread(db.migrate, "registry", database_url, schema="ledger_before_signing", revision="0004")
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "INSERT INTO ledger_before_signing.partition_offsets (topic, partition, next_offset) VALUES "
+            "('old.licensing.cases', 0, 40), ('old.licensing.cases', 1, 0)"
+        )
+        await db.migrate_async("registry", database_url, schema="ledger_before_signing")
+        rows = await connection.fetch("SELECT topic, partition, first_offset FROM access.signatures_from")
+    finally:
+        await connection.close()
+    assert [tuple(r) for r in rows] == [("old.licensing.cases", 0, 40)]
