@@ -356,7 +356,11 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
 
 VERSION = "0.1.0"
-CASES_DOC = "The event store: every event of a license case, keyed by case id, kept forever."
+CASES_DOC = (
+    "The event store: every event of a license case, keyed by case id, kept forever. Each record is signed by "
+    "its producer: ledger-signature (base64 Ed25519 over the value's exact bytes) and ledger-key-id (SHA-256 "
+    "of the raw public key, hex) headers; the registry folds only events signed by a trusted key."
+)
 DEAD_LETTER_DOC = (
     "Input this service refused: the original bytes and headers, plus dlq.reason-code, dlq.reason, "
     "dlq.service and dlq.source (topic/partition/offset)."

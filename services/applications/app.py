@@ -88,7 +88,7 @@ def _add_intake(runtime: Runtime) -> None:
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-applications",
-        description="SubmitApplication commands from agency backends.",
+        description="SubmitApplication commands from agency backends, signed by their sender (docs/signing.md).",
         parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
         decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )

@@ -409,7 +409,7 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-exports",
-        description="RecordExport commands from customs backends.",
+        description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
         parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
         decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
