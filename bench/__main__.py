@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.generate import SEED, publish
+from bench.generate import BENCH_KEY, BENCH_PRODUCERS, SEED, publish
 from bench.live import run_live
+from shared import signing
 from shared.kafka_admin import ensure_topics
 from shared.settings import DEFAULT_BOOTSTRAP, DEFAULT_DATABASE_URL
 from shared.topics import Topics
@@ -95,6 +96,19 @@ async def drop(bootstrap: str, database_url: str, topics: list[str], schemas: li
     try:
         for schema in schemas:
             await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        # The bench key is trusted only while a bench runs (a test fixture's key, not an operator's).
+        bench_key = signing.key_id(BENCH_KEY.public_key())
+        await connection.execute("DELETE FROM access.producer_keys WHERE key_id = $1", bench_key)
+    finally:
+        await connection.close()
+
+
+async def trust_bench_key(database_url: str) -> None:
+    """Trust the generated log's key for the producers its events name, as the services' own keys are."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        for producer in BENCH_PRODUCERS:
+            await signing.trust(connection, producer=producer, public_key=BENCH_KEY.public_key(), since=signing.ALWAYS)
     finally:
         await connection.close()
 
@@ -108,6 +122,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
     RESULTS.mkdir(exist_ok=True)
     await ensure_topics(bootstrap, topics)
     try:
+        await trust_bench_key(url)
         print(f"[{label(size)}] generating {size:,} events into {topics.cases} ...", flush=True)
         generated = await publish(bootstrap, topics.cases, size, seed=args.seed)
         result["generate"] = {

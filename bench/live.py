@@ -288,6 +288,7 @@ async def run_live(
     await admin.execute(f'CREATE DATABASE "{database}"')
     url = with_database(database_url, database)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "LEDGER_TOPIC_NAMESPACE": namespace}
+    env.setdefault("LEDGER_TRUST_OWN_KEYS", "true")  # a local run: each service trusts its own key (docs/signing.md)
     services: Services | None = None
     try:
         subprocess.run(

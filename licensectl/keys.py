@@ -15,12 +15,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared import access
+from shared import access, signing
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 app = typer.Typer(
-    help="Issue, rotate, revoke and list API keys (in DATABASE_URL's access schema).", no_args_is_help=True
+    help="API keys (issue, rotate, revoke, list) and trusted signing keys, in DATABASE_URL's access schema.",
+    no_args_is_help=True,
 )
 console = Console()
 DEMO: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -147,3 +148,87 @@ async def _create_demo_keys(connection: asyncpg.Connection) -> dict[str, Any]:
     for name, (agency, roles) in DEMO.items():
         _, made[name] = await access.create(connection, agency_code=agency, roles=roles, label=f"demo {name}")
     return made
+
+
+# Signing keys: which public key may sign events or commands for which producer (docs/signing.md).
+
+SERVICES = ("applications", "review", "registry")
+
+
+@app.command()
+def trust(
+    producer: Annotated[str, typer.Option(help="who signs with it: a service, or an agency's sender code")],
+    public_key: Annotated[str, typer.Option(help="base64 of the raw Ed25519 public key, or a file holding that")],
+) -> None:
+    """Trust a public key to sign for ``producer`` from now on (several keys per producer: rotation)."""
+    try:
+        key = signing.public_key_from(public_key)
+    except ValueError as wrong:
+        console.print(f"[red]not an Ed25519 public key: {wrong}")
+        raise typer.Exit(2) from None
+    identifier = _run(lambda c: signing.trust(c, producer=producer, public_key=key))
+    console.print(f"key {identifier} trusted for {producer}")
+
+
+@app.command()
+def untrust(
+    producer: Annotated[str, typer.Option(help="the producer the key signs for")],
+    key_id: Annotated[str, typer.Option(help="the key's id (SHA-256 of the raw public key, hex)")],
+) -> None:
+    """Revoke a signing key: records it signs from now on are refused; what it signed before stays valid."""
+    if not _run(lambda c: signing.untrust(c, producer=producer, key_id=key_id)):
+        console.print(f"[red]no key {key_id} in force for {producer}")
+        raise typer.Exit(1)
+    console.print(f"key {key_id} of {producer} revoked")
+
+
+@app.command("trust-own")
+def trust_own(
+    service: Annotated[str, typer.Option(help=f"one of {', '.join(SERVICES)}")],
+) -> None:
+    """Trust a service's own signing key (from its <SERVICE>_SIGNING_KEY settings or its key dir)."""
+    if service not in SERVICES:
+        console.print(f"[red]no service {service}: one of {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    settings = _service_settings(service)
+    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+    try:
+        private = signing.load_signing_key(
+            key=secret,
+            key_file=settings.signing_key_file,
+            key_dir=settings.key_dir,
+            file_name=f"{service}-signing.key",
+            generate=False,
+        )
+    except FileNotFoundError as missing:
+        console.print(f"[red]no signing key yet: {missing}")
+        raise typer.Exit(1) from None
+    identifier = _run(lambda c: signing.trust(c, producer=service, public_key=private.public_key()))
+    console.print(f"key {identifier} of {service} trusted ({signing.public_b64(private.public_key())})")
+
+
+@app.command()
+def trusted() -> None:
+    """Every trusted signing key: its producer, id, and when it was added or revoked."""
+    view = Table(title="Trusted signing keys")
+    for column in ("producer", "key id", "public key", "added", "revoked"):
+        view.add_column(column)
+    for row in _run(lambda c: c.fetch(signing.SELECT_KEYS + " ORDER BY producer, added_at")):
+        view.add_row(
+            row["producer"], row["key_id"], row["public_key"], _when(row["added_at"]), _when(row["revoked_at"])
+        )
+    console.print(view)
+
+
+def _service_settings(service: str) -> ServiceSettings:
+    if service == "applications":
+        from services.applications.app import Settings as ApplicationsSettings
+
+        return ApplicationsSettings()
+    if service == "review":
+        from services.review.app import Settings as ReviewSettings
+
+        return ReviewSettings()
+    from services.registry.app import Settings as RegistrySettings
+
+    return RegistrySettings()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -22,6 +25,7 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from shared import signing
 from shared.access import Denied, KeyCache, TokenIssuer, denied, require
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
@@ -61,6 +65,8 @@ class Runtime:
     tokens: TokenIssuer | None = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
+    _signing_key: Ed25519PrivateKey | None = None
+    _trust: tuple[float, signing.TrustList] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name)
@@ -79,18 +85,61 @@ class Runtime:
         return self._raw_producer
 
     @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            raise RuntimeError(f"{self.name}: the signing key is used before start-up")
+        return self._signing_key
+
+    async def load_signing_key(self) -> None:
+        """Load (or make, once) the key this service signs with; in development, trust it too."""
+        settings = self.settings
+        secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+        self._signing_key = signing.load_signing_key(
+            key=secret,
+            key_file=settings.signing_key_file,
+            key_dir=settings.key_dir,
+            file_name=f"{self.name}-signing.key",
+            setting=f"{self.name.upper()}_SIGNING_KEY",
+        )
+        if settings.trust_own_keys:
+            # Valid for all time: a development log may hold this key's events from before its start.
+            async with self.pool.acquire() as connection:
+                await signing.trust(
+                    connection, producer=self.name, public_key=self._signing_key.public_key(), since=signing.ALWAYS
+                )
+
+    async def check_signature(self, record: ConsumerRecord[bytes, bytes] | Any, sender: str) -> None:
+        """Refuse (:class:`BadInput`) an intake record not signed by a key trusted now for its ``sender``."""
+        trust = await self._trusted_keys()
+        value = record.value or b""
+        reason = trust.problem(value, list(record.headers), producer=sender, at=datetime.now(UTC))
+        if reason is not None:
+            raise BadInput(reason.code, reason.message)
+
+    async def _trusted_keys(self) -> signing.TrustList:
+        # Cached like API keys: a key trusted or untrusted counts within access_cache_seconds.
+        now = time.monotonic()
+        if self._trust is None or now - self._trust[0] > self.settings.access_cache_seconds:
+            async with self.pool.acquire() as connection:
+                self._trust = (now, await signing.trusted(connection))
+        return self._trust[1]
+
+    @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError(f"{self.name}: the database pool is used before start-up")
         return self._pool
 
     async def append(self, envelope: Envelope) -> None:
-        """Append an event to the case stream, keyed by its case so the case keeps one order."""
+        """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
+        the registry folds only events signed by a key trusted for their producer."""
+        value = envelope.to_bytes()
+        signature = {name: header.decode() for name, header in signing.signature_headers(value, self.signing_key)}
         await self.broker.publish(
-            envelope.to_bytes(),
+            value,
             topic=self.settings.topics.cases,
             key=str(envelope.case_id).encode(),
-            headers={"content-type": "application/json", "event-type": envelope.type},
+            headers={"content-type": "application/json", "event-type": envelope.type, **signature},
         )
         self.metrics.events_appended.labels(envelope.type).inc()
 
@@ -236,6 +285,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             settings.kafka_bootstrap_servers, settings.topics, replication_factor=settings.topic_replication_factor
         )
         runtime._pool = await create_pool(settings.database_url, schema=name)
+        await runtime.load_signing_key()
         runtime._raw_producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
         )
@@ -306,7 +356,11 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
 
 VERSION = "0.1.0"
-CASES_DOC = "The event store: every event of a license case, keyed by case id, kept forever."
+CASES_DOC = (
+    "The event store: every event of a license case, keyed by case id, kept forever. Each record is signed by "
+    "its producer: ledger-signature (base64 Ed25519 over the value's exact bytes) and ledger-key-id (SHA-256 "
+    "of the raw public key, hex) headers; the registry folds only events signed by a trusted key."
+)
 DEAD_LETTER_DOC = (
     "Input this service refused: the original bytes and headers, plus dlq.reason-code, dlq.reason, "
     "dlq.service and dlq.source (topic/partition/offset)."

@@ -7,7 +7,7 @@ Everything else a service reads carries its own prefix (``APPLICATIONS_``, ``REV
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.topics import Topics
@@ -49,6 +49,14 @@ class ServiceSettings(BaseSettings):
     jwt_public_key: str | None = Field(
         None, validation_alias=AliasChoices("LEDGER_JWT_PUBLIC_KEY", "jwt_public_key"), repr=False
     )
+    # The key this service signs its events with (shared/signing.py): base64 of the raw Ed25519 key, or a
+    # file holding that (<SERVICE>_SIGNING_KEY, <SERVICE>_SIGNING_KEY_FILE); else one is made once in key_dir.
+    signing_key: SecretStr | None = None
+    signing_key_file: str | None = None
+    key_dir: str = "~/.local/state/license-ledger"
+    # Development only: a service trusts its own public key at start-up. In production operators keep the
+    # trust list (licensectl keys trust), so that a service cannot vouch for itself (docs/signing.md).
+    trust_own_keys: bool = Field(False, validation_alias=AliasChoices("LEDGER_TRUST_OWN_KEYS", "trust_own_keys"))
     jwt_audience: str = Field(
         "export-license-ledger", validation_alias=AliasChoices("LEDGER_JWT_AUDIENCE", "jwt_audience")
     )

@@ -11,12 +11,16 @@ import asyncpg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from shared import access
+from shared import access, signing
 from shared.db import migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
-from tests.support import CREDENTIALS, key
+from tests.support import CREDENTIALS, SIGNING_KEY, SIGNING_PRODUCERS, key
+
+# Services started by the tests (in-process or as processes) trust their own signing keys, as under
+# scripts/up; production leaves the trust list to operators (docs/signing.md).
+os.environ.setdefault("LEDGER_TRUST_OWN_KEYS", "true")
 
 # Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
 # local runs keep exploring new ones (and keep what they find in .hypothesis/).
@@ -69,12 +73,15 @@ def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
 
 
 async def _add_credentials(url: str) -> None:
-    """One credential per role of agency 44, submitter and officer of 32, and one of every role (copied
-    with the template into each test's database)."""
+    """One credential per role of agency 44, submitter and officer of 32, and one of every role, and the
+    test signing key trusted for each test producer (copied with the template into each test's database)."""
     connection = await asyncpg.connect(url)
     try:
         for name, (agency, roles) in CREDENTIALS.items():
             await access.create(connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name))
+        for producer in SIGNING_PRODUCERS:
+            public = SIGNING_KEY.public_key()
+            await signing.trust(connection, producer=producer, public_key=public, since=signing.ALWAYS)
     finally:
         await connection.close()
 

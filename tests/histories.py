@@ -10,7 +10,7 @@ import asyncpg
 from licensectl import samples
 from services.applications.submission import submitted
 from shared.events import Envelope, Event, ExportRecorded, LicenseGranted
-from tests.support import producer
+from tests.support import producer, signed
 
 TODAY = date.today()
 
@@ -77,7 +77,9 @@ async def applied_offsets(database_url: str, topic: str | None = None) -> int:
 
 
 async def publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:
+    """Publish ``events`` in order, keyed by case and signed with the trusted test key."""
     async with producer(bootstrap) as send:
         for envelope in events:
-            await send.send(topic, envelope.to_bytes(), key=str(envelope.case_id).encode())
+            value = envelope.to_bytes()
+            await send.send(topic, value, key=str(envelope.case_id).encode(), headers=signed(value))
         await send.flush()

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
+from shared import signing
 from shared.events import Envelope
 
 T = TypeVar("T")
@@ -92,6 +93,23 @@ async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         yield client
     finally:
         await client.stop()
+
+
+SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+"""The test producers' signing key: trusted in every test database for each of SIGNING_PRODUCERS."""
+SIGNING_PRODUCERS = ("test", "fixture", "applications", "review", "registry", "gd-commerce", "gac-shenzhen")
+
+
+def signed(value: bytes, key: Ed25519PrivateKey = SIGNING_KEY) -> list[tuple[str, bytes]]:
+    """The headers that sign ``value`` with ``key`` (the trusted test key unless told otherwise)."""
+    return signing.signature_headers(value, key)
+
+
+async def send_signed(
+    send: AIOKafkaProducer, topic: str, value: bytes, *, key: bytes | None = None, partition: int | None = None
+) -> Any:
+    """Send ``value`` to ``topic`` signed with the trusted test key, and wait for the broker's answer."""
+    return await send.send_and_wait(topic, value, key=key, partition=partition, headers=signed(value))
 
 
 JWT_ISSUER = "https://id.licensing.test"

@@ -88,15 +88,16 @@ def _add_intake(runtime: Runtime) -> None:
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-applications",
-        description="SubmitApplication commands from agency backends.",
+        description="SubmitApplication commands from agency backends, signed by their sender (docs/signing.md).",
         parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
         decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
     async def on_submit(message: KafkaMessage) -> None:
         try:
-            _, command = decode_command(
+            intake, command = decode_command(
                 message.body, expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
             )
+            await runtime.check_signature(message.raw_message, intake.sender)
         except BadInput as refused:
             await runtime.dead_letter(message.raw_message, refused.reason)
             return

@@ -9,11 +9,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import asyncpg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import AwareDatetime, BaseModel, SecretStr
+from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
 from services.registry import checkpoints, ledger, store
@@ -51,9 +50,7 @@ class Settings(ServiceSettings):
     # Signed checkpoints (services/registry/checkpoints.py): every so many seconds, or sooner after so many batches.
     checkpoint_interval_seconds: float = 60.0
     checkpoint_every_batches: int = 1000
-    # The signing key: base64 of the raw Ed25519 key, or a file holding that; else one is made in key_dir.
-    signing_key: SecretStr | None = None
-    signing_key_file: str | None = None
+    # The signing key of events and checkpoints (shared/signing.py); the registry's own key directory.
     key_dir: str = "~/.local/state/license-registry"
 
 
@@ -173,7 +170,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             pool=rt.pool,
             topic=rt.settings.topics.cases,
             publish=publish_checkpoint,
-            key=_signing_key(settings),
+            key=rt.signing_key,
             instance=settings.instance_id or checkpoints.default_instance(),
             interval=settings.checkpoint_interval_seconds,
             every_batches=settings.checkpoint_every_batches,
@@ -206,11 +203,6 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
 
     runtime.on_start.append(start)
     runtime.on_stop.append(stop)
-
-
-def _signing_key(settings: Settings) -> Ed25519PrivateKey:
-    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
-    return checkpoints.load_signing_key(key=secret, key_file=settings.signing_key_file, key_dir=settings.key_dir)
 
 
 def _add_queries(app: FastAPI, runtime: Runtime) -> None:
@@ -417,15 +409,16 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title="intake-exports",
-        description="RecordExport commands from customs backends.",
+        description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
         parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
         decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
     async def on_record_export(message: KafkaMessage) -> None:
         try:
-            _, command = decode_command(
+            intake, command = decode_command(
                 message.body, expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
             )
+            await runtime.check_signature(message.raw_message, intake.sender)
             assert isinstance(command, RecordExport)
             await admit(runtime, command.declaration)
         except BadInput as refused:

@@ -12,28 +12,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from services.registry import store
 from services.registry.checksum import checksum
+from shared.signing import key_id, load_signing_key, public_bytes, public_key_from
+
+__all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.signing
 
 log = logging.getLogger(__name__)
 
-KEY_FILE_NAME = "registry-signing.key"
 Publish = Callable[[bytes], Awaitable[None]]
 
 
@@ -73,62 +72,6 @@ class SignedCheckpoint(BaseModel):
 
     checkpoint: Checkpoint
     signature: str  # base64
-
-
-# Keys.
-
-
-def public_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def key_id(key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(public_bytes(key)).hexdigest()
-
-
-def public_key_from(text: str) -> Ed25519PublicKey:
-    """A public key given as base64 of its 32 raw bytes, or as the path of a file holding that."""
-    path = Path(text).expanduser()
-    encoded = path.read_text().strip() if path.is_file() else text.strip()
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
-
-
-def load_signing_key(
-    *, key: str | None, key_file: str | None, key_dir: str, generate: bool = True
-) -> Ed25519PrivateKey:
-    """The registry's signing key: given (base64 of the raw key), in ``key_file``, or made once in ``key_dir``."""
-    if key:
-        return Ed25519PrivateKey.from_private_bytes(base64.b64decode(key, validate=True))
-    if key_file:  # named explicitly: a missing file is an error, never silently a new identity
-        return _read_key(Path(key_file).expanduser())
-    path = Path(key_dir).expanduser() / KEY_FILE_NAME
-    if not path.exists() and generate:
-        _generate_key(path)
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(path.read_text().strip(), validate=True))
-
-
-def _generate_key(path: Path) -> None:
-    generated = Ed25519PrivateKey.generate()
-    raw = generated.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        # O_EXCL: two instances starting together keep one key (the loser reads the winner's).
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as file:
-        file.write(base64.b64encode(raw).decode() + "\n")
-    log.warning(
-        "generated a new checkpoint signing key at %s (key id %s, public key %s). In production set "
-        "REGISTRY_SIGNING_KEY or REGISTRY_SIGNING_KEY_FILE and give auditors the public key out of band.",
-        path,
-        key_id(generated.public_key()),
-        base64.b64encode(public_bytes(generated.public_key())).decode(),
-    )
 
 
 # Signing and verifying.

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from pydantic import ValidationError
 
 from services.registry import chain, outbox, store
+from shared import signing
 from shared.events import Envelope, Reason
 from shared.intake import describe
 
@@ -132,8 +133,11 @@ class Projector:
 
     async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         events: list[store.Positioned] = []
+        # Read per batch: a key trusted or revoked by an operator counts from the next batch on.
+        async with self._pool.acquire() as connection:
+            trust = await signing.trusted(connection)
         for record in records:
-            envelope = await self._read(record)
+            envelope = await self._read(record, trust)
             if envelope is not None:
                 events.append(store.Positioned(record.offset, envelope))
         async with self._pool.acquire() as connection, connection.transaction():
@@ -152,8 +156,8 @@ class Projector:
         if applied.changes and self._publish is not None:
             await outbox.relay(self._pool, self._publish)
 
-    async def _read(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
-        envelope = read_envelope(record)
+    async def _read(self, record: ConsumerRecord[bytes, bytes], trust: signing.TrustList) -> Envelope | None:
+        envelope = read_envelope(record, trust)
         if isinstance(envelope, Reason):
             await self._dead_letter(record, envelope)
             return None
@@ -165,12 +169,18 @@ def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:
     return [chain.Raw(r.offset, r.value) for r in records]
 
 
-def read_envelope(record: ConsumerRecord[bytes, bytes]) -> Envelope | Reason:
-    """The event in ``record``, or why it cannot be read (the fold skips it, live and in replay)."""
+def read_envelope(record: ConsumerRecord[bytes, bytes], trust: signing.TrustList) -> Envelope | Reason:
+    """The event in ``record``, or why it is not folded (the fold skips it, live and in replay): it cannot
+    be read, or it is not signed by a key ``trust`` holds for its producer at the time it occurred."""
+    value = record.value or b""
     try:
-        return Envelope.from_bytes(record.value or b"")
+        envelope = Envelope.from_bytes(value)
     except ValidationError as exc:
         return Reason(code="unreadable_event", message=describe(exc))
+    if trust.predates_signatures(record.topic, record.partition, record.offset):
+        return envelope
+    headers = list(record.headers or ())
+    return trust.problem(value, headers, producer=envelope.producer, at=envelope.occurred_at) or envelope
 
 
 async def relay_forever(pool: asyncpg.Pool, publish: outbox.Publish, interval: float = 1.0) -> None:

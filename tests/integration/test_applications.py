@@ -8,7 +8,7 @@ from services.applications.app import Settings, create_app
 from shared.events import ApplicationSubmitted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, serving
+from tests.support import envelopes, producer, read_topic, send_signed, serving
 
 
 def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics) -> Settings:
@@ -83,7 +83,7 @@ async def test_agency_intake_appends_good_submissions_and_dead_letters_bad_ones(
         async with producer(infrastructure.bootstrap_servers) as send:
             await send.send_and_wait(topics.intake_applications, b"{oops", key=b"a")
             await send.send_and_wait(topics.intake_applications, json.dumps({**good, "schema_version": 9}).encode())
-            await send.send_and_wait(topics.intake_applications, json.dumps(good).encode())
+            await send_signed(send, topics.intake_applications, json.dumps(good).encode())
         dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 2)
         cases = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 1)
     codes = sorted(dict(r.headers)["dlq.reason-code"].decode() for r in dead)

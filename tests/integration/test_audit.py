@@ -25,7 +25,7 @@ from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import ROOT, Infrastructure
-from tests.support import eventually, producer, read_topic, serving
+from tests.support import eventually, producer, read_topic, send_signed, serving
 
 Records = dict[int, list[ConsumerRecord[bytes, bytes]]]
 
@@ -159,7 +159,8 @@ async def _tampered_copy(
         for partition, rs in records.items():
             values = [r.value or b"" for r in rs]
             for value in tamper(values) if partition == at else values:
-                await send.send_and_wait(copy.cases, value, partition=partition)  # one by one: in order
+                # Re-signed with the trusted test key: the copy stands for a log altered by someone holding a key.
+                await send_signed(send, copy.cases, value, partition=partition)  # one by one: in order
     return copy
 
 

@@ -30,7 +30,7 @@ from services.review import app as review
 from shared.events import ApplicationSubmitted, Envelope
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, serving
+from tests.support import eventually, producer, read_topic, serving, signed
 
 MAX_MESSAGE_BYTES = 64 * 1024
 AGENCY = b"gd-commerce"  # the key of most application messages, bad and good: they share a partition
@@ -51,7 +51,10 @@ class Message:
     headers: tuple[tuple[str, bytes | None], ...] = ()
 
     def all_headers(self) -> Headers:
-        return [(KIND, self.kind.encode()), *self.headers]
+        """Its headers as sent: its kind, its own, and a signature by the trusted test key, so that each bad
+        message is refused for what is wrong with it (signatures are checked after the content)."""
+        signature: Headers = signed(self.value) if self.value is not None else []
+        return [(KIND, self.kind.encode()), *self.headers, *signature]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from shared.db import create_pool
 from shared.events import ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, serving
+from tests.support import envelopes, producer, read_topic, send_signed, serving
 
 ADMIN = {"changed_by": "admin.li", "why": "MIIT announcement 2026-45"}
 
@@ -52,7 +52,7 @@ async def _decide(send: AIOKafkaProducer, settings: Settings) -> Envelope:
     """Submit the sample application on the case stream, as the applications service does; review's decision."""
     application_id = uuid.uuid4()
     submission = submitted(samples.application(), application_id=application_id, channel="http")
-    await send.send_and_wait(settings.topics.cases, submission.to_bytes(), key=str(application_id).encode())
+    await send_signed(send, settings.topics.cases, submission.to_bytes(), key=str(application_id).encode())
 
     def decisions(records: list[Any]) -> list[Envelope]:
         return [e for e in envelopes(records) if e.producer == "review" and e.case_id == application_id]

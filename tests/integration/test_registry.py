@@ -13,7 +13,7 @@ from shared.events import derived_event_id
 from shared.topics import Topics
 from tests.histories import case, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, serving
+from tests.support import eventually, producer, read_topic, send_signed, serving
 
 
 async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -178,7 +178,7 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
         import json
 
         async with producer(infrastructure.bootstrap_servers) as send:
-            await send.send_and_wait(topics.intake_exports, json.dumps(command).encode())
+            await send_signed(send, topics.intake_exports, json.dumps(command).encode())
         await _license_when(client, number, balance=3, declarations_used=1)
         refused = await eventually(
             lambda: _json_if_found(client, "/exports/531620260000000013"), what="the intake export judged"
@@ -207,7 +207,7 @@ async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_e
     await connection.close()
     async with producer(infrastructure.bootstrap_servers) as send:
         for envelope in case("26-44-000601", (1, 2)):  # into partition 0, the one the ledger is ahead on
-            await send.send_and_wait(topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
+            await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
     settings = Settings(
         kafka_bootstrap_servers=infrastructure.bootstrap_servers,
         database_url=database_url,

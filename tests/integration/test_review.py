@@ -11,7 +11,7 @@ from services.review.app import Settings, create_app
 from shared.events import ApplicationEscalated, ApplicationRejected, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, serving
+from tests.support import envelopes, producer, read_topic, send_signed, serving
 
 
 def _decisions(records: list) -> list:  # type: ignore[type-arg]
@@ -30,7 +30,7 @@ async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_
     )
     async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
         for _ in range(2):  # the same submission delivered twice
-            await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+            await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
         records = await read_topic(
             infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 2
         )
@@ -56,7 +56,7 @@ async def test_an_ineligible_submission_is_rejected_with_reason_codes(
         topic_namespace=topics.namespace,
     )
     async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
-        await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+        await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
         records = await read_topic(
             infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
         )
@@ -76,7 +76,7 @@ async def test_a_price_far_below_the_reference_is_escalated_to_an_officer_with_a
         topic_namespace=topics.namespace,
     )
     async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
-        await send.send_and_wait(topics.cases, submission.to_bytes(), key=str(application_id).encode())
+        await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
         records = await read_topic(
             infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
         )

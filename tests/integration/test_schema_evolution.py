@@ -14,7 +14,7 @@ from shared.db import create_pool, migrate_async
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import producer
+from tests.support import producer, send_signed
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -26,7 +26,7 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
     ends: dict[int, int] = {}
     async with producer(infrastructure.bootstrap_servers) as send:
         for line in (FIXTURES / fixture).read_text().splitlines():
-            meta = await send.send_and_wait(topics.cases, line.encode(), key=json.loads(line)["case_id"].encode())
+            meta = await send_signed(send, topics.cases, line.encode(), key=json.loads(line)["case_id"].encode())
             ends[meta.partition] = meta.offset + 1
     schema = f"ledger_{fixture.split('.')[0]}"
     await migrate_async("registry", database_url, schema=schema)

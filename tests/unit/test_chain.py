@@ -89,4 +89,4 @@ def test_a_signing_key_is_made_once_and_kept(tmp_path: Path) -> None:
     first = checkpoints.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path / "keys"))
     again = checkpoints.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path / "keys"))
     assert checkpoints.key_id(first.public_key()) == checkpoints.key_id(again.public_key())
-    assert (tmp_path / "keys" / checkpoints.KEY_FILE_NAME).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys" / "registry-signing.key").stat().st_mode & 0o777 == 0o600

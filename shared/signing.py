@@ -1,0 +1,258 @@
+"""Ed25519 keys and signed records: one implementation for the registry's checkpoints and every event.
+
+A producer signs a record's value exactly as published (the canonical bytes are the bytes on the wire:
+nothing is re-serialised before verifying). The signature and the signer's key id travel in the
+record's headers, so the value, and with it the hash chain and every reader, stays as it was.
+
+Who may sign for whom is reference data: ``access.producer_keys`` maps a producer (an envelope's
+``producer``, a command's ``sender``) to its public keys, several at once while one is rotated out.
+A key verifies a record written within its validity: from ``added_at`` up to ``revoked_at``, judged
+by the record's own time (an event's ``occurred_at``), so that a replay decides as the live reader did
+(docs/signing.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from shared.db import Connection
+from shared.events import Reason
+
+log = logging.getLogger(__name__)
+
+ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
+"""A validity start before any record: for keys trusted for all time (tests, development)."""
+SIGNATURE_HEADER = "ledger-signature"
+KEY_ID_HEADER = "ledger-key-id"
+Headers = Sequence[tuple[str, bytes | None]]
+
+
+# Keys.
+
+
+def public_bytes(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of a public key."""
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_b64(key: Ed25519PublicKey) -> str:
+    """A public key as base64 of its raw bytes: how it is given to operators and stored."""
+    return base64.b64encode(public_bytes(key)).decode()
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """The SHA-256 of the raw public key, hex: how a signature names its key."""
+    return hashlib.sha256(public_bytes(key)).hexdigest()
+
+
+def public_key_from(text: str) -> Ed25519PublicKey:
+    """A public key given as base64 of its 32 raw bytes, or as the path of a file holding that."""
+    path = Path(text).expanduser()
+    encoded = path.read_text().strip() if path.is_file() else text.strip()
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
+
+
+def private_key_from(encoded: str) -> Ed25519PrivateKey:
+    """A private key given as base64 of its 32 raw bytes."""
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(encoded.strip(), validate=True))
+
+
+def load_signing_key(
+    *,
+    key: str | None,
+    key_file: str | None,
+    key_dir: str,
+    file_name: str = "registry-signing.key",
+    generate: bool = True,
+    setting: str = "REGISTRY_SIGNING_KEY",
+) -> Ed25519PrivateKey:
+    """A service's signing key: given (base64 of the raw key), in ``key_file``, or made once in ``key_dir``.
+
+    ``setting`` names the variable that gives it, for the warning when a key is generated.
+    """
+    if key:
+        return private_key_from(key)
+    if key_file:  # named explicitly: a missing file is an error, never silently a new identity
+        return _read_key(Path(key_file).expanduser())
+    path = Path(key_dir).expanduser() / file_name
+    if not path.exists() and generate:
+        _generate_key(path, setting)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> Ed25519PrivateKey:
+    return private_key_from(path.read_text())
+
+
+def _generate_key(path: Path, setting: str) -> None:
+    generated = Ed25519PrivateKey.generate()
+    raw = generated.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        # O_EXCL: two instances starting together keep one key (the loser reads the winner's).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as file:
+        file.write(base64.b64encode(raw).decode() + "\n")
+    log.warning(
+        "generated a new signing key at %s (key id %s, public key %s). In production set %s or %s_FILE "
+        "and give the public key out of band (auditors, licensectl keys trust).",
+        path,
+        key_id(generated.public_key()),
+        public_b64(generated.public_key()),
+        setting,
+        setting,
+    )
+
+
+# Signing records.
+
+
+def signature_headers(value: bytes, key: Ed25519PrivateKey) -> list[tuple[str, bytes]]:
+    """The headers that sign ``value``: the base64 signature over its exact bytes, and the key's id."""
+    signature = base64.b64encode(key.sign(value))
+    return [(SIGNATURE_HEADER, signature), (KEY_ID_HEADER, key_id(key.public_key()).encode())]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key trusted to sign for ``producer`` for records of its validity."""
+
+    producer: str
+    key_id: str
+    public_key: Ed25519PublicKey
+    added_at: datetime
+    revoked_at: datetime | None = None
+
+    def valid_at(self, moment: datetime) -> bool:
+        if moment.tzinfo is None:  # an event's time without a zone is UTC (shared/events.py)
+            moment = moment.replace(tzinfo=UTC)
+        return self.added_at <= moment and (self.revoked_at is None or moment < self.revoked_at)
+
+
+@dataclass
+class TrustList:
+    """The trusted keys, by key id; what a reader verifies signatures against."""
+
+    keys: dict[str, list[TrustedKey]] = field(default_factory=dict)
+    # (topic, partition) -> the first offset that must be signed: a log older than signatures is not.
+    signed_from: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def predates_signatures(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether the record was written before its log's records were signed (folded unverified)."""
+        return offset < self.signed_from.get((topic, partition), 0)
+
+    @classmethod
+    def of(cls, keys: Iterable[TrustedKey]) -> TrustList:
+        trust = cls()
+        for k in keys:
+            trust.keys.setdefault(k.key_id, []).append(k)
+        return trust
+
+    def problem(self, value: bytes, headers: Headers, *, producer: str, at: datetime) -> Reason | None:
+        """Why ``value`` is not signed by a key trusted for ``producer`` at ``at`` (None if it is).
+
+        ``unsigned_event``: no signature; ``untrusted_key``: the key is unknown, is another producer's,
+        or was not valid at ``at``; ``bad_signature``: the signature does not hold over these bytes.
+        """
+        signature, signer = _header(headers, SIGNATURE_HEADER), _header(headers, KEY_ID_HEADER)
+        if signature is None or signer is None:
+            return Reason(code="unsigned_event", message=f"no {SIGNATURE_HEADER} and {KEY_ID_HEADER} headers")
+        named = signer.decode(errors="replace")
+        candidates = self.keys.get(named, [])
+        if not candidates:
+            return Reason(code="untrusted_key", message=f"signed by key {named[:16]}…, which is not a trusted key")
+        mine = [k for k in candidates if k.producer == producer]
+        if not mine:
+            owners = ", ".join(sorted({k.producer for k in candidates}))
+            return Reason(
+                code="untrusted_key", message=f"signed by a key of {owners}, not of {producer!r} as the record claims"
+            )
+        valid = [k for k in mine if k.valid_at(at)]
+        if not valid:
+            return Reason(
+                code="untrusted_key", message=f"key {named[:16]}… of {producer!r} was not valid at {at.isoformat()}"
+            )
+        try:
+            raw = base64.b64decode(signature, validate=True)
+            valid[0].public_key.verify(raw, value)
+        except (InvalidSignature, ValueError):
+            return Reason(code="bad_signature", message=f"the signature by key {named[:16]}… does not hold")
+        return None
+
+
+def _header(headers: Headers, name: str) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+# The trusted keys, in the access schema: reference data every service reads, operators write.
+
+SELECT_KEYS = "SELECT producer, key_id, public_key, added_at, revoked_at FROM access.producer_keys"
+SELECT_SIGNED_FROM = "SELECT topic, partition, first_offset FROM access.signatures_from"
+TRUST = """
+INSERT INTO access.producer_keys (producer, key_id, public_key, added_at)
+VALUES ($1, $2, $3, coalesce($4, now()))
+ON CONFLICT (producer, key_id) DO NOTHING
+"""
+UNTRUST = """
+UPDATE access.producer_keys SET revoked_at = coalesce($3, now())
+WHERE producer = $1 AND key_id = $2 AND revoked_at IS NULL
+"""
+
+
+async def trusted(connection: Connection) -> TrustList:
+    """Every key of ``access.producer_keys``, revoked ones too (they still verify what came before), and
+    where each partition's signed records begin."""
+    rows = await connection.fetch(SELECT_KEYS)
+    trust = TrustList.of(
+        TrustedKey(
+            producer=r["producer"],
+            key_id=r["key_id"],
+            public_key=Ed25519PublicKey.from_public_bytes(base64.b64decode(r["public_key"])),
+            added_at=_aware(r["added_at"]),
+            revoked_at=_aware(r["revoked_at"]) if r["revoked_at"] is not None else None,
+        )
+        for r in rows
+    )
+    trust.signed_from = {
+        (r["topic"], r["partition"]): r["first_offset"] for r in await connection.fetch(SELECT_SIGNED_FROM)
+    }
+    return trust
+
+
+def _aware(moment: datetime) -> datetime:
+    # asyncpg reads PostgreSQL's -infinity and infinity as datetime.min and datetime.max, without a zone.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def trust(
+    connection: Connection, *, producer: str, public_key: Ed25519PublicKey, since: datetime | None = None
+) -> str:
+    """Trust ``public_key`` to sign for ``producer`` from ``since`` (now by default); return its key id.
+
+    Trusting a key already trusted changes nothing (its validity stays as it was).
+    """
+    identifier = key_id(public_key)
+    await connection.execute(TRUST, producer, identifier, public_b64(public_key), since)
+    return identifier
+
+
+async def untrust(connection: Connection, *, producer: str, key_id: str, at: datetime | None = None) -> bool:
+    """Revoke a key of ``producer`` from ``at`` (now): records from then on are refused, earlier ones stay."""
+    status: str = await connection.execute(UNTRUST, producer, key_id, at)
+    return status != "UPDATE 0"

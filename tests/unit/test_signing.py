@@ -1,0 +1,56 @@
+"""Signing a record's exact bytes, and judging a signature against the trusted keys and their validity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared import signing
+
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+VALUE = b'{"type": "LicenseGranted"}'
+
+
+def _trust(*, revoked_at: datetime | None = None) -> signing.TrustList:
+    public = KEY.public_key()
+    return signing.TrustList.of(
+        [signing.TrustedKey("review", signing.key_id(public), public, signing.ALWAYS, revoked_at)]
+    )
+
+
+def _code(value: bytes, headers: signing.Headers, *, producer: str = "review", at: datetime = NOW) -> str | None:
+    reason = _trust(revoked_at=NOW).problem(value, headers, producer=producer, at=at)
+    return reason.code if reason else None
+
+
+def test_a_record_signed_by_a_trusted_key_of_its_producer_verifies() -> None:
+    assert _code(VALUE, signing.signature_headers(VALUE, KEY), at=NOW - timedelta(seconds=1)) is None
+
+
+def test_each_fault_has_its_reason() -> None:
+    before = NOW - timedelta(seconds=1)
+    assert _code(VALUE, [], at=before) == "unsigned_event"
+    assert _code(VALUE, signing.signature_headers(VALUE, OTHER), at=before) == "untrusted_key"
+    assert _code(VALUE, signing.signature_headers(VALUE, KEY), producer="registry", at=before) == "untrusted_key"
+    assert _code(VALUE + b" ", signing.signature_headers(VALUE, KEY), at=before) == "bad_signature"
+    garbled = [
+        (signing.SIGNATURE_HEADER, b"not base64!"),
+        (signing.KEY_ID_HEADER, signing.key_id(KEY.public_key()).encode()),
+    ]
+    assert _code(VALUE, garbled, at=before) == "bad_signature"
+
+
+def test_a_revoked_key_verifies_what_came_before_its_revocation_only() -> None:
+    headers = signing.signature_headers(VALUE, KEY)
+    assert _code(VALUE, headers, at=NOW - timedelta(days=1)) is None
+    assert _code(VALUE, headers, at=NOW) == "untrusted_key"
+
+
+def test_a_generated_key_is_made_once_per_service(tmp_path: Path) -> None:
+    first = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
+    again = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
+    assert signing.key_id(first.public_key()) == signing.key_id(again.public_key())
