@@ -17,8 +17,23 @@ from fastapi import FastAPI
 
 from shared import signing
 from shared.events import Envelope
+from shared.settings import ServiceSettings
+from shared.topics import Topics
+from tests.infra import Infrastructure
 
 T = TypeVar("T")
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def settings_for(kind: type[S], infrastructure: Infrastructure, database_url: str, topics: Topics, **extra: Any) -> S:
+    """A service's settings pointed at the test's broker, database and topic namespace."""
+    return kind(
+        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        database_url=database_url,
+        topic_namespace=topics.namespace,
+        **extra,
+    )
+
 
 CREDENTIALS: dict[str, tuple[str, tuple[str, ...]]] = {
     "all": ("44", ("submitter", "officer", "customs", "auditor", "admin")),

@@ -8,21 +8,13 @@ from services.applications.app import Settings, create_app
 from shared.events import ApplicationSubmitted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving
-
-
-def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
 
 
 async def test_a_valid_application_is_accepted_and_appended_keyed_by_its_case(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    async with serving(create_app(_settings(infrastructure, database_url, topics))) as client:
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
         answer = await client.post("/applications", json=samples.application_data())
     assert answer.status_code == 202, answer.text
     application_id = uuid.UUID(answer.json()["application_id"])
@@ -39,7 +31,7 @@ async def test_an_invalid_application_gets_each_field_and_reason(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     bad = samples.application_data(quantity=0, destination_country="EU", port_of_exit="CNSZX, CNSHA")
-    async with serving(create_app(_settings(infrastructure, database_url, topics))) as client:
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
         answer = await client.post("/applications", json=bad)
     assert answer.status_code == 422
     fields = {e["field"]: e for e in answer.json()["errors"]}
@@ -51,7 +43,7 @@ async def test_a_retried_submission_with_its_idempotency_key_returns_the_same_id
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     headers = {"Idempotency-Key": "portal-7f3a-0001"}
-    async with serving(create_app(_settings(infrastructure, database_url, topics))) as client:
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
         first = await client.post("/applications", json=samples.application_data(), headers=headers)
         second = await client.post("/applications", json=samples.application_data(), headers=headers)
         reused = await client.post("/applications", json=samples.application_data(quantity=3), headers=headers)
@@ -79,7 +71,7 @@ async def test_agency_intake_appends_good_submissions_and_dead_letters_bad_ones(
         "sender": "gd-commerce",
         "payload": {"application_id": str(good_id), "application": samples.application_data()},
     }
-    async with serving(create_app(_settings(infrastructure, database_url, topics))):
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
         async with producer(infrastructure.bootstrap_servers) as send:
             await send.send_and_wait(topics.intake_applications, b"{oops", key=b"a")
             await send.send_and_wait(topics.intake_applications, json.dumps({**good, "schema_version": 9}).encode())

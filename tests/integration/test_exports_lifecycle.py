@@ -22,7 +22,7 @@ from shared.events import Envelope, ExportRefused, LicenseExpired
 from shared.topics import Topics
 from tests.histories import TODAY, granted, publish
 from tests.infra import Infrastructure
-from tests.support import envelopes, eventually, read_topic, serving
+from tests.support import envelopes, eventually, read_topic, serving, settings_for
 
 VIN_X, VIN_Y = "LKMA7C1B9TS000101", "LKMA7C1B9TS000102"
 
@@ -33,11 +33,7 @@ def _grants(*numbers: str) -> list[Envelope]:
 
 
 def _registry(infrastructure: Infrastructure, database_url: str, topics: Topics) -> RegistrySettings:
-    return RegistrySettings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    return settings_for(RegistrySettings, infrastructure, database_url, topics)
 
 
 def _expiries(records: list[ConsumerRecord[bytes, bytes]]) -> list[Envelope]:

@@ -13,7 +13,7 @@ from shared.events import LicenseState
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, read_topic, serving
+from tests.support import eventually, read_topic, serving, settings_for
 
 
 async def _ledger_licenses(database_url: str) -> dict[str, tuple[object, ...]]:
@@ -41,19 +41,11 @@ async def _subscriber_view(bootstrap: str, topic: str, licenses: int) -> dict[st
     return {n: (s.status, s.balance, s.declarations_used) for n, s in latest.items()}
 
 
-def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
-
-
 async def test_a_subscriber_from_the_beginning_ends_with_the_ledgers_state_of_every_license(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     history = many_cases(25)
-    async with serving(create_app(_settings(infrastructure, database_url, topics))):
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
         await publish(infrastructure.bootstrap_servers, topics.cases, history)
 
         async def caught_up() -> bool | None:
@@ -102,7 +94,7 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
     await pool.close()
     assert crashed.applied > 0 and pending > 0  # committed to the ledger, never published
 
-    async with serving(create_app(_settings(infrastructure, database_url, topics))):
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
 
         async def caught_up() -> bool | None:
             return True if await applied_offsets(database_url) == len(history) else None

@@ -12,7 +12,7 @@ from shared.events import Envelope
 from shared.topics import Topics
 from tests.histories import export, granted, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, serving
+from tests.support import eventually, serving, settings_for
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -33,11 +33,7 @@ async def test_licenses_are_answered_as_of_an_instant_or_an_offset(
 ) -> None:
     first = _timed_case("26-44-000701", T0, (701, 4), (702, 6))  # granted 10:00, 4 out 11:00, 6 out 12:00
     second = _timed_case("26-44-000702", T0 + timedelta(days=1), (703, 1))
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await publish(infrastructure.bootstrap_servers, topics.cases, first + second)
 

@@ -23,18 +23,14 @@ from shared.db import create_pool
 from shared.events import ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving
+from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
 
 ADMIN = {"changed_by": "admin.li", "why": "MIIT announcement 2026-45"}
 
 
 @pytest.fixture
 def settings(infrastructure: Infrastructure, database_url: str, topics: Topics) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    return settings_for(Settings, infrastructure, database_url, topics)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from shared.events import derived_event_id
 from shared.topics import Topics
 from tests.histories import case, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, send_signed, serving
+from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for
 
 
 async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -127,11 +127,7 @@ async def test_an_unreadable_event_is_dead_lettered_and_the_events_behind_it_sti
     async with producer(infrastructure.bootstrap_servers) as send:
         await send.send_and_wait(topics.cases, b'{"type": "LicenseGranted"', key=str(events[0].case_id).encode())
     await publish(infrastructure.bootstrap_servers, topics.cases, events)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         answer = await _license_when(client, "26-44-000401", balance=8)
         dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 1)
@@ -153,11 +149,7 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
 ) -> None:
     number = "26-44-000501"
     await publish(infrastructure.bootstrap_servers, topics.cases, case(number))
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await _license_when(client, number, balance=10)
         accepted = await client.post(
@@ -208,11 +200,7 @@ async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_e
     async with producer(infrastructure.bootstrap_servers) as send:
         for envelope in case("26-44-000601", (1, 2)):  # into partition 0, the one the ledger is ahead on
             await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
 
         async def refused() -> dict | None:  # type: ignore[type-arg]

@@ -13,17 +13,13 @@ from services.registry.replay import replay
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import ROOT, Infrastructure
-from tests.support import eventually, serving
+from tests.support import eventually, serving, settings_for
 
 
 async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, topics: Topics, count: int) -> None:
     """Publish ``count`` cases and let the registry fold them into the live ledger."""
     history = many_cases(count)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)):
         await publish(infrastructure.bootstrap_servers, topics.cases, history)
 
@@ -115,11 +111,7 @@ async def test_swap_makes_the_rebuilt_ledger_live_and_the_registry_carries_on_in
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     first, second = many_cases(10), many_cases(10, first_number=100)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await publish(infrastructure.bootstrap_servers, topics.cases, first)
 

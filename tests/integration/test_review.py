@@ -8,14 +8,28 @@ import asyncpg
 from licensectl import samples
 from services.applications.submission import submitted
 from services.review.app import Settings, create_app
-from shared.events import ApplicationEscalated, ApplicationRejected, LicenseGranted
+from shared.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving
+from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
 
 
 def _decisions(records: list) -> list:  # type: ignore[type-arg]
     return [e for e in envelopes(records) if e.producer == "review"]
+
+
+async def _decided(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, submission: Envelope, *, deliveries: int = 1
+) -> list[Envelope]:
+    """Review's decisions after ``submission`` is delivered ``deliveries`` times to a running review service."""
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
+        for _ in range(deliveries):
+            await send_signed(send, topics.cases, submission.to_bytes(), key=str(submission.case_id).encode())
+        records = await read_topic(
+            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= deliveries
+        )
+    return _decisions(records)
 
 
 async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_the_same_decision(
@@ -23,18 +37,7 @@ async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_
 ) -> None:
     application_id = uuid.uuid4()
     submission = submitted(samples.application(), application_id=application_id, channel="http")
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
-    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
-        for _ in range(2):  # the same submission delivered twice
-            await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
-        records = await read_topic(
-            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 2
-        )
-    first, second = _decisions(records)
+    first, second = await _decided(infrastructure, database_url, topics, submission, deliveries=2)
     assert first == second
     assert isinstance(first.payload, LicenseGranted)
     assert re.fullmatch(r"\d{2}-44-\d{6}", first.payload.license_number)
@@ -50,17 +53,7 @@ async def test_an_ineligible_submission_is_rejected_with_reason_codes(
     application_id = uuid.uuid4()
     app = samples.application(model_code="ZZ9999BEV", port_of_exit="CNZZZ")
     submission = submitted(app, application_id=application_id, channel="http")
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
-    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
-        await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
-        records = await read_topic(
-            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
-        )
-    [decision] = _decisions(records)
+    [decision] = await _decided(infrastructure, database_url, topics, submission)
     assert isinstance(decision.payload, ApplicationRejected)
     assert [r.code for r in decision.payload.reasons] == ["model_not_listed", "unknown_port"]
 
@@ -70,17 +63,7 @@ async def test_a_price_far_below_the_reference_is_escalated_to_an_officer_with_a
 ) -> None:
     application_id = uuid.uuid4()
     submission = submitted(samples.application(unit_price="20000.00"), application_id=application_id, channel="http")
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
-    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
-        await send_signed(send, topics.cases, submission.to_bytes(), key=str(application_id).encode())
-        records = await read_topic(
-            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= 1
-        )
-    [decision] = _decisions(records)
+    [decision] = await _decided(infrastructure, database_url, topics, submission)
     assert isinstance(decision.payload, ApplicationEscalated)
     assert [r.code for r in decision.payload.reasons] == ["price_below_reference"]
     assert decision.payload.due > submission.occurred_at.date()

@@ -22,7 +22,7 @@ from shared.events import Envelope
 from shared.topics import Topics
 from tests.histories import applied_offsets, case, granted, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, send_signed, serving, signed
+from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for, signed
 
 OTHER_AGENCY_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # trusted for "agency-99" only
 STRANGER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))  # trusted for no one
@@ -84,11 +84,7 @@ async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_let
         await send.send_and_wait(topics.cases, value, headers=signed(value, RETIRED_KEY))
     good = case("26-44-000807", (1, 2))
     await publish(infrastructure.bootstrap_servers, topics.cases, good)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await eventually(lambda: _license(client, "26-44-000807", balance=8), what="the good case applied")
         await eventually(lambda: _license(client, "26-44-000806", balance=10), what="the pre-revocation grant")
@@ -135,11 +131,7 @@ def _submission(sender: str = "gd-commerce") -> tuple[uuid.UUID, bytes]:
 async def test_an_unsigned_or_badly_signed_intake_command_is_dead_lettered_with_its_reason(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    settings = ApplicationsSettings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(ApplicationsSettings, infrastructure, database_url, topics)
     _, unsigned = _submission()
     _, stranger = _submission()
     _, impostor = _submission(sender="gd-commerce")
@@ -176,11 +168,7 @@ async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cu
         await send.send_and_wait(topics.cases, old.to_bytes(), partition=0)  # offset 0: before the cut-off
         await send.send_and_wait(topics.cases, new.to_bytes(), partition=0)  # offset 1: must be signed
         await send_signed(send, topics.cases, good.to_bytes(), partition=0)
-    settings = Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-    )
+    settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await eventually(lambda: _license(client, "26-44-000903", balance=10), what="the signed grant")
         assert await _license(client, "26-44-000901", balance=10) is not None
