@@ -25,8 +25,9 @@ from bench.generate import BENCH_KEY, BENCH_PRODUCERS, SEED, publish
 from bench.live import run_live
 from shared import signing
 from shared.db import migrate_async
+from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
 from shared.kafka_admin import ensure_topics
-from shared.settings import DEFAULT_BOOTSTRAP, DEFAULT_DATABASE_URL
+from shared.settings import DEFAULT_DATABASE_URL
 from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def machine() -> dict[str, Any]:
 
 async def drop(bootstrap: str, database_url: str, topics: list[str], schemas: list[str]) -> None:
     if topics:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**KafkaConnection(bootstrap_servers=bootstrap).options())
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -121,7 +122,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
     schemas = [f"{schema}_ledger", f"{schema}_scratch", f"{schema}_peer", f"{schema}_profile"]
     result: dict[str, Any] = {"size": size, "namespace": namespace}
     RESULTS.mkdir(exist_ok=True)
-    await ensure_topics(bootstrap, topics)
+    await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
     try:
         await trust_bench_key(url)
         print(f"[{label(size)}] generating {size:,} events into {topics.cases} ...", flush=True)

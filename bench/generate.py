@@ -50,6 +50,7 @@ from shared.events import (
     UsedVehicle,
     derived_event_id,
 )
+from shared.kafka_access import KafkaConnection
 
 SEED = 20260101
 OPEN_CASES = 2000
@@ -386,7 +387,7 @@ async def publish(bootstrap: str, topic: str, total: int, seed: int = SEED) -> G
     """Generate ``total`` events into ``topic``, batched per partition; return the partitions' end offsets."""
     started = time.perf_counter()
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **KafkaConnection(bootstrap_servers=bootstrap).options(),
         acks=1,
         linger_ms=50,
         max_batch_size=1024 * 1024,
@@ -422,7 +423,7 @@ async def publish(bootstrap: str, topic: str, total: int, seed: int = SEED) -> G
         await producer.stop()
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**KafkaConnection(bootstrap_servers=bootstrap).options())
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

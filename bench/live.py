@@ -26,6 +26,7 @@ import httpx
 
 from licensectl import samples
 from shared import access
+from shared.kafka_access import KafkaConnection
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics
 
@@ -294,7 +295,7 @@ async def run_live(
         subprocess.run(
             [sys.executable, "-m", "licensectl", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
         )
-        await ensure_topics(bootstrap, Topics(namespace))
+        await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), Topics(namespace))
         key = await _bench_key(url)
         services = start_services(env, logs)
         async with httpx.AsyncClient(timeout=5) as health:

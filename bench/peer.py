@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate, event
 from services.registry import ledger
 from services.registry.ledger import ExportEntry
 from shared.events import Envelope
+from shared.kafka_access import KafkaConnection
 
 
 class CaseAggregate(Aggregate):
@@ -76,7 +77,7 @@ async def run_peer(
     """Fold the topic with the peer until done or ``seconds`` have passed; the events/s of what it did."""
     app = PeerLedger(env=peer_env(database_url, schema))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **KafkaConnection(bootstrap_servers=bootstrap).options(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.registry.replay import fold_log
 from shared.db import create_pool, migrate_async
+from shared.kafka_access import KafkaConnection
 
 LEDGER_TABLES = ("applications", "licenses", "exports", "license_history", "outbox", "applied_events", "vin_claims")
 
@@ -42,7 +43,9 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
         profiler.start()
     started = time.perf_counter()
     try:
-        events = await fold_log(pool, args["bootstrap"], args["topic"], start={}, end=end)
+        events = await fold_log(
+            pool, KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"], start={}, end=end
+        )
         seconds = time.perf_counter() - started
         if profiler is not None:
             profiler.stop()
@@ -58,7 +61,7 @@ async def kafka_read(args: dict[str, Any]) -> dict[str, Any]:
     """The read ceiling: the same records, fetched with the same consumer settings as ``fold_log``, discarded."""
     end = {int(p): o for p, o in args["end"].items()}
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=args["bootstrap"],
+        **KafkaConnection(bootstrap_servers=args["bootstrap"]).options(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,

@@ -35,6 +35,7 @@ from services.registry.checkpoints import (
 from services.registry.checksum import checksum
 from services.registry.replay import ReplayResult, fold_log, replay
 from shared.db import create_pool, migrate_async
+from shared.kafka_access import KafkaConnection
 
 NO_KEY_WARNING = (
     "no trusted public key given: each signature is checked against the key its checkpoint carries, "
@@ -88,7 +89,7 @@ class AuditReport:
 
 async def verify(
     *,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     cases_topic: str,
     checkpoints_topic: str,
     trusted: Mapping[str, Ed25519PublicKey],
@@ -102,9 +103,9 @@ async def verify(
     it, each checkpoint's ledger checksum too, in a scratch schema dropped after; with ``live_schema``,
     the live ledger in that schema is replayed and compared as well.
     """
-    verdicts = await _read_checkpoints(bootstrap_servers, checkpoints_topic, trusted)
+    verdicts = await _read_checkpoints(kafka, checkpoints_topic, trusted)
     readable = [v for v in verdicts if v.checkpoint is not None]
-    heads, ends, records = await _recompute_chains(bootstrap_servers, cases_topic, readable)
+    heads, ends, records = await _recompute_chains(kafka, cases_topic, readable)
     _check_chains(readable, heads, ends)
     report = AuditReport(verdicts, ends, records, warnings=[] if trusted else [NO_KEY_WARNING])
     report.warnings += sorted(
@@ -115,27 +116,23 @@ async def verify(
         }
     )
     if database_url is not None and ledgers:
-        await _check_ledgers(readable, ends, bootstrap_servers, cases_topic, database_url)
+        await _check_ledgers(readable, ends, kafka, cases_topic, database_url)
     if database_url is not None and live_schema is not None:
-        report.live = await replay(
-            database_url=database_url, bootstrap_servers=bootstrap_servers, topic=cases_topic, live_schema=live_schema
-        )
+        report.live = await replay(database_url=database_url, kafka=kafka, topic=cases_topic, live_schema=live_schema)
     return report
 
 
 async def _read_all(
-    bootstrap_servers: str, topic: str, each: Callable[[ConsumerRecord[bytes, bytes]], None]
+    kafka: KafkaConnection, topic: str, each: Callable[[ConsumerRecord[bytes, bytes]], None]
 ) -> dict[int, int]:
     """Call ``each`` on every record of ``topic`` from offset 0 to its end as of now; return the ends."""
     # Subscribed with no group: the consumer is assigned every partition of the topic, read from offset 0.
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap_servers, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = list(consumer.assignment())
         if not partitions:
-            raise LookupError(f"no topic {topic} on {bootstrap_servers}")
+            raise LookupError(f"no topic {topic} on {kafka.bootstrap_servers}")
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
@@ -148,7 +145,7 @@ async def _read_all(
 
 
 async def _read_checkpoints(
-    bootstrap_servers: str, topic: str, trusted: Mapping[str, Ed25519PublicKey]
+    kafka: KafkaConnection, topic: str, trusted: Mapping[str, Ed25519PublicKey]
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
 
@@ -165,12 +162,12 @@ async def _read_checkpoints(
             verdict.problems.append(f"{checkpoint.label}: {problem}")
         verdicts.append(verdict)
 
-    await _read_all(bootstrap_servers, topic, each)
+    await _read_all(kafka, topic, each)
     return sorted(verdicts, key=lambda v: v.position)
 
 
 async def _recompute_chains(
-    bootstrap_servers: str, topic: str, verdicts: list[Verdict]
+    kafka: KafkaConnection, topic: str, verdicts: list[Verdict]
 ) -> tuple[dict[tuple[int, int, int], bytes], dict[int, int], int]:
     """The chain heads the log gives at each checkpoint's offsets, by (partition, start, offset); the log's ends."""
     wanted: dict[int, dict[int, set[int]]] = {}
@@ -188,7 +185,7 @@ async def _recompute_chains(
         if walker is not None:
             walker.feed(chain.Raw(record.offset, record.value))
 
-    ends = await _read_all(bootstrap_servers, topic, each)
+    ends = await _read_all(kafka, topic, each)
     heads = {
         (p, start, offset): head
         for p, walker in walkers.items()
@@ -225,7 +222,7 @@ def _check_chains(verdicts: list[Verdict], heads: dict[tuple[int, int, int], byt
 
 
 async def _check_ledgers(
-    verdicts: list[Verdict], ends: dict[int, int], bootstrap_servers: str, topic: str, database_url: str
+    verdicts: list[Verdict], ends: dict[int, int], kafka: KafkaConnection, topic: str, database_url: str
 ) -> None:
     """Fold the log into a scratch schema up to each checkpoint's offsets in turn, and compare the checksums."""
     foldable = [
@@ -236,7 +233,7 @@ async def _check_ledgers(
     try:
         for verdict in ordered:
             assert verdict.checkpoint is not None
-            digest = await scratch.checksum_at(verdict.checkpoint.offsets, bootstrap_servers, topic)
+            digest = await scratch.checksum_at(verdict.checkpoint.offsets, kafka, topic)
             verdict.ledger_checked = True
             if digest != verdict.checkpoint.ledger_checksum:
                 verdict.problems.append(f"{verdict.label}: {LEDGER_DIFFERS}")
@@ -258,11 +255,11 @@ class _Scratch:
         self._pool: asyncpg.Pool | None = None
         self._folded: dict[int, int] = {}
 
-    async def checksum_at(self, offsets: dict[int, int], bootstrap_servers: str, topic: str) -> str:
+    async def checksum_at(self, offsets: dict[int, int], kafka: KafkaConnection, topic: str) -> str:
         if self._pool is None or any(self._folded.get(p, 0) > offsets.get(p, 0) for p in self._folded):
             await self._fresh()  # a checkpoint behind the last one (a rebuilt ledger): fold it from 0
         assert self._pool is not None and self._schema is not None
-        await fold_log(self._pool, bootstrap_servers, topic, start=self._folded, end=offsets)
+        await fold_log(self._pool, kafka, topic, start=self._folded, end=offsets)
         self._folded = dict(offsets)
         async with self._pool.acquire() as connection, connection.transaction(readonly=True):
             return (await checksum(connection, self._schema)).digest  # type: ignore[arg-type]

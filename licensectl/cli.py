@@ -14,6 +14,7 @@ from rich.progress import MofNCompleteColumn, Progress
 
 from licensectl import audit
 from licensectl import demo as demo_flow
+from licensectl import kafka as kafka_cli
 from licensectl import keys as keys_cli
 from licensectl.status import collect, table
 from services.registry.replay import replay as replay_ledger
@@ -26,6 +27,7 @@ app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=Tru
 audit_app = typer.Typer(help="Check the log and the registry's signed checkpoints, offline.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(kafka_cli.app, name="kafka")
 console = Console()
 
 
@@ -42,9 +44,7 @@ def topics() -> None:
     """Create the topics (idempotent) on KAFKA_BOOTSTRAP_SERVERS."""
     settings = ServiceSettings()
     created = asyncio.run(
-        ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topics, replication_factor=settings.topic_replication_factor
-        )
+        ensure_topics(settings.kafka, settings.topics, replication_factor=settings.topic_replication_factor)
     )
     console.print(f"topics: {len(created)} created, {len(settings.topics.specs()) - len(created)} already there")
 
@@ -79,7 +79,7 @@ def replay(
         result = asyncio.run(
             replay_ledger(
                 database_url=settings.database_url,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
+                kafka=settings.kafka,
                 topic=settings.topics.cases,
                 swap=swap,
                 keep=keep,
@@ -120,7 +120,7 @@ def audit_verify(
     settings = ServiceSettings()
     report = asyncio.run(
         audit.verify(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            kafka=settings.kafka,
             cases_topic=cases_topic or settings.topics.cases,
             checkpoints_topic=settings.topics.checkpoints,
             trusted=audit.trusted_keys(public_key or []),

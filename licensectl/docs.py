@@ -15,15 +15,18 @@ from services.registry.app import Settings as RegistrySettings
 from services.registry.app import create_app as registry_app
 from services.review.app import Settings as ReviewSettings
 from services.review.app import create_app as review_app
+from shared.kafka_access import DEFAULT_BOOTSTRAP
 from shared.service import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 
-# Built with the plain topic names whatever the environment says: the documents describe production.
+# Built with the plain topic names, the default broker address and each service logging in as itself
+# (SASL/SCRAM), whatever the environment says: the documents describe production. No password is in them.
+PRODUCTION: dict[str, Any] = {"topic_namespace": "", "kafka_bootstrap_servers": DEFAULT_BOOTSTRAP}
 APPS: dict[str, Callable[[], FastAPI]] = {
-    "applications": lambda: applications_app(ApplicationsSettings(topic_namespace="")),
-    "review": lambda: review_app(ReviewSettings(topic_namespace="")),
-    "registry": lambda: registry_app(RegistrySettings(topic_namespace="")),
+    "applications": lambda: applications_app(ApplicationsSettings(**PRODUCTION, kafka_username="applications")),
+    "review": lambda: review_app(ReviewSettings(**PRODUCTION, kafka_username="review")),
+    "registry": lambda: registry_app(RegistrySettings(**PRODUCTION, kafka_username="registry")),
 }
 
 

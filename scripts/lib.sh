@@ -27,10 +27,12 @@ ensure_venv() {
 }
 
 # Start Kafka and PostgreSQL with the project's scripts, unless the environment points at existing ones.
+# The local broker takes SASL/SCRAM logins only: this shell gets its admin's (KAFKA_USERNAME, KAFKA_PASSWORD).
 ensure_infra() {
   if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     "$ROOT/deploy/local/kafka.sh" start
     export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORT:-9092}"
+    eval "$("$ROOT/deploy/local/kafka.sh" credentials)"
   else
     log "using the Kafka cluster at KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
   fi

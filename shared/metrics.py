@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from shared.kafka_access import KafkaConnection
+
 Positions = Callable[[], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 
 
@@ -48,19 +50,19 @@ class Metrics:
         """Report the lag of ``group``, whose positions ``positions`` tells."""
         self._positions[group] = positions
 
-    async def render(self, bootstrap_servers: str) -> bytes:
+    async def render(self, kafka: KafkaConnection) -> bytes:
         for group, positions in self._positions.items():
             reached = await positions()
-            for tp, end in (await end_offsets(bootstrap_servers, reached)).items():
+            for tp, end in (await end_offsets(kafka, reached)).items():
                 self.lag.labels(group, tp.topic, str(tp.partition)).set(max(end - reached[tp], 0))
         return generate_latest(self.registry)
 
 
-async def end_offsets(bootstrap_servers: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+async def end_offsets(kafka: KafkaConnection, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
     partitions = list(partitions)
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False)
     await consumer.start()
     try:
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -74,11 +76,11 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[Topic
     return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
 
 
-def committed_positions(bootstrap_servers: str, group: str, topic: str) -> Positions:
+def committed_positions(kafka: KafkaConnection, group: str, topic: str) -> Positions:
     """The positions a group has committed to Kafka, for each partition of ``topic`` (0 if none)."""
 
     async def positions() -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        admin = AIOKafkaAdminClient(**kafka.options())
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(group)
@@ -90,11 +92,11 @@ def committed_positions(bootstrap_servers: str, group: str, topic: str) -> Posit
     return positions
 
 
-def stored_positions(bootstrap_servers: str, topic: str, stored: Callable[[], Awaitable[dict[int, int]]]) -> Positions:
+def stored_positions(kafka: KafkaConnection, topic: str, stored: Callable[[], Awaitable[dict[int, int]]]) -> Positions:
     """Positions kept outside Kafka (the ledger's own offsets), for each partition of ``topic`` (0 if none)."""
 
     async def positions() -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        admin = AIOKafkaAdminClient(**kafka.options())
         await admin.start()
         try:
             partitions = await topic_partitions(admin, topic)

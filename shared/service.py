@@ -75,7 +75,7 @@ class Runtime:
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
-        self.metrics.watch(group, committed_positions(self.settings.kafka_bootstrap_servers, group, topic))
+        self.metrics.watch(group, committed_positions(self.settings.kafka, group, topic))
         return group
 
     @property
@@ -281,14 +281,10 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        await ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topics, replication_factor=settings.topic_replication_factor
-        )
+        await ensure_topics(settings.kafka, settings.topics, replication_factor=settings.topic_replication_factor)
         runtime._pool = await create_pool(settings.database_url, schema=name)
         await runtime.load_signing_key()
-        runtime._raw_producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        runtime._raw_producer = AIOKafkaProducer(**settings.kafka.options(), acks="all", enable_idempotence=True)
         await runtime._raw_producer.start()
         try:
             await broker.start()
@@ -303,7 +299,8 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await runtime.pool.close()
 
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka.bootstrap_servers,
+        security=settings.kafka.security(),
         client_id=name,
         acks="all",
         enable_idempotence=True,
@@ -343,7 +340,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     )
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
-        body = await runtime.metrics.render(settings.kafka_bootstrap_servers)
+        body = await runtime.metrics.render(settings.kafka)
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/asyncapi.json", tags=["operations"])

@@ -7,12 +7,14 @@ Everything else a service reads carries its own prefix (``APPLICATIONS_``, ``REV
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
 from shared.topics import Topics
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_DATABASE_URL = "postgresql://ledger:ledger@127.0.0.1:54329/ledger"
 
 
@@ -61,6 +63,19 @@ class ServiceSettings(BaseSettings):
         "export-license-ledger", validation_alias=AliasChoices("LEDGER_JWT_AUDIENCE", "jwt_audience")
     )
 
+    # The service's own Kafka login (<SERVICE>_KAFKA_USERNAME, <SERVICE>_KAFKA_PASSWORD, made by
+    # `licensectl kafka setup`); without one, the shared KAFKA_USERNAME/KAFKA_PASSWORD, if any.
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = Field(None, repr=False)
+
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_namespace)
+
+    @cached_property
+    def kafka(self) -> KafkaConnection:
+        """This service's broker and login, for every Kafka client it makes."""
+        shared = KafkaConnection(bootstrap_servers=self.kafka_bootstrap_servers)
+        if self.kafka_username is None:
+            return shared
+        return shared.login(self.kafka_username, self.kafka_password)

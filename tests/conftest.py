@@ -117,6 +117,6 @@ async def _drop(connection: asyncpg.Connection, name: str) -> None:
 async def topics(infrastructure: infra.Infrastructure) -> AsyncIterator[Topics]:
     """A topic namespace of this test's own, so tests never read each other's events; deleted after."""
     names = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
-    await ensure_topics(infrastructure.bootstrap_servers, names)
+    await ensure_topics(infrastructure.kafka, names)
     yield names
-    await delete_topics(infrastructure.bootstrap_servers, names)
+    await delete_topics(infrastructure.kafka, names)

@@ -10,6 +10,7 @@ import asyncpg
 from licensectl import samples
 from services.applications.submission import submitted
 from shared.events import Envelope, Event, ExportRecorded, LicenseGranted
+from shared.kafka_access import KafkaConnection
 from tests.support import producer, signed
 
 TODAY = date.today()
@@ -76,9 +77,9 @@ async def applied_offsets(database_url: str, topic: str | None = None) -> int:
         await connection.close()
 
 
-async def publish(bootstrap: str, topic: str, events: list[Envelope]) -> None:
+async def publish(kafka: KafkaConnection, topic: str, events: list[Envelope]) -> None:
     """Publish ``events`` in order, keyed by case and signed with the trusted test key."""
-    async with producer(bootstrap) as send:
+    async with producer(kafka) as send:
         for envelope in events:
             value = envelope.to_bytes()
             await send.send(topic, value, key=str(envelope.case_id).encode(), headers=signed(value))

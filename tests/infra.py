@@ -1,8 +1,10 @@
 """Where the tests find a real Kafka broker and a real PostgreSQL.
 
-In order: ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set; testcontainers when a Docker
-engine answers; otherwise the project's own scripts in deploy/local/ provision and start both.
-A broker or database that cannot be had fails the run: no test skips for want of a service.
+In order: ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` when set (with ``KAFKA_USERNAME`` /
+``KAFKA_PASSWORD`` for a broker that wants a login); testcontainers when a Docker engine answers;
+otherwise the project's own scripts in deploy/local/ provision and start both, and the tests log in
+as the broker's admin (``kafka.sh credentials``). A broker or database that cannot be had fails the
+run: no test skips for want of a service.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.settings import DEFAULT_BOOTSTRAP, DEFAULT_DATABASE_URL
+from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
+from shared.settings import DEFAULT_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_IMAGE = "apache/kafka:4.1.1"
@@ -28,9 +32,28 @@ POSTGRES_IMAGE = "postgres:16"
 
 @dataclass(frozen=True)
 class Infrastructure:
-    bootstrap_servers: str
+    kafka: KafkaConnection  # the broker, logged in as a principal that may do anything (its admin)
     database_url: str
     source: str
+
+    def service_kafka(self) -> dict[str, Any]:
+        """A service's settings for this broker and login."""
+        password = self.kafka.password.get_secret_value() if self.kafka.password else None
+        return {"kafka_bootstrap_servers": self.kafka.bootstrap_servers, "kafka_username": self.kafka.username} | (
+            {"kafka_password": password} if password else {}
+        )
+
+    def kafka_env(self) -> dict[str, str]:
+        """The same, as the environment of a service or licensectl run as a process."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "KAFKA_SASL_MECHANISM": self.kafka.sasl_mechanism,
+        }
+        if self.kafka.username is not None:
+            env["KAFKA_USERNAME"] = self.kafka.username
+        if self.kafka.password is not None:
+            env["KAFKA_PASSWORD"] = self.kafka.password.get_secret_value()
+        return env
 
 
 class Unavailable(RuntimeError):
@@ -46,31 +69,43 @@ def _docker_answers() -> bool:
         return False
 
 
-def _run_script(script: str) -> None:
+def _run_script(script: str, command: str = "start") -> str:
     result = subprocess.run(
-        ["bash", str(ROOT / "deploy" / "local" / script), "start"], capture_output=True, text=True, timeout=900
+        ["bash", str(ROOT / "deploy" / "local" / script), command], capture_output=True, text=True, timeout=900
     )
     if result.returncode != 0:
-        raise Unavailable(f"deploy/local/{script} start failed:\n{result.stdout}\n{result.stderr}")
+        raise Unavailable(f"deploy/local/{script} {command} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def _local_kafka() -> KafkaConnection:
+    """Start the project's broker and log in as its admin, whose login ``kafka.sh credentials`` prints."""
+    _run_script("kafka.sh")
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in _run_script("kafka.sh", "credentials").splitlines()
+        if line.startswith("export ")
+    )
+    return KafkaConnection(bootstrap_servers=DEFAULT_BOOTSTRAP).login(
+        exports["KAFKA_USERNAME"], exports["KAFKA_PASSWORD"]
+    )
 
 
 @contextlib.contextmanager
 def provide() -> Iterator[Infrastructure]:
     """The broker and database for this test session, started if need be."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     database = os.environ.get("DATABASE_URL")
     with contextlib.ExitStack() as stack:
         sources = []
-        if bootstrap is None:
-            if _docker_answers():
-                bootstrap = stack.enter_context(_kafka_container())
-                sources.append("kafka: testcontainers")
-            else:
-                _run_script("kafka.sh")
-                bootstrap = DEFAULT_BOOTSTRAP
-                sources.append("kafka: deploy/local/kafka.sh")
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
+            kafka = KafkaConnection()
+            sources.append("kafka: KAFKA_BOOTSTRAP_SERVERS" + (f" as {kafka.username}" if kafka.username else ""))
+        elif _docker_answers():
+            kafka = KafkaConnection(bootstrap_servers=stack.enter_context(_kafka_container()))
+            sources.append("kafka: testcontainers")
         else:
-            sources.append("kafka: KAFKA_BOOTSTRAP_SERVERS")
+            kafka = _local_kafka()
+            sources.append("kafka: deploy/local/kafka.sh")
         if database is None:
             if _docker_answers():
                 database = stack.enter_context(_postgres_container())
@@ -81,8 +116,8 @@ def provide() -> Iterator[Infrastructure]:
                 sources.append("postgres: deploy/local/postgres.sh")
         else:
             sources.append("postgres: DATABASE_URL")
-        asyncio.run(_check(bootstrap, database))
-        yield Infrastructure(bootstrap, database, ", ".join(sources))
+        asyncio.run(_check(kafka, database))
+        yield Infrastructure(kafka, database, ", ".join(sources))
 
 
 @contextlib.contextmanager
@@ -101,13 +136,14 @@ def _postgres_container() -> Iterator[str]:
         yield postgres.get_connection_url()
 
 
-async def _check(bootstrap: str, database: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+async def _check(kafka: KafkaConnection, database: str) -> None:
+    admin = AIOKafkaAdminClient(**kafka.options(), request_timeout_ms=10000)
     try:
         await asyncio.wait_for(admin.start(), 30)
         await admin.list_topics()
     except Exception as exc:
-        raise Unavailable(f"no Kafka broker answers at {bootstrap}: {exc!r}") from exc
+        login = f" as {kafka.username}" if kafka.username else " without a login (KAFKA_USERNAME)"
+        raise Unavailable(f"no Kafka broker answers at {kafka.bootstrap_servers}{login}: {exc!r}") from exc
     finally:
         await admin.close()
     try:

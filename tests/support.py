@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from shared import signing
 from shared.events import Envelope
+from shared.kafka_access import KafkaConnection
 from shared.settings import ServiceSettings
 from shared.topics import Topics
 from tests.infra import Infrastructure
@@ -28,7 +29,7 @@ S = TypeVar("S", bound=ServiceSettings)
 def settings_for(kind: type[S], infrastructure: Infrastructure, database_url: str, topics: Topics, **extra: Any) -> S:
     """A service's settings pointed at the test's broker, database and topic namespace."""
     return kind(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        **infrastructure.service_kafka(),
         database_url=database_url,
         topic_namespace=topics.namespace,
         **extra,
@@ -66,10 +67,14 @@ async def serving(app: FastAPI, *, as_: str | None = "all") -> AsyncIterator[htt
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool], timeout: float = 20
+    kafka: KafkaConnection,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout: float = 20,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` from the start, once ``until`` holds of them (or fail at timeout)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest")
     await consumer.start()
     try:
         records: list[ConsumerRecord[bytes, bytes]] = []
@@ -101,8 +106,8 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout: float
 
 
 @contextlib.asynccontextmanager
-async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    client = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def producer(kafka: KafkaConnection) -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(**kafka.options(), acks="all")
     await client.start()
     try:
         yield client

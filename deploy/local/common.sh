@@ -9,6 +9,6 @@ now() { printf '%s' "$EPOCHREALTIME"; }
 elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 usage() {
-    echo "usage: $0 {install|start|stop|status|purge}" >&2
+    echo "usage: $0 {install|start|stop|status|purge${USAGE_EXTRA:-}}" >&2
     exit 2
 }

@@ -3,13 +3,25 @@
 # development and CI, built from Maven Central artifacts only (no tarball
 # download from kafka.apache.org is needed).
 #
-# Usage: deploy/local/kafka.sh {install|start|stop|status}
+# Usage: deploy/local/kafka.sh {install|start|stop|status|purge|credentials}
+#
+# The broker requires a login: clients authenticate with SASL/SCRAM-SHA-512 on
+# 127.0.0.1:$KAFKA_PORT, and ACLs (StandardAuthorizer, deny when no ACL matches)
+# decide what each principal may do. The script creates one super user, "admin",
+# whose password it generates once and keeps in $KAFKA_DIR/credentials/;
+# `kafka.sh credentials` prints it as shell exports (KAFKA_USERNAME, KAFKA_PASSWORD,
+# KAFKA_SASL_MECHANISM). Every other principal (one per service, one per outside
+# publisher) and its ACLs are made by `licensectl kafka ...` (docs/kafka-access.md),
+# from the table in shared/kafka_access.py, so the grants live in one place.
+# The controller listener (127.0.0.1:$KAFKA_CONTROLLER_PORT) uses SASL/PLAIN with
+# its own generated password: KRaft cannot use SCRAM there, the SCRAM users live in
+# the metadata the controller serves.
 #
 # Environment:
 #   KAFKA_VERSION          Kafka version to resolve from Maven Central (default 4.1.1)
 #   KAFKA_HOME             unpacked Kafka distribution; if set, $KAFKA_HOME/libs is
 #                          used and the Maven install step is skipped
-#   KAFKA_PORT             PLAINTEXT broker port (default 9092)
+#   KAFKA_PORT             SASL_PLAINTEXT broker port (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
 #   KAFKA_HEAP             broker heap options (default "-Xms512m -Xmx2g": a test run creates
 #                          and deletes a few thousand partitions)
@@ -19,7 +31,8 @@
 #
 # Layout under $LEDGER_CACHE_DIR:
 #   m2/                        Maven local repository (shared by all versions)
-#   kafka-$KAFKA_VERSION/      pom.xml, libs/, config/, data/, logs/, kafka.pid
+#   kafka-$KAFKA_VERSION/      pom.xml, libs/, config/, data/, logs/, kafka.pid,
+#                              credentials/ (mode 700: admin password, client config)
 #
 # Notes on Kafka 4.x:
 #   * 4.1.1 resolves from Maven Central and runs on Java 17, so no fallback to
@@ -37,6 +50,7 @@
 set -euo pipefail
 
 readonly LOG_PREFIX="[kafka]"
+readonly USAGE_EXTRA="|credentials"
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 KAFKA_SCALA_VERSION="${KAFKA_SCALA_VERSION:-2.13}"
@@ -63,6 +77,14 @@ SERVER_LOG4J="$CONFIG_DIR/log4j2.properties"
 TOOLS_LOG4J="$CONFIG_DIR/tools-log4j2.properties"
 SERVER_LOG="$LOG_DIR/server.log"
 SERVER_OUT="$LOG_DIR/kafka.out"
+CREDENTIALS_DIR="$KAFKA_DIR/credentials"
+ADMIN_PASSWORD_FILE="$CREDENTIALS_DIR/admin.password"
+CONTROLLER_PASSWORD_FILE="$CREDENTIALS_DIR/controller.password"
+ADMIN_CLIENT_CONFIG="$CREDENTIALS_DIR/admin.properties"
+# Written after storage is formatted with the admin's SCRAM credential; storage formatted
+# without it (by an earlier version of this script) is formatted again.
+SASL_MARKER="$DATA_DIR/.sasl-scram"
+readonly SASL_MECHANISM="SCRAM-SHA-512"  # as kafka-config.sh configures it
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
 if [[ -n "${KAFKA_HOME:-}" ]]; then
@@ -80,6 +102,8 @@ fi
 
 # shellcheck source=deploy/local/common.sh
 source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
+# shellcheck source=deploy/local/kafka-config.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/kafka-config.sh"
 
 # Serialise install/start/stop across concurrent invocations (fd 9 is the lock).
 take_lock() {
@@ -175,31 +199,49 @@ ensure_installed() {
     is_installed || do_install
 }
 
+# ------------------------------------------------------------ credentials --
+
+# A password made once and kept in a file only its owner can read.
+ensure_password() {
+    local file="$1"
+    if [[ ! -s "$file" ]]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$file")
+    fi
+    chmod 600 "$file"
+}
+
+ensure_credentials() {
+    (umask 077 && mkdir -p "$CREDENTIALS_DIR")
+    chmod 700 "$CREDENTIALS_DIR"
+    ensure_password "$ADMIN_PASSWORD_FILE"
+    ensure_password "$CONTROLLER_PASSWORD_FILE"
+    local admin_password
+    admin_password="$(<"$ADMIN_PASSWORD_FILE")"
+    (umask 077 && kafka_admin_client_properties "$admin_password" >"$ADMIN_CLIENT_CONFIG")
+}
+
+# The admin's login as shell exports, for scripts/lib.sh and for a developer's shell.
+do_credentials() {
+    [[ -s "$ADMIN_PASSWORD_FILE" ]] || die "no credentials yet: run '$0 start' first"
+    printf 'export KAFKA_SASL_MECHANISM=%s\n' "$SASL_MECHANISM"
+    printf 'export KAFKA_USERNAME=admin\n'
+    printf 'export KAFKA_PASSWORD=%s\n' "$(<"$ADMIN_PASSWORD_FILE")"
+}
+
 # ----------------------------------------------------------------- config --
 
 write_configs() {
     mkdir -p "$CONFIG_DIR" "$DATA_DIR" "$LOG_DIR"
+    ensure_credentials
+    local admin_password controller_password
+    admin_password="$(<"$ADMIN_PASSWORD_FILE")"
+    controller_password="$(<"$CONTROLLER_PASSWORD_FILE")"
 
-    cat >"$SERVER_PROPERTIES" <<EOF
-# Generated by deploy/local/kafka.sh on every start; edit the script instead.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$DATA_DIR
-num.partitions=6
-auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-EOF
+    # Holds the passwords: readable by its owner only.
+    touch "$SERVER_PROPERTIES"
+    chmod 600 "$SERVER_PROPERTIES"
+    kafka_server_properties 127.0.0.1 127.0.0.1 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$DATA_DIR" \
+        "$admin_password" "$controller_password" >"$SERVER_PROPERTIES"
 
     cat >"$SERVER_LOG4J" <<'EOF'
 # Generated by deploy/local/kafka.sh. Broker log -> ${sys:kafka.logs.dir}/server.log
@@ -244,8 +286,13 @@ run_tool() {
 }
 
 format_storage_if_needed() {
-    if [[ -f "$DATA_DIR/meta.properties" ]]; then
+    if [[ -f "$DATA_DIR/meta.properties" && -f "$SASL_MARKER" ]]; then
         return 0
+    fi
+    if [[ -f "$DATA_DIR/meta.properties" ]]; then
+        log "storage in $DATA_DIR predates SASL (its metadata has no admin credential): formatting it again, deleting its topics (reset a ledger built from them too: scripts/down --purge)"
+        rm -rf "$DATA_DIR"
+        mkdir -p "$DATA_DIR"
     fi
     local cluster_id
     if [[ -s "$CLUSTER_ID_FILE" ]]; then
@@ -255,9 +302,14 @@ format_storage_if_needed() {
         printf '%s\n' "$cluster_id" >"$CLUSTER_ID_FILE"
     fi
     log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
+    # The admin's SCRAM credential goes into the metadata at format time (KIP-900): the broker
+    # logs in to itself with it before anyone could create it through the API.
     run_tool kafka.tools.StorageTool format --ignore-formatted \
-        -t "$cluster_id" -c "$SERVER_PROPERTIES" >>"$SERVER_OUT" 2>&1 \
+        -t "$cluster_id" -c "$SERVER_PROPERTIES" \
+        --add-scram "$SASL_MECHANISM=[name=admin,password=$(<"$ADMIN_PASSWORD_FILE")]" \
+        >>"$SERVER_OUT" 2>&1 \
         || die "storage format failed; see $SERVER_OUT"
+    touch "$SASL_MARKER"
 }
 
 # ---------------------------------------------------------------- process --
@@ -286,7 +338,7 @@ broker_answers() {
     port_open "$KAFKA_PORT" || return 1
     timeout 30 "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$LIBS_DIR/*" \
         org.apache.kafka.tools.BrokerApiVersionsCommand \
-        --bootstrap-server "$BOOTSTRAP" >/dev/null 2>&1
+        --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CLIENT_CONFIG" >/dev/null 2>&1
 }
 
 wait_until_ready() {
@@ -440,6 +492,7 @@ main() {
         stop) do_stop ;;
         status) do_status ;;
         purge) do_purge ;;
+        credentials) do_credentials ;;
         *) usage ;;
     esac
 }

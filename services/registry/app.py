@@ -162,7 +162,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
 
     runtime.metrics.watch(
         settings.topics.group("registry"),
-        stored_positions(settings.kafka_bootstrap_servers, settings.topics.cases, stored),
+        stored_positions(settings.kafka, settings.topics.cases, stored),
     )
 
     async def start(rt: Runtime) -> None:
@@ -181,7 +181,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             checkpointer.batch_applied()
 
         projector = Projector(
-            bootstrap_servers=rt.settings.kafka_bootstrap_servers,
+            kafka=rt.settings.kafka,
             topic=rt.settings.topics.cases,
             pool=rt.pool,
             dead_letter=rt.dead_letter,

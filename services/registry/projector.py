@@ -20,6 +20,7 @@ from services.registry import chain, outbox, store
 from shared import signing
 from shared.events import Envelope, Reason
 from shared.intake import describe
+from shared.kafka_access import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Projector:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         topic: str,
         pool: asyncpg.Pool,
         dead_letter: DeadLetter,
@@ -90,7 +91,7 @@ class Projector:
         self._on_applied = on_applied
         self._group_id = group_id
         self._instance_id = instance_id
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka
         self._topic = topic
         self._pool = pool
         self._dead_letter = dead_letter
@@ -100,7 +101,7 @@ class Projector:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.options(),
             group_id=self._group_id,
             # A static member that restarts under the same id gets its partitions back at once.
             group_instance_id=self._instance_id,

@@ -21,6 +21,7 @@ from services.registry.projector import raw_records, read_envelope
 from shared import signing
 from shared.db import create_pool, migrate_async
 from shared.events import Envelope
+from shared.kafka_access import KafkaConnection
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
 STALL_SECONDS = 30
@@ -94,7 +95,7 @@ def chain_breaks(recorded: dict[int, store.Position], rebuilt: dict[int, store.P
 async def replay(
     *,
     database_url: str,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     topic: str,
     live_schema: str = "registry",
     swap: bool = False,
@@ -114,7 +115,7 @@ async def replay(
         await seed_chain_starts(connection, schema, topic, positions)
         pool = await create_pool(database_url, schema=schema, max_size=2)
         try:
-            events = await fold_log(pool, bootstrap_servers, topic, start={}, end=offsets, progress=progress)
+            events = await fold_log(pool, kafka, topic, start={}, end=offsets, progress=progress)
             async with connection.transaction(readonly=True):
                 rebuilt = await checksum(connection, schema)
                 rebuilt_positions = await live_positions(connection, schema, topic)
@@ -125,7 +126,7 @@ async def replay(
                 async with connection.transaction(readonly=True):
                     result.differences = await differences(connection, live=live_schema, rebuilt=schema)
             elif swap:
-                await _swap(connection, pool, bootstrap_servers, topic, live_schema, schema, offsets)
+                await _swap(connection, pool, kafka, topic, live_schema, schema, offsets)
                 result.swapped = True
         finally:
             await pool.close()
@@ -138,7 +139,7 @@ async def replay(
 
 async def fold_log(
     pool: asyncpg.Pool,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     topic: str,
     *,
     start: dict[int, int],
@@ -152,7 +153,7 @@ async def fold_log(
         return 0
     total, read = sum(e - start.get(p, 0) for p, e in todo.items()), 0
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **kafka.options(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -207,7 +208,7 @@ async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerR
 async def _swap(
     connection: asyncpg.Connection,
     pool: asyncpg.Pool,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     topic: str,
     live_schema: str,
     schema: str,
@@ -218,7 +219,7 @@ async def _swap(
     while True:
         current = await live_offsets(connection, live_schema, topic)
         if current != folded:
-            await fold_log(pool, bootstrap_servers, topic, start=folded, end=current)
+            await fold_log(pool, kafka, topic, start=folded, end=current)
             folded = current
             continue
         async with connection.transaction():

@@ -1,4 +1,8 @@
-"""The three services as processes, on the real broker and database, as the run command starts them."""
+"""The three services as processes, on the real broker and database, as the run command starts them.
+
+On a broker that takes logins each service runs as its own principal with only the ACLs of its role
+(shared/kafka_access.py), as ``scripts/up`` runs them: these tests prove the grants are enough.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from licensectl.kafka import service_principal
+from shared.kafka_access import SERVICES as SERVICE_ROLES
+from shared.kafka_admin import grant, new_password, revoke
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess
 
-SERVICES = ("applications", "review", "registry")
+SERVICES = tuple(role.value for role in SERVICE_ROLES)
 
 
 @pytest.fixture
@@ -20,10 +27,16 @@ def services(
 ) -> Iterator[dict[str, str]]:
     """Each service started with ``python -m services.<name>``, as the run command starts them."""
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        **infrastructure.kafka_env(),
         "DATABASE_URL": database_url,
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
+    principals = [service_principal(role, topics) for role in SERVICE_ROLES]
+    if infrastructure.kafka.authenticated:
+        for role, principal in zip(SERVICE_ROLES, principals, strict=True):
+            password = new_password()
+            grant(infrastructure.kafka, principal, role, topics, password)
+            env |= {f"{role.value.upper()}_KAFKA_USERNAME": principal, f"{role.value.upper()}_KAFKA_PASSWORD": password}
     processes = [ServiceProcess(name, env, tmp_path) for name in SERVICES]
     try:
         for process in processes:
@@ -34,3 +47,6 @@ def services(
     finally:
         for process in processes:
             process.stop()
+        if infrastructure.kafka.authenticated:
+            for principal in principals:
+                revoke(infrastructure.kafka, principal)

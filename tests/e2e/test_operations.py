@@ -33,7 +33,7 @@ async def test_each_service_reports_its_flow_dead_letters_and_lag_and_licensectl
         for _ in range(3):
             answer = await client.post(f"{services['applications']}/applications", json=samples.application_data())
             assert answer.status_code == 202
-        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.bootstrap_servers)
+        producer = AIOKafkaProducer(**infrastructure.kafka.options())
         await producer.start()
         await producer.send_and_wait(topics.intake_applications, b"{not json")
         bad_version = {"command_id": str(uuid.uuid4()), "type": "SubmitApplication", "schema_version": 9}

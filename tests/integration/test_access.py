@@ -38,7 +38,7 @@ class System:
 @pytest.fixture
 async def system(infrastructure: Infrastructure, database_url: str, topics: Topics) -> AsyncIterator[System]:
     common: dict[str, Any] = {
-        "kafka_bootstrap_servers": infrastructure.bootstrap_servers,
+        **infrastructure.service_kafka(),
         "database_url": database_url,
         "topic_namespace": topics.namespace,
         "access_cache_seconds": 0,  # a revocation or an expiry shows at once

@@ -18,7 +18,7 @@ async def test_a_valid_application_is_accepted_and_appended_keyed_by_its_case(
         answer = await client.post("/applications", json=samples.application_data())
     assert answer.status_code == 202, answer.text
     application_id = uuid.UUID(answer.json()["application_id"])
-    records = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 1)
+    records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 1)
     [record] = records
     [envelope] = envelopes(records)
     assert record.key == str(application_id).encode()
@@ -50,7 +50,7 @@ async def test_a_retried_submission_with_its_idempotency_key_returns_the_same_id
         other = await client.post("/applications", json=samples.application_data())
     assert first.json()["application_id"] == second.json()["application_id"]
     assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["detail"]
-    records = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 3)
+    records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 3)
     ids = [e.event_id for e in envelopes(records)]
     # The retry is sent again under the same event id (readers drop it); only two distinct events exist.
     assert len(set(ids)) == 2
@@ -72,12 +72,12 @@ async def test_agency_intake_appends_good_submissions_and_dead_letters_bad_ones(
         "payload": {"application_id": str(good_id), "application": samples.application_data()},
     }
     async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
-        async with producer(infrastructure.bootstrap_servers) as send:
+        async with producer(infrastructure.kafka) as send:
             await send.send_and_wait(topics.intake_applications, b"{oops", key=b"a")
             await send.send_and_wait(topics.intake_applications, json.dumps({**good, "schema_version": 9}).encode())
             await send_signed(send, topics.intake_applications, json.dumps(good).encode())
-        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 2)
-        cases = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 1)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 2)
+        cases = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 1)
     codes = sorted(dict(r.headers)["dlq.reason-code"].decode() for r in dead)
     assert codes == ["malformed_json", "unsupported_schema_version"]
     assert {r.value for r in dead} >= {b"{oops"}

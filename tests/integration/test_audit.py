@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from licensectl import audit
 from services.registry.app import Settings, create_app
 from services.registry.checkpoints import Checkpoint, load_signing_key, public_bytes, read
+from shared.kafka_access import KafkaConnection
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
@@ -43,7 +44,7 @@ class Audited:
 
 def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics, key_dir: Path) -> Settings:
     return Settings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        **infrastructure.service_kafka(),
         database_url=database_url,
         topic_namespace=topics.namespace,
         checkpoint_interval_seconds=0.3,
@@ -51,7 +52,7 @@ def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics,
     )
 
 
-async def _checkpoint_at(bootstrap: str, topics: Topics, events: int, *, other_than: str = "") -> Checkpoint:
+async def _checkpoint_at(kafka: KafkaConnection, topics: Topics, events: int, *, other_than: str = "") -> Checkpoint:
     """The first checkpoint covering ``events`` records (and, if given, with another ledger checksum)."""
 
     def found(records: list[ConsumerRecord[bytes, bytes]]) -> Checkpoint | None:
@@ -61,7 +62,7 @@ async def _checkpoint_at(bootstrap: str, topics: Topics, events: int, *, other_t
                 return checkpoint
         return None
 
-    records = await read_topic(bootstrap, topics.checkpoints, until=lambda rs: found(rs) is not None, timeout=30)
+    records = await read_topic(kafka, topics.checkpoints, until=lambda rs: found(rs) is not None, timeout=30)
     checkpoint = found(records)
     assert checkpoint is not None
     return checkpoint
@@ -71,7 +72,7 @@ async def _apply_round(
     infrastructure: Infrastructure, database_url: str, topics: Topics, count: int, first: int
 ) -> int:
     total = await applied_offsets(database_url, topics.cases) + count * 5  # read before the registry moves on
-    await publish(infrastructure.bootstrap_servers, topics.cases, many_cases(count, first_number=first))
+    await publish(infrastructure.kafka, topics.cases, many_cases(count, first_number=first))
 
     async def caught_up() -> bool | None:
         return True if await applied_offsets(database_url, topics.cases) == total else None
@@ -89,12 +90,10 @@ async def _audited_history(
     then: Callable[[], Awaitable[None]] | None = None,
 ) -> Audited:
     """Two rounds of cases, a checkpoint after each; ``then`` runs while the registry still runs."""
-    bootstrap = infrastructure.bootstrap_servers
+    kafka = infrastructure.kafka
     async with serving(create_app(_settings(infrastructure, database_url, topics, key_dir))):
-        first = await _checkpoint_at(bootstrap, topics, await _apply_round(infrastructure, database_url, topics, 10, 1))
-        second = await _checkpoint_at(
-            bootstrap, topics, await _apply_round(infrastructure, database_url, topics, 10, 100)
-        )
+        first = await _checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 1))
+        second = await _checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 100))
         if then is not None:
             await then()
     key = load_signing_key(key=None, key_file=None, key_dir=str(key_dir), generate=False).public_key()
@@ -105,7 +104,7 @@ async def _verify(
     infrastructure: Infrastructure, database_url: str, audited: Audited, **options: object
 ) -> audit.AuditReport:
     return await audit.verify(
-        bootstrap_servers=infrastructure.bootstrap_servers,
+        kafka=infrastructure.kafka,
         cases_topic=str(options.pop("cases_topic", audited.topics.cases)),
         checkpoints_topic=audited.topics.checkpoints,
         trusted=audit.trusted_keys([public_key_text(audited.key)]),
@@ -133,7 +132,7 @@ async def test_a_clean_history_verifies_against_its_checkpoints_and_the_live_led
     # Another key: every checkpoint is named as signed by a key the auditor does not trust.
     stranger = Ed25519PrivateKey.generate().public_key()
     untrusted = await audit.verify(
-        bootstrap_servers=infrastructure.bootstrap_servers,
+        kafka=infrastructure.kafka,
         cases_topic=topics.cases,
         checkpoints_topic=topics.checkpoints,
         trusted=audit.trusted_keys([public_key_text(stranger)]),
@@ -142,20 +141,20 @@ async def test_a_clean_history_verifies_against_its_checkpoints_and_the_live_led
     assert all(any("not a trusted key" in p for p in v.problems) for v in untrusted.verdicts)
 
 
-async def _records(bootstrap: str, topic: str, count: int) -> Records:
+async def _records(kafka: KafkaConnection, topic: str, count: int) -> Records:
     by_partition: Records = {}
-    for record in await read_topic(bootstrap, topic, until=lambda rs: len(rs) >= count, timeout=30):
+    for record in await read_topic(kafka, topic, until=lambda rs: len(rs) >= count, timeout=30):
         by_partition.setdefault(record.partition, []).append(record)
     return {p: sorted(rs, key=lambda r: r.offset) for p, rs in by_partition.items()}
 
 
 async def _tampered_copy(
-    bootstrap: str, records: Records, tamper: Callable[[list[bytes]], list[bytes]], at: int
+    kafka: KafkaConnection, records: Records, tamper: Callable[[list[bytes]], list[bytes]], at: int
 ) -> Topics:
     """A copy of the log in a topic of its own, with partition ``at``'s values passed through ``tamper``."""
     copy = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
-    await ensure_topics(bootstrap, copy)
-    async with producer(bootstrap) as send:
+    await ensure_topics(kafka, copy)
+    async with producer(kafka) as send:
         for partition, rs in records.items():
             values = [r.value or b"" for r in rs]
             for value in tamper(values) if partition == at else values:
@@ -174,8 +173,8 @@ async def test_an_altered_deleted_or_reordered_event_is_named_by_partition_and_o
     infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
 ) -> None:
     audited = await _audited_history(infrastructure, database_url, topics, tmp_path)
-    bootstrap = infrastructure.bootstrap_servers
-    records = await _records(bootstrap, topics.cases, 100)
+    kafka = infrastructure.kafka
+    records = await _records(kafka, topics.cases, 100)
     before, after = audited.first.offsets, audited.second.offsets
     # The partition the second round wrote most to; the tampering lies between the two checkpoints.
     at = max(after, key=lambda p: after[p] - before.get(p, 0))
@@ -199,11 +198,11 @@ async def test_an_altered_deleted_or_reordered_event_is_named_by_partition_and_o
         (deleted, f"partition {at} offset {end}: the log ends at offset {end - 1} (an event was deleted before offset"),
         (reordered, breaks),
     ):
-        copy = await _tampered_copy(bootstrap, records, tamper, at)
+        copy = await _tampered_copy(kafka, records, tamper, at)
         try:
             report = await _verify(infrastructure, database_url, audited, cases_topic=copy.cases)
         finally:
-            await delete_topics(bootstrap, copy)
+            await delete_topics(kafka, copy)
         assert not report.ok
         first, second = _verdict(report, audited.first), _verdict(report, audited.second)
         assert first.ok, first.problems  # the tampering lies after the first checkpoint
@@ -229,8 +228,8 @@ async def test_a_ledger_row_changed_after_a_checkpoint_is_named(
             "UPDATE registry.licenses SET balance = balance + 5 WHERE license_number = '26-44-000003'"
         )
         await connection.close()
-        previous = (await _checkpoint_at(infrastructure.bootstrap_servers, topics, 100)).ledger_checksum
-        changed["checkpoint"] = await _checkpoint_at(infrastructure.bootstrap_servers, topics, 100, other_than=previous)
+        previous = (await _checkpoint_at(infrastructure.kafka, topics, 100)).ledger_checksum
+        changed["checkpoint"] = await _checkpoint_at(infrastructure.kafka, topics, 100, other_than=previous)
 
     audited = await _audited_history(infrastructure, database_url, topics, tmp_path, then=change_a_row)
     report = await _verify(infrastructure, database_url, audited, live_schema="registry")
@@ -241,7 +240,7 @@ async def test_a_ledger_row_changed_after_a_checkpoint_is_named(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        **infrastructure.kafka_env(),
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
     command = [sys.executable, "-m", "licensectl", "audit", "verify", "--public-key", public_key_text(audited.key)]

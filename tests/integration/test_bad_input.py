@@ -28,6 +28,7 @@ from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
 from shared.events import ApplicationSubmitted, Envelope
+from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import eventually, producer, read_topic, serving, signed
@@ -351,7 +352,7 @@ async def services(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The three services in-process with a small message limit; the registry's client."""
     common: dict[str, Any] = {
-        "kafka_bootstrap_servers": infrastructure.bootstrap_servers,
+        **infrastructure.service_kafka(),
         "database_url": database_url,
         "topic_namespace": topics.namespace,
         "max_message_bytes": MAX_MESSAGE_BYTES,
@@ -383,9 +384,9 @@ def _kind(record: ConsumerRecord[bytes, bytes]) -> str:
     return kind.decode()
 
 
-async def _everything_on(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+async def _everything_on(kafka: KafkaConnection, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` up to its end as of now: none left unread, none waited for."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest")
     await consumer.start()
     try:
         ends = await consumer.end_offsets(list(consumer.assignment()))
@@ -402,10 +403,10 @@ async def test_bad_intake_messages_are_dead_lettered_whole_and_the_good_ones_aro
     infrastructure: Infrastructure, topics: Topics, services: httpx.AsyncClient
 ) -> None:
     client = services
-    bootstrap = infrastructure.bootstrap_servers
+    kafka = infrastructure.kafka
     applications_bad = bad_applications()
     applications_good = good_applications()
-    async with producer(bootstrap) as send:
+    async with producer(kafka) as send:
         await _send(
             send, topics.intake_applications, interleave(applications_bad, [g.message for g in applications_good])
         )
@@ -440,9 +441,9 @@ async def test_bad_intake_messages_are_dead_lettered_whole_and_the_good_ones_aro
 
     bad = {m.kind: m for m in [*applications_bad, *exports_bad]}
     assert len(bad) == len(applications_bad) + len(exports_bad) >= 30, "each kind is named once"
-    await read_topic(bootstrap, topics.dead_letter, until=lambda r: len(r) >= len(bad), timeout=20)
+    await read_topic(kafka, topics.dead_letter, until=lambda r: len(r) >= len(bad), timeout=20)
     await asyncio.sleep(1.0)  # anything dead-lettered that should not be has had time to arrive
-    dead = await _everything_on(bootstrap, topics.dead_letter)
+    dead = await _everything_on(kafka, topics.dead_letter)
 
     assert Counter(_kind(r) for r in dead) == Counter(list(bad)), "each bad message is dead-lettered once, nothing else"
     got = {_kind(r): {name: (value or b"").decode(errors="replace") for name, value in r.headers} for r in dead}

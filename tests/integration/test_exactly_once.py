@@ -11,6 +11,7 @@ import asyncpg
 
 from services.registry.ledger import Case, apply
 from shared.events import Envelope
+from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
@@ -49,10 +50,10 @@ async def _ledger(database_url: str) -> tuple[set[tuple[object, ...]], list[tupl
         await connection.close()
 
 
-async def _trickle(bootstrap: str, topic: str, history: list[Envelope], published: list[int]) -> None:
+async def _trickle(kafka: KafkaConnection, topic: str, history: list[Envelope], published: list[int]) -> None:
     """Publish the history a few events at a time, so that kills find events in flight."""
     for i in range(0, len(history), 20):
-        await publish(bootstrap, topic, history[i : i + 20])
+        await publish(kafka, topic, history[i : i + 20])
         published[0] = min(i + 20, len(history))
         await asyncio.sleep(0.03)
 
@@ -65,7 +66,7 @@ async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_
     registry = ServiceProcess(
         "registry",
         {
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+            **infrastructure.kafka_env(),
             "DATABASE_URL": database_url,
             "LEDGER_TOPIC_NAMESPACE": topics.namespace,
             "REGISTRY_INSTANCE_ID": "registry-0",
@@ -78,7 +79,7 @@ async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_
     kills_in_flight = 0
     try:
         await asyncio.to_thread(registry.wait_healthy)
-        trickle = asyncio.create_task(_trickle(infrastructure.bootstrap_servers, topics.cases, history, published))
+        trickle = asyncio.create_task(_trickle(infrastructure.kafka, topics.cases, history, published))
         while not trickle.done():
             # Soon after a restart the registry is still working off what arrived while it was down.
             await asyncio.sleep(rng.uniform(0.0, 0.3))

@@ -67,9 +67,9 @@ async def test_expiry_is_appended_once_per_license_by_two_schedulers_and_a_resta
 ) -> None:
     numbers = ["26-44-000701", "26-44-000702"]
     history = _grants(*numbers)
-    await publish(infrastructure.bootstrap_servers, topics.cases, history)
+    await publish(infrastructure.kafka, topics.cases, history)
     review = ReviewSettings(
-        kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+        **infrastructure.service_kafka(),
         database_url=database_url,
         topic_namespace=topics.namespace,
         expiry_interval_seconds=0.2,
@@ -80,15 +80,13 @@ async def test_expiry_is_appended_once_per_license_by_two_schedulers_and_a_resta
 
     async with serving(create_registry(_registry(infrastructure, database_url, topics))) as registry:
         async with serving(create_review(review, clock=tomorrow)), serving(create_review(review, clock=tomorrow)):
-            await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_expiries(r)) >= 2)
+            await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(_expiries(r)) >= 2)
             await asyncio.sleep(1.5)  # many more rounds of both schedulers
         async with serving(create_review(review, clock=tomorrow)):  # a restart
             await asyncio.sleep(1.5)
         await _get_when(registry, f"/licenses/{numbers[0]}", status="expired")
         verdict = await _export(registry, numbers[0], "531620260000000701")  # dated today: inside its validity
-    records = await read_topic(
-        infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= len(history) + 3
-    )
+    records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= len(history) + 3)
     expiries = _expiries(records)
     assert sorted(e.payload.license_number for e in expiries) == numbers  # type: ignore[attr-defined]
     assert {e.payload.expired_on for e in expiries} == {TODAY + timedelta(days=1)}  # type: ignore[attr-defined]
@@ -99,7 +97,7 @@ async def test_a_vin_exported_on_one_license_is_refused_on_another_and_the_repla
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     first, second = "26-44-000801", "26-44-000802"
-    await publish(infrastructure.bootstrap_servers, topics.cases, _grants(first, second))
+    await publish(infrastructure.kafka, topics.cases, _grants(first, second))
     async with serving(create_registry(_registry(infrastructure, database_url, topics))) as client:
         await _get_when(client, f"/licenses/{first}", balance=10)
         await _get_when(client, f"/licenses/{second}", balance=10)
@@ -115,13 +113,11 @@ async def test_a_vin_exported_on_one_license_is_refused_on_another_and_the_repla
     assert (refused["outcome"], refused["reason"]["code"]) == ("refused", "vin_already_exported")
     assert (over_balance["reason"]["code"], released["outcome"]) == ("exceeds_balance", "accepted")
     assert [(e["license_number"], e["outcome"]) for e in history] == [(first, "accepted"), (second, "refused")]
-    records = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 6)
+    records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 6)
     assert [type(e.payload).__name__ for e in envelopes(records) if isinstance(e.payload, ExportRefused)] == [
         "ExportRefused"
     ]
-    result = await replay(
-        database_url=database_url, bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases
-    )
+    result = await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases)
     assert result.matches, result.differences
 
 
@@ -142,7 +138,7 @@ async def test_the_pre_check_answers_from_the_ledger_and_records_nothing(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     number = "26-44-000901"
-    await publish(infrastructure.bootstrap_servers, topics.cases, _grants(number))
+    await publish(infrastructure.kafka, topics.cases, _grants(number))
     async with serving(create_registry(_registry(infrastructure, database_url, topics))) as client:
         await _get_when(client, f"/licenses/{number}", balance=10)
         before = await _ledger_checksum(database_url)
@@ -166,7 +162,7 @@ async def test_the_pre_check_answers_from_the_ledger_and_records_nothing(
         "unknown": (200, False, "unknown_license"),
     }
     assert before == after and (license_["balance"], license_["declarations_used"]) == (10, 0)
-    records = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 1)
+    records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 1)
     assert len(records) == 1  # the grant alone: a pre-check appends nothing
 
 

@@ -67,7 +67,7 @@ async def test_no_request_fails_the_service_or_gets_an_undocumented_answer(
 ) -> None:
     app = APPS[service](
         {
-            "kafka_bootstrap_servers": infrastructure.bootstrap_servers,
+            **infrastructure.service_kafka(),
             "database_url": database_url,
             "topic_namespace": topics.namespace,
             "rate_limit_per_second": 0,  # the fuzzer is one client sending as fast as it can

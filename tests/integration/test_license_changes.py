@@ -10,6 +10,7 @@ from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
 from shared.db import create_pool
 from shared.events import LicenseState
+from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
@@ -27,14 +28,14 @@ async def _ledger_licenses(database_url: str) -> dict[str, tuple[object, ...]]:
         await connection.close()
 
 
-async def _subscriber_view(bootstrap: str, topic: str, licenses: int) -> dict[str, tuple[object, ...]]:
+async def _subscriber_view(kafka: KafkaConnection, topic: str, licenses: int) -> dict[str, tuple[object, ...]]:
     """What a new subscriber has after reading the compacted topic from the start: the last state per key."""
 
     def complete(records: list) -> bool:  # type: ignore[type-arg]
         return len({r.key for r in records}) >= licenses
 
     latest: dict[str, LicenseState] = {}
-    for record in await read_topic(bootstrap, topic, until=complete, timeout=30):
+    for record in await read_topic(kafka, topic, until=complete, timeout=30):
         state = LicenseState.model_validate_json(record.value or b"")
         assert record.key == state.license_number.encode()
         latest[state.license_number] = state
@@ -46,7 +47,7 @@ async def test_a_subscriber_from_the_beginning_ends_with_the_ledgers_state_of_ev
 ) -> None:
     history = many_cases(25)
     async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
-        await publish(infrastructure.bootstrap_servers, topics.cases, history)
+        await publish(infrastructure.kafka, topics.cases, history)
 
         async def caught_up() -> bool | None:
             return True if await applied_offsets(database_url) == len(history) else None
@@ -55,15 +56,15 @@ async def test_a_subscriber_from_the_beginning_ends_with_the_ledgers_state_of_ev
         ledger = await _ledger_licenses(database_url)
         # Let the last relay finish; then a subscriber must find exactly the ledger's states.
         view = await eventually(
-            lambda: _matching(infrastructure.bootstrap_servers, topics.license_changes, ledger),
+            lambda: _matching(infrastructure.kafka, topics.license_changes, ledger),
             timeout=30,
             what="the subscriber's view to match the ledger",
         )
     assert view == ledger and len(ledger) == 25
 
 
-async def _matching(bootstrap: str, topic: str, ledger: dict[str, tuple[object, ...]]) -> dict | None:  # type: ignore[type-arg]
-    view = await _subscriber_view(bootstrap, topic, len(ledger))
+async def _matching(kafka: KafkaConnection, topic: str, ledger: dict[str, tuple[object, ...]]) -> dict | None:  # type: ignore[type-arg]
+    view = await _subscriber_view(kafka, topic, len(ledger))
     return view if view == ledger else None
 
 
@@ -71,7 +72,7 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     history = many_cases(10)
-    await publish(infrastructure.bootstrap_servers, topics.cases, history)
+    await publish(infrastructure.kafka, topics.cases, history)
 
     async def broker_gone(license_number: str, state: bytes) -> None:
         raise ConnectionError("the broker went away right after the ledger commit")
@@ -81,7 +82,7 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
 
     pool = await create_pool(database_url, schema="registry")
     crashed = Projector(
-        bootstrap_servers=infrastructure.bootstrap_servers,
+        kafka=infrastructure.kafka,
         topic=topics.cases,
         pool=pool,
         dead_letter=no_dead_letters,
@@ -102,7 +103,7 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
         await eventually(caught_up, timeout=60, what="the restarted registry to apply the rest")
         ledger = await _ledger_licenses(database_url)
         view = await eventually(
-            lambda: _matching(infrastructure.bootstrap_servers, topics.license_changes, ledger),
+            lambda: _matching(infrastructure.kafka, topics.license_changes, ledger),
             timeout=30,
             what="every change, including those left in the outbox, to reach subscribers",
         )

@@ -35,7 +35,7 @@ async def test_licenses_are_answered_as_of_an_instant_or_an_offset(
     second = _timed_case("26-44-000702", T0 + timedelta(days=1), (703, 1))
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
-        await publish(infrastructure.bootstrap_servers, topics.cases, first + second)
+        await publish(infrastructure.kafka, topics.cases, first + second)
 
         async def settled() -> dict | None:  # type: ignore[type-arg]
             answer = await client.get("/licenses/26-44-000702")

@@ -53,7 +53,7 @@ async def _decide(send: AIOKafkaProducer, settings: Settings) -> Envelope:
     def decisions(records: list[Any]) -> list[Envelope]:
         return [e for e in envelopes(records) if e.producer == "review" and e.case_id == application_id]
 
-    records = await read_topic(settings.kafka_bootstrap_servers, settings.topics.cases, until=decisions, timeout=40)
+    records = await read_topic(settings.kafka, settings.topics.cases, until=decisions, timeout=40)
     [decision] = decisions(records)
     return decision
 
@@ -102,7 +102,7 @@ async def test_a_suspended_listing_rejects_the_next_application_in_every_instanc
     settings: Settings,
 ) -> None:
     listing = f"/admin/reference/enterprises/{samples.QILIN_MOTOR}/listing/{china_today().year}"
-    async with serving(create_app(settings)) as first, producer(settings.kafka_bootstrap_servers) as send:
+    async with serving(create_app(settings)) as first, producer(settings.kafka) as send:
         assert isinstance((await _decide(send, settings)).payload, LicenseGranted)
         async with serving(create_app(settings)) as second:  # another instance, on the same database
             answer = await second.put(listing, json=_listing("suspended"))

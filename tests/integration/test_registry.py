@@ -52,7 +52,7 @@ async def _project_until(infrastructure: Infrastructure, database_url: str, topi
         dead.append((record, reason))
 
     projector = Projector(
-        bootstrap_servers=infrastructure.bootstrap_servers,
+        kafka=infrastructure.kafka,
         topic=topics.cases,
         pool=pool,
         dead_letter=dead_letter,
@@ -77,7 +77,7 @@ async def test_the_ledger_folds_grants_and_judges_exports(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     events = case("26-44-000101", (1, 6), (2, 5), (3, 4))
-    await publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.kafka, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=len(events))
     ledger = await _ledger(database_url)
     assert ledger["licenses"] == [("26-44-000101", "exhausted", 0, 2)]
@@ -94,9 +94,9 @@ async def test_a_restarted_projector_resumes_from_its_stored_offsets_and_applies
 ) -> None:
     first = case("26-44-000201", (1, 3))
     second = case("26-44-000202", (2, 4))
-    await publish(infrastructure.bootstrap_servers, topics.cases, first)
+    await publish(infrastructure.kafka, topics.cases, first)
     assert await _project_until(infrastructure, database_url, topics, applied=len(first)) == len(first)
-    await publish(infrastructure.bootstrap_servers, topics.cases, second)
+    await publish(infrastructure.kafka, topics.cases, second)
     # A new projector applies only what came after the offsets stored with the ledger rows.
     assert await _project_until(infrastructure, database_url, topics, applied=len(second)) == len(second)
     ledger = await _ledger(database_url)
@@ -111,10 +111,10 @@ async def test_delivering_every_event_twice_leaves_the_ledger_unchanged(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     events = case("26-44-000301", (1, 4), (2, 4), (3, 4))
-    await publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.kafka, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=len(events))
     once = await _ledger(database_url)
-    await publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.kafka, topics.cases, events)
     await _project_until(infrastructure, database_url, topics, applied=0)
     assert await _ledger(database_url) == once
     assert once["licenses"] == [("26-44-000301", "active", 2, 2)]
@@ -124,13 +124,13 @@ async def test_an_unreadable_event_is_dead_lettered_and_the_events_behind_it_sti
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     events = case("26-44-000401", (1, 2))
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         await send.send_and_wait(topics.cases, b'{"type": "LicenseGranted"', key=str(events[0].case_id).encode())
-    await publish(infrastructure.bootstrap_servers, topics.cases, events)
+    await publish(infrastructure.kafka, topics.cases, events)
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         answer = await _license_when(client, "26-44-000401", balance=8)
-        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 1)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
     assert answer["declarations_used"] == 1
     assert dict(dead[0].headers)["dlq.reason-code"] == b"unreadable_event"
 
@@ -148,7 +148,7 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     number = "26-44-000501"
-    await publish(infrastructure.bootstrap_servers, topics.cases, case(number))
+    await publish(infrastructure.kafka, topics.cases, case(number))
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await _license_when(client, number, balance=10)
@@ -169,7 +169,7 @@ async def test_customs_exports_over_http_and_intake_are_judged_by_the_ledger(
         }
         import json
 
-        async with producer(infrastructure.bootstrap_servers) as send:
+        async with producer(infrastructure.kafka) as send:
             await send_signed(send, topics.intake_exports, json.dumps(command).encode())
         await _license_when(client, number, balance=3, declarations_used=1)
         refused = await eventually(
@@ -197,7 +197,7 @@ async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_e
         bytes(32),
     )
     await connection.close()
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         for envelope in case("26-44-000601", (1, 2)):  # into partition 0, the one the ledger is ahead on
             await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
     settings = settings_for(Settings, infrastructure, database_url, topics)

@@ -21,7 +21,7 @@ async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, top
     history = many_cases(count)
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)):
-        await publish(infrastructure.bootstrap_servers, topics.cases, history)
+        await publish(infrastructure.kafka, topics.cases, history)
 
         async def caught_up() -> bool | None:
             return True if await applied_offsets(database_url, topics.cases) == len(history) else None
@@ -32,7 +32,7 @@ async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, top
 async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: bool):  # type: ignore[no-untyped-def]
     return await replay(
         database_url=database_url,
-        bootstrap_servers=infrastructure.bootstrap_servers,
+        kafka=infrastructure.kafka,
         topic=topics.cases,
         **options,
     )
@@ -94,7 +94,7 @@ async def test_licensectl_replay_exits_non_zero_when_the_ledgers_differ(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap_servers,
+        **infrastructure.kafka_env(),
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
     command = [sys.executable, "-m", "licensectl", "replay"]
@@ -113,7 +113,7 @@ async def test_swap_makes_the_rebuilt_ledger_live_and_the_registry_carries_on_in
     first, second = many_cases(10), many_cases(10, first_number=100)
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
-        await publish(infrastructure.bootstrap_servers, topics.cases, first)
+        await publish(infrastructure.kafka, topics.cases, first)
 
         async def applied(n: int) -> bool | None:
             return True if await applied_offsets(database_url, topics.cases) == n else None
@@ -121,7 +121,7 @@ async def test_swap_makes_the_rebuilt_ledger_live_and_the_registry_carries_on_in
         await eventually(lambda: applied(len(first)), timeout=60, what="the first history applied")
         swapped = await _replay(infrastructure, database_url, topics, swap=True)
         assert swapped.matches and swapped.swapped
-        await publish(infrastructure.bootstrap_servers, topics.cases, second)
+        await publish(infrastructure.kafka, topics.cases, second)
         await eventually(lambda: applied(len(first) + len(second)), timeout=60, what="the second history applied")
         answer = await client.get("/licenses/26-44-000105")
         assert answer.status_code == 200

@@ -23,12 +23,10 @@ async def _decided(
 ) -> list[Envelope]:
     """Review's decisions after ``submission`` is delivered ``deliveries`` times to a running review service."""
     settings = settings_for(Settings, infrastructure, database_url, topics)
-    async with serving(create_app(settings)), producer(infrastructure.bootstrap_servers) as send:
+    async with serving(create_app(settings)), producer(infrastructure.kafka) as send:
         for _ in range(deliveries):
             await send_signed(send, topics.cases, submission.to_bytes(), key=str(submission.case_id).encode())
-        records = await read_topic(
-            infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(_decisions(r)) >= deliveries
-        )
+        records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(_decisions(r)) >= deliveries)
     return _decisions(records)
 
 

@@ -22,9 +22,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixture: str) -> str:
     """Publish the fixture's raw lines, as they were written, and fold them into a schema of their own."""
     topics = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
-    await ensure_topics(infrastructure.bootstrap_servers, topics)
+    await ensure_topics(infrastructure.kafka, topics)
     ends: dict[int, int] = {}
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         for line in (FIXTURES / fixture).read_text().splitlines():
             meta = await send_signed(send, topics.cases, line.encode(), key=json.loads(line)["case_id"].encode())
             ends[meta.partition] = meta.offset + 1
@@ -32,10 +32,10 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
     await migrate_async("registry", database_url, schema=schema)
     pool = await create_pool(database_url, schema=schema)
     try:
-        await fold_log(pool, infrastructure.bootstrap_servers, topics.cases, start={}, end=ends)
+        await fold_log(pool, infrastructure.kafka, topics.cases, start={}, end=ends)
     finally:
         await pool.close()
-        await delete_topics(infrastructure.bootstrap_servers, topics)
+        await delete_topics(infrastructure.kafka, topics)
     connection = await asyncpg.connect(database_url)
     try:
         async with connection.transaction(readonly=True):

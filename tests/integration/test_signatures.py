@@ -70,7 +70,7 @@ async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_let
         _grant("26-44-000805"),
         _grant("26-44-000806", before_revocation=True),
     )
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         await send.send_and_wait(topics.cases, unsigned.to_bytes())
         value = stranger.to_bytes()
         await send.send_and_wait(topics.cases, value, headers=signed(value, STRANGER_KEY))
@@ -83,12 +83,12 @@ async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_let
         value = old.to_bytes()  # occurred before its key was revoked: still valid
         await send.send_and_wait(topics.cases, value, headers=signed(value, RETIRED_KEY))
     good = case("26-44-000807", (1, 2))
-    await publish(infrastructure.bootstrap_servers, topics.cases, good)
+    await publish(infrastructure.kafka, topics.cases, good)
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await eventually(lambda: _license(client, "26-44-000807", balance=8), what="the good case applied")
         await eventually(lambda: _license(client, "26-44-000806", balance=10), what="the pre-revocation grant")
-        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 5)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 5)
         for number in ("26-44-000801", "26-44-000802", "26-44-000803", "26-44-000804", "26-44-000805"):
             assert (await client.get(f"/licenses/{number}")).status_code == 404, number
     reasons = {_number_of(r): dict(r.headers)["dlq.reason-code"].decode() for r in dead}
@@ -103,9 +103,7 @@ async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_let
 
     # The refused events stay in the log; a replay refuses them again and rebuilds the same ledger.
     assert await applied_offsets(database_url, topics.cases) == 6 + len(good)
-    result = await replay(
-        database_url=database_url, bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases
-    )
+    result = await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases)
     assert result.matches, result.differences
     assert result.events == 6 + len(good)
 
@@ -140,14 +138,14 @@ async def test_an_unsigned_or_badly_signed_intake_command_is_dead_lettered_with_
     good_id, good = _submission()
     await _trust_more_keys(database_url)
     async with serving(create_applications(settings)):
-        async with producer(infrastructure.bootstrap_servers) as send:
+        async with producer(infrastructure.kafka) as send:
             await send.send_and_wait(topics.intake_applications, unsigned)
             await send.send_and_wait(topics.intake_applications, stranger, headers=signed(stranger, STRANGER_KEY))
             await send.send_and_wait(topics.intake_applications, impostor, headers=signed(impostor, OTHER_AGENCY_KEY))
             await send.send_and_wait(topics.intake_applications, forged, headers=signed(signed_original))
             await send_signed(send, topics.intake_applications, good)
-        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 4)
-        cases = await read_topic(infrastructure.bootstrap_servers, topics.cases, until=lambda r: len(r) >= 1)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 4)
+        cases = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 1)
     codes = {r.value: dict(r.headers)["dlq.reason-code"].decode() for r in dead}
     assert codes[unsigned] == "unsigned_event"
     assert codes[stranger] == "untrusted_key"
@@ -164,7 +162,7 @@ async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cu
     await connection.execute("INSERT INTO access.signatures_from VALUES ($1, 0, 1)", topics.cases)
     await connection.close()
     old, new, good = _grant("26-44-000901"), _grant("26-44-000902"), _grant("26-44-000903")
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         await send.send_and_wait(topics.cases, old.to_bytes(), partition=0)  # offset 0: before the cut-off
         await send.send_and_wait(topics.cases, new.to_bytes(), partition=0)  # offset 1: must be signed
         await send_signed(send, topics.cases, good.to_bytes(), partition=0)
@@ -173,11 +171,9 @@ async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cu
         await eventually(lambda: _license(client, "26-44-000903", balance=10), what="the signed grant")
         assert await _license(client, "26-44-000901", balance=10) is not None
         assert (await client.get("/licenses/26-44-000902")).status_code == 404
-        dead = await read_topic(infrastructure.bootstrap_servers, topics.dead_letter, until=lambda r: len(r) >= 1)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
     assert [(_number_of(r), dict(r.headers)["dlq.reason-code"]) for r in dead] == [("26-44-000902", b"unsigned_event")]
-    result = await replay(
-        database_url=database_url, bootstrap_servers=infrastructure.bootstrap_servers, topic=topics.cases
-    )
+    result = await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases)
     assert result.matches, result.differences
 
 
