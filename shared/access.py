@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.db import Connection
+from shared.limits import RateLimited
 
 Role = Literal["submitter", "officer", "customs", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("submitter", "officer", "customs", "auditor", "admin")
@@ -218,6 +219,11 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     async def principal(request: Request, bearer: Bearer) -> Principal:
         found = await authenticate(request, bearer)
         permit(found, roles, request.method)
+        limits = request.app.state.runtime.credential_limits
+        if limits is not None:
+            wait = limits.take(found.key_id)
+            if wait > 0:
+                raise RateLimited(wait)
         return found
 
     return principal

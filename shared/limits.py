@@ -157,7 +157,8 @@ class RateLimit:
     """Refuse a client past its rate with 429 and Retry-After; ``unmetered`` paths are never limited.
 
     The client is its address as the server sees it (behind a proxy, run uvicorn with ``--proxy-headers``
-    so that it is the caller's, not the proxy's); per credential once requests carry one.
+    so that it is the caller's, not the proxy's). Each credential has a bucket of its own as well, taken
+    once the credential is checked (:class:`RateLimited`): a key spread over many addresses gets one rate.
     """
 
     def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, unmetered: Collection[str] = UNMETERED) -> None:
@@ -173,10 +174,22 @@ class RateLimit:
         if wait == 0:
             await self.app(scope, receive, send)
             return
-        retry_after = max(1, math.ceil(wait))
-        message = f"too many requests from this client; retry after {retry_after} s"
-        response = refusal(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
-        await response(scope, receive, send)
+        await too_many(wait, "client")(scope, receive, send)
+
+
+class RateLimited(Exception):
+    """A credential past its own rate, found once the credential is checked (shared.access.require)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limited for {wait:.3f} s")
+        self.wait = wait
+
+
+def too_many(wait: float, who: str) -> JSONResponse:
+    """429 with the whole seconds to wait, in Retry-After and in words."""
+    retry_after = max(1, math.ceil(wait))
+    message = f"too many requests from this {who}; retry after {retry_after} s"
+    return refusal(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
 
 
 def _client(scope: Scope) -> str:

@@ -36,9 +36,11 @@ from shared.limits import (
     BodySizeLimit,
     NoNulInURL,
     RateLimit,
+    RateLimited,
     RequestTooLarge,
     TokenBuckets,
     too_large,
+    too_many,
 )
 from shared.metrics import Metrics, committed_positions
 from shared.settings import ServiceSettings
@@ -63,6 +65,8 @@ class Runtime:
     metrics: Metrics = field(init=False)
     keys: KeyCache = field(init=False)
     tokens: TokenIssuer | None = field(init=False)
+    # A bucket per credential (shared/limits.py): one key used from many addresses is held to one rate.
+    credential_limits: TokenBuckets | None = field(init=False)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
     _signing_key: Ed25519PrivateKey | None = None
@@ -72,6 +76,8 @@ class Runtime:
         self.metrics = Metrics(self.name)
         self.keys = KeyCache(self.settings.access_cache_seconds)
         self.tokens = _token_issuer(self.settings)
+        rate, burst = self.settings.rate_limit_per_credential_per_second, self.settings.rate_limit_per_credential_burst
+        self.credential_limits = TokenBuckets(rate, burst) if rate > 0 else None
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
@@ -198,6 +204,11 @@ def _bad_input(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump())
 
 
+def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return too_many(exc.wait, "credential")
+
+
 def _too_large(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestTooLarge)
     return too_large(exc.limit)
@@ -317,6 +328,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     app.add_exception_handler(BadInput, _bad_input)
     app.add_exception_handler(RequestTooLarge, _too_large)
     app.add_exception_handler(Denied, denied)
+    app.add_exception_handler(RateLimited, _rate_limited)
     _add_limits(app, settings)
     _document_error_answers(app)
 

@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
     max_request_bytes: int = Field(256 * 1024, ge=1)
     rate_limit_per_second: float = Field(200.0, ge=0, description="0 turns the rate limit off")
     rate_limit_burst: int = Field(400, ge=1)
+    # Per credential (API key or JWT subject), counted once the credential is checked: 429 past it.
+    rate_limit_per_credential_per_second: float = Field(200.0, ge=0, description="0 turns the limit off")
+    rate_limit_per_credential_burst: int = Field(400, ge=1)
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None

@@ -21,7 +21,7 @@ from services.review import app as review
 from shared import access
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, serving, token
+from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, serving, settings_for, token
 
 WHY = {"code": "investigation", "message": "customs opened an investigation of the contract"}
 OTHER_AGENCY_LICENSE = "26-32-000001"
@@ -199,3 +199,33 @@ async def test_a_jwt_of_the_configured_issuer_grants_its_agency_and_roles(system
     assert _refusal(answer, 403) == "other_agency"
     expired = _bearer(token("00", ["customs"], lifetime=-60))
     assert _refusal(await system.registry.get("/licenses", headers=expired), 401) == "expired_credential"
+
+
+async def test_each_credential_has_a_rate_of_its_own_whatever_address_it_comes_from(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        _, busy = await access.create(connection, agency_code="44", roles=["auditor"])
+        _, quiet = await access.create(connection, agency_code="44", roles=["auditor"])
+    finally:
+        await connection.close()
+    settings = settings_for(
+        registry.Settings,
+        infrastructure,
+        database_url,
+        topics,
+        rate_limit_per_second=0,  # no limit per address: what is left is the credential's own
+        rate_limit_per_credential_per_second=0.5,
+        rate_limit_per_credential_burst=2,
+    )
+    async with serving(registry.create_app(settings), as_=None) as client:
+        answers = [await client.get("/licenses", headers=_bearer(busy)) for _ in range(3)]
+        others = [await client.get("/licenses", headers=_bearer(quiet)) for _ in range(2)]
+        unauthenticated = await client.get("/licenses")
+    assert [a.status_code for a in answers[:2]] == [200, 200]
+    assert _refusal(answers[2], 429) == "rate_limited"
+    assert answers[2].headers["Retry-After"] == "2"
+    assert "this credential" in answers[2].json()["detail"]
+    assert [a.status_code for a in others] == [200, 200]
+    assert _refusal(unauthenticated, 401) == "missing_credential"
