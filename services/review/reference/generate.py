@@ -112,7 +112,8 @@ CNY_PER_UNIT = {
     "USD": "7.12", "EUR": "8.26", "GBP": "9.41", "AED": "1.94", "SAR": "1.90",
     "RUB": "0.088", "MXN": "0.385", "BRL": "1.31", "AUD": "4.66", "HKD": "0.916",
 }  # fmt: skip
-# The 2026 holiday schedule of the State Council (closures, and the weekend days worked instead).
+# The 2026 holiday schedule of the State Council (closures, and the weekend days worked instead), as the
+# General Office of the State Council announced it on 4 November 2025 (Xinhua; checked day by day).
 PUBLIC_HOLIDAYS = (
     ("2026-01-01", 3), ("2026-02-15", 9), ("2026-04-04", 3), ("2026-05-01", 5),
     ("2026-06-19", 3), ("2026-09-25", 3), ("2026-10-01", 7),
