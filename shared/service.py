@@ -6,6 +6,7 @@ connects at import time: the pool and the broker start in the app's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -133,15 +134,26 @@ class Runtime:
     async def append(self, envelope: Envelope) -> None:
         """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
         the registry folds only events signed by a key trusted for their producer."""
+        await (await self.send(envelope))
+
+    async def send(self, envelope: Envelope) -> asyncio.Future[Any]:
+        """Start appending an event as :meth:`append` does; the future is the broker's acknowledgement.
+
+        A batch handler sends each event as soon as it is made and awaits all the acknowledgements once,
+        before its offsets are committed: the producer keeps their order within each case's partition.
+        """
         value = envelope.to_bytes()
         signature = {name: header.decode() for name, header in signing.signature_headers(value, self.signing_key)}
-        await self.broker.publish(
+        acknowledged = await self.broker.publish(
             value,
             topic=self.settings.topics.cases,
             key=str(envelope.case_id).encode(),
             headers={"content-type": "application/json", "event-type": envelope.type, **signature},
+            no_confirm=True,
         )
-        self.metrics.events_appended.labels(envelope.type).inc()
+        counter = self.metrics.events_appended.labels(envelope.type)
+        acknowledged.add_done_callback(lambda done: None if done.cancelled() or done.exception() else counter.inc())
+        return acknowledged
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | Any, reason: Reason) -> None:
         """Put a refused record on the dead-letter topic whole, with where it came from and why."""
