@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from services.review import cases, expiry, reference
 from services.review.decisions import SUBMISSIONS, decide_once
 from services.review.officer_api import add_officer_routes
+from services.review.reference import ReferenceData
 from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
@@ -66,25 +67,28 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
     )
     async def on_case_events(message: KafkaMessage) -> None:
         acknowledged = []
-        for record in batch_records(message):
-            envelope = await _read(runtime, record)
-            decision = await on_case_event(envelope) if envelope is not None else None
-            if decision is not None:
-                acknowledged.append(await runtime.send(decision))
+        # The reference data as the batch starts: a change committed meanwhile counts from the next batch.
+        data = await references.current()
+        async with runtime.pool.acquire() as connection:
+            for record in batch_records(message):
+                envelope = await _read(runtime, record)
+                decision = await on_case_event(connection, envelope, data) if envelope is not None else None
+                if decision is not None:
+                    acknowledged.append(await runtime.send(decision))
         # The batch is committed when this returns, so only once the log holds every decision in it. A crash
         # before that delivers the batch again, and decide_once answers with the decisions it recorded.
         await asyncio.gather(*acknowledged)
 
-    async def on_case_event(envelope: Envelope) -> Envelope | None:
-        await expiry.remember(runtime.pool, envelope)
+    async def on_case_event(connection: cases.Connection, envelope: Envelope, data: ReferenceData) -> Envelope | None:
+        await expiry.remember(connection, envelope)
         if isinstance(envelope.payload, ApplicationWithdrawn):
-            await cases.close_withdrawn(runtime.pool, envelope.case_id)
+            await cases.close_withdrawn(connection, envelope.case_id)
         if not isinstance(envelope.payload, SUBMISSIONS):
             return None
         today = datetime.now(CHINA).date()
         submitted = envelope.occurred_at.astimezone(CHINA).date()
-        decision = decide(envelope.payload.application, await references.current(), today, submitted=submitted)
-        return await decide_once(runtime.pool, envelope, decision, today)
+        decision = decide(envelope.payload.application, data, today, submitted=submitted)
+        return await decide_once(connection, envelope, decision, today)
 
     _add_expiry(runtime, settings.expiry_interval_seconds, clock)
     add_officer_routes(app, runtime, clock)
