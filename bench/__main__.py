@@ -299,6 +299,15 @@ def table(result: dict[str, Any]) -> str:
                 f"| GET /licenses/{{n}} at {q['offered_per_s']:.0f} rps (achieved {q['achieved_per_s']:.0f}) "
                 f"p50 / p99, ms | {q['latency']['p50_ms']:.1f} / {q['latency']['p99_ms']:.1f} |\n"
             )
+        cpu = live.get("cpu_ms_per_submission") or {}
+        if cpu:
+            out += (
+                "| CPU per submission applications / review / registry, ms | "
+                + " / ".join(f"{cpu.get(n, float('nan')):.2f}" for n in ("applications", "review", "registry"))
+                + " |\n"
+            )
+        if q.get("registry_cpu_ms_per_lookup") is not None:
+            out += f"| registry CPU per lookup, ms | {q['registry_cpu_ms_per_lookup']:.2f} |\n"
         rss = live["peak_rss_mb"]
         out += (
             "| peak RSS applications / review / registry, MB | "

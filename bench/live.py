@@ -65,12 +65,21 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Services:
     processes: dict[str, subprocess.Popen[bytes]]
 
     def peak_rss_mb(self) -> dict[str, float]:
         return {name: _peak_rss_mb(p.pid) for name, p in self.processes.items() if p.poll() is None}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        return {name: _cpu_seconds(p.pid) for name, p in self.processes.items() if p.poll() is None}
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -290,6 +299,10 @@ async def run_live(
     url = with_database(database_url, database)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "LEDGER_TOPIC_NAMESPACE": namespace}
     env.setdefault("LEDGER_TRUST_OWN_KEYS", "true")  # a local run: each service trusts its own key (docs/signing.md)
+    # The load comes from one client address, which the per-client rate limit (200/s) would mostly refuse
+    # at 500 lookups/s: the figure would then time 429 answers. Many clients are what the limit is for.
+    for service in SERVICES:
+        env.setdefault(f"{service.upper()}_RATE_LIMIT_PER_SECOND", "0")
     services: Services | None = None
     try:
         subprocess.run(
@@ -315,18 +328,24 @@ async def run_live(
                 watcher = Watcher(pool)
                 stop = asyncio.Event()
                 poll = asyncio.create_task(watcher.run(stop))
+                cpu_before = services.cpu_seconds()
                 submitted = await submit_load(submit, watcher, rate=rate, seconds=seconds)
                 stop.set()
                 try:
                     await asyncio.wait_for(poll, timeout=60)
                 except TimeoutError:
                     poll.cancel()
+                cpu_after = services.cpu_seconds()
                 seen = [watcher.seen[a] - watcher.sent[a] for a in watcher.sent if a in watcher.seen]
                 decided = [watcher.decided[a] - watcher.sent[a] for a in watcher.sent if a in watcher.decided]
                 numbers = [r[0] for r in await pool.fetch("SELECT license_number FROM registry.licenses")]
             finally:
                 await pool.close()
-            queries = await query_load(lookup, numbers, query_rate, query_seconds) if numbers else {}
+            queries: dict[str, Any] = {}
+            if numbers:
+                queries = await query_load(lookup, numbers, query_rate, query_seconds)
+                registry_cpu = services.cpu_seconds()["registry"] - cpu_after["registry"]
+                queries["registry_cpu_ms_per_lookup"] = registry_cpu * 1000 / queries["sent"]
         finally:
             await submit.close()
             await lookup.close()
@@ -336,6 +355,10 @@ async def run_live(
             "to_ledger_row": summary_ms(seen),
             "to_decision_in_ledger": summary_ms(decided),
             "decisions": watcher.statuses,
+            # From the first submission until every one is decided (or given up on), per submission sent.
+            "cpu_ms_per_submission": {
+                name: (cpu_after[name] - cpu_before[name]) * 1000 / max(1, len(watcher.sent)) for name in cpu_after
+            },
             "missing": len(watcher.sent) - len(watcher.decided),
             "lookups": queries,
             "licenses_in_ledger": len(numbers),

@@ -164,6 +164,28 @@ async def parse_intake_record(record: Any, original_parser: Parser) -> StreamMes
     return message
 
 
+async def parse_record_batch(records: tuple[Any, ...], original_parser: Parser) -> StreamMessage[Any]:
+    """:func:`parse_intake_record` for a batch subscriber: one record with a binary or null header would
+    otherwise drop the whole batch unseen. ``raw_message`` keeps the records as read, for the dead-letter topic."""
+    if all(_is_text(value) for record in records for _, value in record.headers):
+        return await original_parser(records)
+    message = await original_parser(tuple(_TextHeaders(record) for record in records))
+    message.raw_message = records
+    return message
+
+
+async def keep_batch_bodies(message: StreamMessage[Any]) -> list[bytes]:
+    """faststream's decoder for a batch read with :func:`parse_record_batch`: none; the handler reads the
+    records. The default one reads each record's headers again, as UTF-8, and fails the batch on one that is not."""
+    return list(message.body)
+
+
+def batch_records(message: StreamMessage[Any]) -> tuple[Any, ...]:
+    """The Kafka records of a batch subscriber's message, in the order they were read."""
+    records = message.raw_message
+    return records if isinstance(records, tuple) else (records,)
+
+
 async def keep_intake_body(message: StreamMessage[Any]) -> bytes:
     """faststream's decoder for an intake record: none; the handler reads the body with :func:`decode_command`.
 

@@ -26,6 +26,10 @@ UNDECIDED = frozenset({"submitted", "escalated"})
 LOAD = """
 SELECT application_id, status, applicant_code, returned_event_id, agency_code FROM case_status WHERE application_id = $1
 """
+LOAD_MANY = """
+SELECT application_id, status, applicant_code, returned_event_id, agency_code FROM case_status
+WHERE application_id = ANY($1::uuid[])
+"""
 SAVE = """
 INSERT INTO case_status (application_id, status, applicant_code, returned_event_id, agency_code)
 VALUES ($1, $2, $3, $4, $5)
@@ -74,19 +78,26 @@ async def load(pool: asyncpg.Pool, application_id: uuid.UUID) -> CaseStatus | No
     return CaseStatus(**dict(row)) if row else None
 
 
-async def apply(pool: asyncpg.Pool, envelope: Envelope) -> None:
-    """Follow ``envelope`` in the case's row (events of one case arrive in order, from one partition)."""
-    if not isinstance(envelope.payload, FOLLOWED):
+async def apply(pool: asyncpg.Pool, envelopes: list[Envelope]) -> None:
+    """Follow ``envelopes``, in their order, in their cases' rows: one read and one write for them all
+    (events of one case arrive in order, from one partition)."""
+    followed = [e for e in envelopes if isinstance(e.payload, FOLLOWED)]
+    if not followed:
         return
-    changed = follow(await load(pool, envelope.case_id), envelope)
-    if changed is not None:
-        await pool.execute(
+    async with pool.acquire() as connection, connection.transaction():
+        rows = await connection.fetch(LOAD_MANY, list({e.case_id for e in followed}))
+        statuses: dict[uuid.UUID, CaseStatus] = {r["application_id"]: CaseStatus(**dict(r)) for r in rows}
+        changed: dict[uuid.UUID, CaseStatus] = {}
+        for envelope in followed:
+            status = follow(statuses.get(envelope.case_id), envelope)
+            if status is not None:
+                statuses[envelope.case_id] = changed[envelope.case_id] = status
+        await connection.executemany(
             SAVE,
-            changed.application_id,
-            changed.status,
-            changed.applicant_code,
-            changed.returned_event_id,
-            changed.agency_code,
+            [
+                (c.application_id, c.status, c.applicant_code, c.returned_event_id, c.agency_code)
+                for c in changed.values()
+            ],
         )
 
 

@@ -20,9 +20,11 @@ from services.applications import cases
 from services.applications.submission import resubmitted, withdrawn
 from shared.access import Principal, require
 from shared.events import Application, Envelope, Reason, Text
+from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
 from shared.service import ErrorBody, Runtime
 
 log = logging.getLogger(__name__)
+BATCH = 500  # case events followed per transaction and per Kafka commit
 
 
 class Refused(Exception):
@@ -108,14 +110,21 @@ def _follow_cases(runtime: Runtime) -> None:
         group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=BATCH,
+        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
+        decoder=keep_batch_bodies,
         title="cases-applications",
         description="Follows each application's status: submitted, escalated, returned, decided, withdrawn.",
     )
-    async def on_case_event(message: KafkaMessage) -> None:
-        try:
-            envelope = Envelope.from_bytes(message.body)
-        except ValidationError as exc:
-            # Review and the registry dead-letter an unreadable case event; a third copy would add nothing.
-            log.warning("a case event is unreadable here: %s", exc)
-            return
-        await cases.apply(runtime.pool, envelope)
+    async def on_case_events(message: KafkaMessage) -> None:
+        await cases.apply(runtime.pool, [e for r in batch_records(message) if (e := _read(r)) is not None])
+
+
+def _read(record: Any) -> Envelope | None:
+    try:
+        return Envelope.from_bytes(record.value or b"")
+    except ValidationError as exc:
+        # Review and the registry dead-letter an unreadable case event; a third copy would add nothing.
+        log.warning("a case event is unreadable here: %s", exc)
+        return None

@@ -137,10 +137,12 @@ class Projector:
         # Read per batch: a key trusted or revoked by an operator counts from the next batch on.
         async with self._pool.acquire() as connection:
             trust = await signing.trusted(connection)
-        for record in records:
+        for index, record in enumerate(records, 1):
             envelope = await self._read(record, trust)
             if envelope is not None:
                 events.append(store.Positioned(record.offset, envelope))
+            if index % store.YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # the queries share this loop: none waits for a whole batch's signatures
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
@@ -15,11 +16,12 @@ from pydantic_settings import SettingsConfigDict
 from services.review import cases, expiry, reference
 from services.review.decisions import SUBMISSIONS, decide_once
 from services.review.officer_api import add_officer_routes
+from services.review.reference import ReferenceData
 from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared.events import ApplicationWithdrawn, Envelope, Reason
-from shared.intake import describe
+from shared.intake import batch_records, describe, keep_batch_bodies, parse_record_batch
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -31,6 +33,7 @@ class Settings(ServiceSettings):
     port: int = 8002
     reference_version: str = reference.CURRENT_VERSION
     expiry_interval_seconds: float = 60.0
+    batch_size: int = 500  # case events read, decided and committed together
 
 
 def china_today() -> date:
@@ -55,22 +58,37 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
         group_instance_id=settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=settings.batch_size,
+        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
+        decoder=keep_batch_bodies,
         title="cases-review",
         description="Review decides (re)submissions and keeps each license's validity (granted, expired).",
     )
-    async def on_case_event(message: KafkaMessage) -> None:
-        envelope = await _read(runtime, message)
-        if envelope is None:
-            return
-        await expiry.remember(runtime.pool, envelope)
+    async def on_case_events(message: KafkaMessage) -> None:
+        acknowledged = []
+        # The reference data as the batch starts: a change committed meanwhile counts from the next batch.
+        data = await references.current()
+        async with runtime.pool.acquire() as connection:
+            for record in batch_records(message):
+                envelope = await _read(runtime, record)
+                decision = await on_case_event(connection, envelope, data) if envelope is not None else None
+                if decision is not None:
+                    acknowledged.append(await runtime.send(decision))
+        # The batch is committed when this returns, so only once the log holds every decision in it. A crash
+        # before that delivers the batch again, and decide_once answers with the decisions it recorded.
+        await asyncio.gather(*acknowledged)
+
+    async def on_case_event(connection: cases.Connection, envelope: Envelope, data: ReferenceData) -> Envelope | None:
+        await expiry.remember(connection, envelope)
         if isinstance(envelope.payload, ApplicationWithdrawn):
-            await cases.close_withdrawn(runtime.pool, envelope.case_id)
+            await cases.close_withdrawn(connection, envelope.case_id)
         if not isinstance(envelope.payload, SUBMISSIONS):
-            return
+            return None
         today = datetime.now(CHINA).date()
         submitted = envelope.occurred_at.astimezone(CHINA).date()
-        decision = decide(envelope.payload.application, await references.current(), today, submitted=submitted)
-        await runtime.append(await decide_once(runtime.pool, envelope, decision, today))
+        decision = decide(envelope.payload.application, data, today, submitted=submitted)
+        return await decide_once(connection, envelope, decision, today)
 
     _add_expiry(runtime, settings.expiry_interval_seconds, clock)
     add_officer_routes(app, runtime, clock)
@@ -105,10 +123,10 @@ def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
     runtime.on_stop.append(stop)
 
 
-async def _read(runtime: Runtime, message: KafkaMessage) -> Envelope | None:
+async def _read(runtime: Runtime, record: Any) -> Envelope | None:
     try:
-        return Envelope.from_bytes(message.body)
+        return Envelope.from_bytes(record.value or b"")
     except ValidationError as exc:
         reason = Reason(code="unreadable_event", message=describe(exc))
-        await runtime.dead_letter(message.raw_message, reason)
+        await runtime.dead_letter(record, reason)
         return None

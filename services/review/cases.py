@@ -130,9 +130,9 @@ async def close(connection: Connection, case_id: uuid.UUID, status: str) -> None
     await connection.execute(CLOSE, case_id, status)
 
 
-async def close_withdrawn(pool: asyncpg.Pool, case_id: uuid.UUID) -> None:
+async def close_withdrawn(connection: Connection, case_id: uuid.UUID) -> None:
     """The applicant withdrew: an open escalation leaves the queue; a decided one stays decided."""
-    await pool.execute(CLOSE_WITHDRAWN, case_id)
+    await connection.execute(CLOSE_WITHDRAWN, case_id)
 
 
 async def remember_license(connection: Connection, case_id: uuid.UUID, granted: LicenseGranted) -> None:

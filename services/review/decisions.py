@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import asyncpg
-
 from services.review import cases
 from services.review.rules import Decision, Escalate, Grant
 from shared.events import (
@@ -87,11 +85,12 @@ def decision_event(submission: Envelope, decision: Decision, number: str | None)
     )
 
 
-async def decide_once(pool: asyncpg.Pool, submission: Envelope, decision: Decision, today: date) -> Envelope:
-    """The decision on ``submission``: the one recorded before if there is one, else ``decision``."""
+async def decide_once(connection: cases.Connection, submission: Envelope, decision: Decision, today: date) -> Envelope:
+    """The decision on ``submission``: the one recorded before if there is one, else ``decision``; in a
+    transaction of its own on ``connection``."""
     submitted = submission.payload
     assert isinstance(submitted, SUBMISSIONS)
-    async with pool.acquire() as connection, connection.transaction():
+    async with connection.transaction():
         await connection.execute(LOCK_CASE, submission.case_id)
         stored = await connection.fetchval(STORED, submission.event_id)
         if stored is not None:

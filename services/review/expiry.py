@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
+from services.review.cases import Connection
 from shared.events import (
     Envelope,
     LicenseExpired,
@@ -80,19 +81,19 @@ def expiry_event(license_: KnownLicense) -> Envelope:
     )
 
 
-async def remember(pool: asyncpg.Pool, envelope: Envelope) -> None:
+async def remember(connection: Connection, envelope: Envelope) -> None:
     """Fold the license events read from the case stream into review's table of validities."""
     event = envelope.payload
     if isinstance(event, LicenseGranted):
-        await pool.execute(RECORD_GRANT, event.license_number, envelope.case_id, event.valid_to)
+        await connection.execute(RECORD_GRANT, event.license_number, envelope.case_id, event.valid_to)
     elif isinstance(event, LicenseReplaced):
-        await pool.execute(RECORD_GRANT, event.successor_license_number, envelope.case_id, event.valid_to)
-        await pool.execute(RECORD_ENDED, event.license_number)
+        await connection.execute(RECORD_GRANT, event.successor_license_number, envelope.case_id, event.valid_to)
+        await connection.execute(RECORD_ENDED, event.license_number)
     elif isinstance(event, LicenseRevoked):
-        await pool.execute(RECORD_ENDED, event.license_number)
+        await connection.execute(RECORD_ENDED, event.license_number)
     elif isinstance(event, LicenseExpired):
         valid_to = event.expired_on - timedelta(days=1)
-        await pool.execute(RECORD_EXPIRED, event.license_number, envelope.case_id, valid_to, event.expired_on)
+        await connection.execute(RECORD_EXPIRED, event.license_number, envelope.case_id, valid_to, event.expired_on)
 
 
 async def expire_due(pool: asyncpg.Pool, append: Append, today: date) -> int:

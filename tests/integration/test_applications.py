@@ -2,13 +2,17 @@
 
 import json
 import uuid
+from datetime import date
+
+import asyncpg
 
 from licensectl import samples
 from services.applications.app import Settings, create_app
-from shared.events import ApplicationSubmitted
+from services.applications.submission import submitted, withdrawn
+from shared.events import ApplicationEscalated, ApplicationReturned, ApplicationSubmitted, Envelope, Reason
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
+from tests.support import envelopes, eventually, producer, read_topic, send_signed, serving, settings_for
 
 
 async def test_a_valid_application_is_accepted_and_appended_keyed_by_its_case(
@@ -83,3 +87,44 @@ async def test_agency_intake_appends_good_submissions_and_dead_letters_bad_ones(
     assert {r.value for r in dead} >= {b"{oops"}
     [submitted] = envelopes(cases)
     assert submitted.case_id == good_id
+
+
+async def test_a_case_followed_through_several_events_read_together_ends_where_its_last_event_leaves_it(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    returned_id, withdrawn_id = uuid.uuid4(), uuid.uuid4()
+    reason = Reason(code="price_below_reference", message="check the price")
+    returned = [
+        submitted(samples.application(), application_id=returned_id, channel="http"),
+        Envelope.wrap(
+            ApplicationEscalated(reasons=(reason,), due=date(2030, 1, 1)), case_id=returned_id, producer="review"
+        ),
+        Envelope.wrap(
+            ApplicationReturned(officer="officer-1", reasons=(reason,)), case_id=returned_id, producer="review"
+        ),
+    ]
+    gone = [
+        submitted(samples.application(), application_id=withdrawn_id, channel="http"),
+        withdrawn(withdrawn_id, None),
+    ]
+    async with producer(infrastructure.bootstrap_servers) as send:
+        # All sent before the service starts, so that it reads them in one batch.
+        for envelope in [*returned, *gone]:
+            await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode())
+    connection = await asyncpg.connect(database_url)
+    try:
+        async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))):
+
+            async def followed() -> list[asyncpg.Record] | None:
+                rows = await connection.fetch(
+                    "SELECT application_id, status, returned_event_id FROM applications.case_status ORDER BY status"
+                )
+                return rows if len(rows) == 2 and all(r["status"] != "submitted" for r in rows) else None
+
+            rows = await eventually(followed, what="both cases followed")
+    finally:
+        await connection.close()
+    assert [tuple(r) for r in rows] == [
+        (returned_id, "returned", returned[2].event_id),
+        (withdrawn_id, "withdrawn", None),
+    ]

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -65,3 +66,32 @@ async def test_a_price_far_below_the_reference_is_escalated_to_an_officer_with_a
     assert isinstance(decision.payload, ApplicationEscalated)
     assert [r.code for r in decision.payload.reasons] == ["price_below_reference"]
     assert decision.payload.due > submission.occurred_at.date()
+
+
+async def test_an_unreadable_event_and_one_with_binary_headers_in_a_batch_leave_no_submission_undecided(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    first, second = (submitted(samples.application(), application_id=uuid.uuid4(), channel="http") for _ in range(2))
+    bootstrap = infrastructure.bootstrap_servers
+    odd_headers: Any = [("binary", b"\xff\xfe"), ("null", None)]  # both valid in Kafka; aiokafka types them as bytes
+    async with producer(bootstrap) as send:
+        # All sent before review starts, so that it reads them in one batch.
+        await send.send_and_wait(topics.cases, first.to_bytes(), key=str(first.case_id).encode(), headers=odd_headers)
+        await send.send_and_wait(topics.cases, UNREADABLE, key=str(first.case_id).encode())
+        await send_signed(send, topics.cases, second.to_bytes(), key=str(second.case_id).encode())
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    async with serving(create_app(settings)):
+        records = await read_topic(bootstrap, topics.cases, until=lambda r: len(_readable_decisions(r)) >= 2)
+        dead = await read_topic(bootstrap, topics.dead_letter, until=lambda r: len(r) >= 1)
+    decided = {d.causation_id for d in _readable_decisions(records)}
+    assert decided == {first.event_id, second.event_id}
+    assert [(dict(r.headers)["dlq.service"], dict(r.headers)["dlq.reason-code"]) for r in dead] == [
+        (b"review", b"unreadable_event")
+    ]
+
+
+UNREADABLE = b'{"not": "an event"}'
+
+
+def _readable_decisions(records: list) -> list[Envelope]:  # type: ignore[type-arg]
+    return _decisions([r for r in records if r.value != UNREADABLE])

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord
 from faststream.kafka.message import KafkaMessage
-from faststream.kafka.parser import AioKafkaParser
+from faststream.kafka.parser import AioKafkaBatchParser, AioKafkaParser
 
 from licensectl import samples
 from shared.events import Reason
@@ -13,10 +13,13 @@ from shared.intake import (
     BadInput,
     RecordExport,
     SubmitApplication,
+    batch_records,
     dead_letter_headers,
     decode_command,
+    keep_batch_bodies,
     keep_intake_body,
     parse_intake_record,
+    parse_record_batch,
 )
 
 
@@ -148,6 +151,17 @@ async def test_a_record_with_binary_or_null_headers_is_read_and_keeps_its_origin
     assert message.body == b"{oops"
     assert message.headers == {"bin": "\ufffd\ufffd", "null": "", "text": "ok"}
     assert message.raw_message is record
+
+
+async def test_a_batch_with_one_binary_or_null_header_is_read_whole_and_keeps_its_original_records() -> None:
+    original = AioKafkaBatchParser(KafkaMessage, None).parse_batch
+    batch = (_record(b"a", [("text", b"ok")]), _record(b"b", [("bin", b"\xff"), ("null", None)]))
+    with pytest.raises((UnicodeDecodeError, AttributeError)):
+        await original(batch)  # what faststream does alone: the whole batch never reaches a handler
+    message = await parse_record_batch(batch, original)
+    assert await keep_batch_bodies(message) == [b"a", b"b"]
+    assert batch_records(message) == batch
+    assert batch_records(message)[1].headers == [("bin", b"\xff"), ("null", None)]
 
 
 async def test_an_intake_body_is_handed_to_the_handler_undecoded() -> None:
