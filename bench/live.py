@@ -299,10 +299,11 @@ async def run_live(
     url = with_database(database_url, database)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "LEDGER_TOPIC_NAMESPACE": namespace}
     env.setdefault("LEDGER_TRUST_OWN_KEYS", "true")  # a local run: each service trusts its own key (docs/signing.md)
-    # The load comes from one client address, which the per-client rate limit (200/s) would mostly refuse
-    # at 500 lookups/s: the figure would then time 429 answers. Many clients are what the limit is for.
+    # The load comes from one client address with one key, which the rate limits per client and per
+    # credential (200/s each) would mostly refuse at 500 lookups/s: the figure would then time 429 answers.
     for service in SERVICES:
         env.setdefault(f"{service.upper()}_RATE_LIMIT_PER_SECOND", "0")
+        env.setdefault(f"{service.upper()}_RATE_LIMIT_PER_CREDENTIAL_PER_SECOND", "0")
     services: Services | None = None
     try:
         subprocess.run(

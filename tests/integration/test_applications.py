@@ -107,7 +107,7 @@ async def test_a_case_followed_through_several_events_read_together_ends_where_i
         submitted(samples.application(), application_id=withdrawn_id, channel="http"),
         withdrawn(withdrawn_id, None),
     ]
-    async with producer(infrastructure.bootstrap_servers) as send:
+    async with producer(infrastructure.kafka) as send:
         # All sent before the service starts, so that it reads them in one batch.
         for envelope in [*returned, *gone]:
             await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode())

@@ -72,7 +72,7 @@ async def test_an_unreadable_event_and_one_with_binary_headers_in_a_batch_leave_
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     first, second = (submitted(samples.application(), application_id=uuid.uuid4(), channel="http") for _ in range(2))
-    bootstrap = infrastructure.bootstrap_servers
+    bootstrap = infrastructure.kafka
     odd_headers: Any = [("binary", b"\xff\xfe"), ("null", None)]  # both valid in Kafka; aiokafka types them as bytes
     async with producer(bootstrap) as send:
         # All sent before review starts, so that it reads them in one batch.
