@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,45 @@ def worker(kind: str, args: dict[str, Any]) -> dict[str, Any]:
         print(completed.stderr[-4000:], file=sys.stderr)
         return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def replay_by_instances(base: dict[str, Any], schema: str, instances: int) -> dict[str, Any]:
+    """Replay with ``instances`` registry processes at once, each folding its share of the partitions into one
+    schema, as instances in one consumer group would share them. The wall time runs from the first to start
+    to the last to finish."""
+    asyncio.run(migrate_async("registry", base["database_url"], schema=schema))
+    partitions = sorted(base["end"], key=int)
+    shares = [{p: base["end"][p] for p in partitions[i::instances]} for i in range(instances)]
+    running = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.worker",
+                "replay",
+                json.dumps({**base, "end": share, "schema": schema, "migrate": False}),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    outputs = [p.communicate() for p in running]
+    if any(p.returncode != 0 for p in running):
+        errors = [err.strip().splitlines()[-1] for (_, err), p in zip(outputs, running, strict=True) if p.returncode]
+        return {"error": "; ".join(errors)}
+    parts = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    wall = max(p["finished_at"] for p in parts) - min(p["started_at"] for p in parts)
+    events = sum(p["events"] for p in parts)
+    return {
+        "instances": instances,
+        "events": events,
+        "seconds": wall,
+        "events_per_s": events / wall,
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -119,7 +159,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
     namespace = f"bench-{run_id}-{label(size).lower()}"
     topics = Topics(namespace)
     schema = f"bench_{run_id}_{label(size).lower()}"
-    schemas = [f"{schema}_ledger", f"{schema}_scratch", f"{schema}_peer", f"{schema}_profile"]
+    schemas = [f"{schema}_ledger", f"{schema}_scratch", f"{schema}_peer", f"{schema}_profile", f"{schema}_shared"]
     result: dict[str, Any] = {"size": size, "namespace": namespace}
     RESULTS.mkdir(exist_ok=True)
     await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
@@ -139,6 +179,11 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         result["kafka_read"] = worker("kafka_read", base)
         print(f"[{label(size)}] replay (fold_log) ...", flush=True)
         result["replay"] = worker("replay", {**base, "schema": schemas[0]})
+        if args.registries > 1:
+            print(
+                f"[{label(size)}] replay by {args.registries} registry instances sharing the partitions ...", flush=True
+            )
+            result["replay_shared"] = await asyncio.to_thread(replay_by_instances, base, schemas[4], args.registries)
         print(f"[{label(size)}] COPY ceiling ...", flush=True)
         result["copy"] = worker("copy", {**base, "schema": schemas[1], "rows": size})
         if size <= args.peer_max_size:
@@ -271,6 +316,8 @@ def table(result: dict[str, Any]) -> str:
     row("**replay (fold_log), events/s**", lambda e: e["replay"]["events_per_s"])
     row("replay wall time, s", lambda e: e["replay"]["seconds"], 1)
     row("replay peak RSS, MB", lambda e: e["replay"]["peak_rss_mb"])
+    row("replay by N instances sharing partitions, events/s", lambda e: e["replay_shared"]["events_per_s"])
+    row("  ÷ one instance", lambda e: e["replay_shared"]["events_per_s"] / e["replay"]["events_per_s"], 2)
     row("Kafka read ceiling, events/s", lambda e: e["kafka_read"]["events_per_s"])
     row("COPY ceiling, rows/s", lambda e: e["copy"]["rows_per_s"])
     row("peer (eventsourcing), events/s", lambda e: e["peer"]["events_per_s"])
@@ -315,6 +362,26 @@ def table(result: dict[str, Any]) -> str:
             + " |\n"
         )
         out += f"| errors (submissions / lookups) | {s['errors'] or 0} / {q.get('errors') or 0} |"
+    shared = result.get("live_shared")
+    if live and "error" not in live and shared and "error" not in shared:
+        n = shared["registries"]
+        out += f"\n\n| live, 1 registry against {n} sharing the partitions | 1 | {n} |"
+        out += "\n| --- | ---: | ---: |"
+        figures: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+            ("submission → ledger row p99, ms", lambda r: r["to_ledger_row"]["p99_ms"]),
+            ("submission → decision p99, ms", lambda r: r["to_decision_in_ledger"]["p99_ms"]),
+            ("lookup p99, ms", lambda r: r["lookups"]["latency"]["p99_ms"]),
+            ("registry CPU per lookup (all instances), ms", lambda r: r["lookups"]["registry_cpu_ms_per_lookup"]),
+            (
+                "registry CPU per submission (all instances), ms",
+                lambda r: sum(v for k, v in r["cpu_ms_per_submission"].items() if k.startswith("registry")),
+            ),
+        ]
+        for name, get in figures:
+            try:
+                out += f"\n| {name} | {get(live):.1f} | {get(shared):.1f} |"
+            except (KeyError, TypeError):
+                out += f"\n| {name} | - | - |"
     out += "\n\n| target | value | met |\n| --- | ---: | --- |\n"
     for name, v in result["targets"].items():
         met = {True: "yes", False: "**no**", None: "not measured"}[v["met"]]
@@ -357,6 +424,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["live"] = {"error": repr(exc)}
         finally:
             await drop(bootstrap, url, [s.name for s in Topics(f"bench-{run_id}-live").specs()], [])
+        if args.registries > 1:
+            print(f"[live] again, with {args.registries} registry instances sharing the partitions ...", flush=True)
+            try:
+                result["live_shared"] = await run_live(
+                    bootstrap=bootstrap,
+                    database_url=url,
+                    namespace=f"bench-{run_id}-live{args.registries}",
+                    logs=RESULTS / f"logs-{run_id}-{args.registries}",
+                    rate=args.rate,
+                    seconds=args.seconds,
+                    query_rate=args.query_rate,
+                    query_seconds=args.query_seconds,
+                    registries=args.registries,
+                )
+            except Exception as exc:
+                result["live_shared"] = {"error": repr(exc)}
+            finally:
+                namespace = f"bench-{run_id}-live{args.registries}"
+                await drop(bootstrap, url, [s.name for s in Topics(namespace).specs()], [])
     result["wall_seconds"] = time.perf_counter() - started
     ratios(result)
     result["targets"] = verdicts(result)
@@ -386,6 +472,12 @@ def main() -> None:
     parser.add_argument("--peer-seconds", type=float, default=180.0, help="stop the peer after this long (subset)")
     parser.add_argument("--profile", action="store_true", help="replay the smallest size again under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the topics and schemas")
+    parser.add_argument(
+        "--registries",
+        type=int,
+        default=2,
+        help="also replay, and run the live phase again, with this many registry instances (1: only one)",
+    )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     RESULTS.mkdir(exist_ok=True)

@@ -74,6 +74,10 @@ def _cpu_seconds(pid: int) -> float:
 @dataclass
 class Services:
     processes: dict[str, subprocess.Popen[bytes]]
+    ports: dict[str, int]
+
+    def registry_ports(self) -> list[int]:
+        return [port for name, port in self.ports.items() if name.startswith("registry")]
 
     def peak_rss_mb(self) -> dict[str, float]:
         return {name: _peak_rss_mb(p.pid) for name, p in self.processes.items() if p.poll() is None}
@@ -93,21 +97,37 @@ class Services:
                 process.wait()
 
 
-def start_services(env: dict[str, str], logs: Path) -> Services:
+def start_services(env: dict[str, str], logs: Path, registries: int = 1) -> Services:
+    """One process per service; ``registries`` registry instances in one consumer group, sharing the partitions."""
     logs.mkdir(parents=True, exist_ok=True)
-    processes = {}
-    for name, port in SERVICES.items():
-        service_env = {**env, f"{name.upper()}_PORT": str(port)}
+    instances = [(name, name, port, {}) for name, port in SERVICES.items() if name != "registry"]
+    instances += [
+        (
+            f"registry-{i + 1}" if i else "registry",
+            "registry",
+            SERVICES["registry"] + 10 * i,
+            {"REGISTRY_INSTANCE_ID": f"registry-{i + 1}"},
+        )
+        for i in range(registries)
+    ]
+    processes, ports = {}, {}
+    for name, service, port, extra in instances:
+        service_env = {**env, **extra, f"{service.upper()}_PORT": str(port)}
         out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the process's life
         processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=service_env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=ROOT,
+            env=service_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    return Services(processes)
+        ports[name] = port
+    return Services(processes, ports)
 
 
-async def wait_healthy(client: httpx.AsyncClient, timeout: float = 60.0) -> None:
+async def wait_healthy(client: httpx.AsyncClient, ports: list[int], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    for port in SERVICES.values():
+    for port in ports:
         while True:
             try:
                 if (await client.get(f"http://127.0.0.1:{port}/health", timeout=2)).status_code == 200:
@@ -237,12 +257,12 @@ async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: f
     }
 
 
-async def query_load(client: RawHttp, numbers: list[str], rate: float, seconds: float) -> dict[str, Any]:
+async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     late: list[float] = []
 
-    async def one(number: str, due: float) -> None:
+    async def one(client: RawHttp, number: str, due: float) -> None:
         started = time.perf_counter()
         late.append(started - due)
         try:
@@ -259,7 +279,7 @@ async def query_load(client: RawHttp, numbers: list[str], rate: float, seconds: 
     for i in range(int(rate * seconds)):
         due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(numbers[i % len(numbers)], due)))
+        tasks.append(asyncio.create_task(one(clients[i % len(clients)], numbers[i % len(numbers)], due)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
     return {
@@ -292,6 +312,7 @@ async def run_live(
     seconds: float = 20,
     query_rate: float = 500,
     query_seconds: float = 10,
+    registries: int = 1,
 ) -> dict[str, Any]:
     database = namespace.replace("-", "_")
     admin = await asyncpg.connect(database_url)
@@ -311,11 +332,12 @@ async def run_live(
         )
         await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), Topics(namespace))
         key = await _bench_key(url)
-        services = start_services(env, logs)
+        services = start_services(env, logs, registries)
         async with httpx.AsyncClient(timeout=5) as health:
-            await wait_healthy(health)
+            await wait_healthy(health, list(services.ports.values()))
         submit = RawHttp(SERVICES["applications"], 64, key=key)
-        lookup = RawHttp(SERVICES["registry"], 64, key=key)
+        # The lookups are spread over the registry instances, as a load balancer in front of them would.
+        lookups = [RawHttp(port, 64 // registries, key=key) for port in services.registry_ports()]
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
             try:
@@ -344,14 +366,17 @@ async def run_live(
                 await pool.close()
             queries: dict[str, Any] = {}
             if numbers:
-                queries = await query_load(lookup, numbers, query_rate, query_seconds)
-                registry_cpu = services.cpu_seconds()["registry"] - cpu_after["registry"]
+                queries = await query_load(lookups, numbers, query_rate, query_seconds)
+                cpu_now = services.cpu_seconds()
+                registry_cpu = sum(cpu_now[n] - cpu_after[n] for n in cpu_now if n.startswith("registry"))
                 queries["registry_cpu_ms_per_lookup"] = registry_cpu * 1000 / queries["sent"]
         finally:
             await submit.close()
-            await lookup.close()
+            for lookup in lookups:
+                await lookup.close()
         rss = services.peak_rss_mb()
         return {
+            "registries": registries,
             "submissions": submitted,
             "to_ledger_row": summary_ms(seen),
             "to_decision_in_ledger": summary_ms(decided),
