@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.registry.replay import fold_log
+from services.registry.replay import fold_in_processes, fold_log
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
 
@@ -58,6 +58,27 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
     finished_at = started_at + seconds
     result = {"events": events, "seconds": seconds, "events_per_s": events / seconds, "rows": rows}
     return result | {"started_at": started_at, "finished_at": finished_at}
+
+
+async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
+    """The fold ``licensectl replay`` does on a long log: ``processes`` processes, each on its share of the
+    partitions, into one freshly migrated schema. Peak RSS is the largest of the fold processes'."""
+    url, schema = args["database_url"], args["schema"]
+    await migrate_async("registry", url, schema=schema)
+    end = {int(p): o for p, o in args["end"].items()}
+    started = time.perf_counter()
+    events = await fold_in_processes(
+        database_url=url,
+        schema=schema,
+        kafka=KafkaConnection(bootstrap_servers=args["bootstrap"]),
+        topic=args["topic"],
+        start={},
+        end=end,
+        processes=args["processes"],
+    )
+    seconds = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mb": children}
 
 
 async def kafka_read(args: dict[str, Any]) -> dict[str, Any]:
@@ -174,13 +195,13 @@ async def peer(args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-KINDS = {"replay": replay, "kafka_read": kafka_read, "copy": copy, "peer": peer}
+KINDS = {"replay": replay, "replay_processes": replay_processes, "kafka_read": kafka_read, "copy": copy, "peer": peer}
 
 
 def main() -> None:
     kind, args = sys.argv[1], json.loads(sys.argv[2])
     result = asyncio.run(KINDS[kind](args))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result, default=str))
 
 

@@ -3,10 +3,19 @@
 The live ledger's stored offsets and its checksum are read in one snapshot; the log is folded from
 offset 0 up to exactly those offsets into a fresh schema; the two checksums are compared. ``swap``
 then makes the rebuilt ledger live, atomically, after catching it up with the live one.
+
+A partition's fold is independent of every other's (a case lives in one partition, and each batch
+holds the ledger lock shared), so a long replay folds with one process per core, each on its share of
+the partitions (``fold_in_processes``, ``services/registry/fold_process.py``): one Python process folds
+at about the rate one core allows (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -101,8 +110,12 @@ async def replay(
     swap: bool = False,
     keep: bool = False,
     progress: Progress | None = None,
+    processes: int | None = None,
 ) -> ReplayResult:
-    """Fold ``topic`` into a fresh schema up to the live ledger's offsets and compare the two."""
+    """Fold ``topic`` into a fresh schema up to the live ledger's offsets and compare the two.
+
+    ``processes`` folds with that many processes; by default one per core for a long log, else one.
+    """
     started = time.perf_counter()
     connection = await asyncpg.connect(database_url)
     try:
@@ -115,7 +128,20 @@ async def replay(
         await seed_chain_starts(connection, schema, topic, positions)
         pool = await create_pool(database_url, schema=schema, max_size=2)
         try:
-            events = await fold_log(pool, kafka, topic, start={}, end=offsets, progress=progress)
+            count = processes or processes_for(sum(offsets.values()), len(offsets))
+            if count > 1:
+                events = await fold_in_processes(
+                    database_url=database_url,
+                    schema=schema,
+                    kafka=kafka,
+                    topic=topic,
+                    start={},
+                    end=offsets,
+                    processes=count,
+                    progress=progress,
+                )
+            else:
+                events = await fold_log(pool, kafka, topic, start={}, end=offsets, progress=progress)
             async with connection.transaction(readonly=True):
                 rebuilt = await checksum(connection, schema)
                 rebuilt_positions = await live_positions(connection, schema, topic)
@@ -186,6 +212,84 @@ async def fold_log(
     finally:
         await consumer.stop()
     return read
+
+
+# Below this many events a second process costs more (its start-up, its connections) than it saves.
+PARALLEL_FROM_EVENTS = 20_000
+
+
+class FoldFailed(RuntimeError):
+    """A fold process ended without folding its share; the message carries its last words."""
+
+
+def processes_for(events: int, partitions: int) -> int:
+    if events < PARALLEL_FROM_EVENTS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, partitions))
+
+
+async def fold_in_processes(
+    *,
+    database_url: str,
+    schema: str,
+    kafka: KafkaConnection,
+    topic: str,
+    start: dict[int, int],
+    end: dict[int, int],
+    processes: int,
+    progress: Progress | None = None,
+) -> int:
+    """Fold ``start``..``end`` of ``topic`` into ``schema`` with ``processes`` processes; return the events folded."""
+    partitions = sorted(p for p, e in end.items() if e > start.get(p, 0))
+    shares = [partitions[i::processes] for i in range(processes) if partitions[i::processes]]
+    total = sum(end[p] - start.get(p, 0) for p in partitions)
+    done = [0] * len(shares)
+
+    async def run(index: int, share: list[int]) -> int:
+        work = {"schema": schema, "topic": topic, "start": {p: start.get(p, 0) for p in share}}
+        work["end"] = {p: end[p] for p in share}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.registry.fold_process",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "DATABASE_URL": database_url, **_kafka_env(kafka)},
+        )
+        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+        child.stdin.write(json.dumps(work).encode())
+        await child.stdin.drain()
+        child.stdin.close()
+        folded: int | None = None
+        async for line in child.stdout:
+            word, _, number = line.decode().partition(" ")
+            if word in ("progress", "done"):
+                done[index] = int(number)
+                if progress:
+                    progress(sum(done), total)
+                if word == "done":
+                    folded = int(number)
+        errors = await child.stderr.read()
+        if await child.wait() != 0 or folded is None:
+            last = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise FoldFailed(f"the fold of partitions {share} failed: {last[0]}")
+        return folded
+
+    return sum(await asyncio.gather(*(run(i, share) for i, share in enumerate(shares))))
+
+
+def _kafka_env(kafka: KafkaConnection) -> dict[str, str]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_SASL_MECHANISM": kafka.sasl_mechanism,
+        "KAFKA_USE_TLS": str(kafka.use_tls).lower(),
+    }
+    if kafka.username is not None:
+        env["KAFKA_USERNAME"] = kafka.username
+    if kafka.password is not None:
+        env["KAFKA_PASSWORD"] = kafka.password.get_secret_value()
+    return env
 
 
 async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:

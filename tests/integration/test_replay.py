@@ -29,7 +29,7 @@ async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, top
         await eventually(caught_up, timeout=60, what="the live ledger to apply the history")
 
 
-async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: bool):  # type: ignore[no-untyped-def]
+async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: object):  # type: ignore[no-untyped-def]
     return await replay(
         database_url=database_url,
         kafka=infrastructure.kafka,
@@ -53,6 +53,26 @@ async def test_replaying_the_whole_log_gives_the_live_ledgers_checksum(
     assert result.events == 40 * 5
     assert result.live.tables == result.rebuilt.tables
     assert result.live.rows == result.rebuilt.rows > 40 * 5  # applications, licenses, exports, license history
+
+
+async def test_folding_with_several_processes_gives_the_same_ledger_and_finds_the_same_differences(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    await _live_ledger_of(infrastructure, database_url, topics, count=40)
+    seen: list[tuple[int, int]] = []
+    result = await _replay(infrastructure, database_url, topics, processes=3, progress=lambda *p: seen.append(p))
+    assert result.matches, result.differences
+    assert result.events == 40 * 5
+    assert seen[-1] == (40 * 5, 40 * 5)  # the progress of all three adds up to the whole log
+    await _execute(
+        database_url, "UPDATE registry.licenses SET balance = balance + 1 WHERE license_number = '26-44-000003'"
+    )
+    altered = await _replay(infrastructure, database_url, topics, processes=2)
+    assert not altered.matches
+    assert [d.describe() for d in altered.differences] == [
+        d.describe() for d in (await _replay(infrastructure, database_url, topics, processes=1)).differences
+    ]
+    assert altered.differences
 
 
 async def test_a_ledger_row_that_no_event_supports_is_found(

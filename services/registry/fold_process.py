@@ -1,0 +1,46 @@
+"""One process of a parallel fold (``replay.fold_in_processes``): folds its share of the partitions.
+
+It reads what to fold as JSON on stdin, the database URL and the Kafka login from its environment
+(never its arguments, which ``ps`` shows), and writes ``progress <events>`` lines, then
+``done <events>``, on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from services.registry.replay import fold_log
+from shared.db import create_pool
+from shared.kafka_access import KafkaConnection
+
+
+async def _fold_share(work: dict[str, Any]) -> int:
+    pool = await create_pool(os.environ["DATABASE_URL"], schema=work["schema"], max_size=2)
+    try:
+
+        def report(read: int, _: int) -> None:
+            print(f"progress {read}", flush=True)
+
+        return await fold_log(
+            pool,
+            KafkaConnection(),
+            work["topic"],
+            start={int(p): o for p, o in work["start"].items()},
+            end={int(p): o for p, o in work["end"].items()},
+            progress=report,
+        )
+    finally:
+        await pool.close()
+
+
+def main() -> None:
+    folded = asyncio.run(_fold_share(json.loads(sys.stdin.read())))
+    print(f"done {folded}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
