@@ -141,9 +141,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         print(f"[{label(size)}] replay, one process (fold_log) ...", flush=True)
         result["replay"] = worker("replay", {**base, "schema": schemas[0]})
         if args.registries > 1:
-            print(
-                f"[{label(size)}] replay by {args.registries} registry instances sharing the partitions ...", flush=True
-            )
+            print(f"[{label(size)}] replay, {args.registries} processes sharing the partitions ...", flush=True)
             shared = {**base, "schema": schemas[4], "processes": args.registries}
             result["replay_shared"] = await asyncio.to_thread(worker, "replay_processes", shared)
         print(f"[{label(size)}] COPY ceiling ...", flush=True)

@@ -8,6 +8,7 @@ It reads what to fold as JSON on stdin, the database URL and the Kafka login fro
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -38,6 +39,9 @@ async def _fold_share(work: dict[str, Any]) -> int:
 
 
 def main() -> None:
+    # A process that only folds: what it imported lives as long as it does, so the collector need not walk
+    # it again and again (a full collection over it cost about 100 ms each in the live registry).
+    gc.freeze()
     folded = asyncio.run(_fold_share(json.loads(sys.stdin.read())))
     print(f"done {folded}", flush=True)
 
