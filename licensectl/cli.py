@@ -71,6 +71,9 @@ def wait(urls: list[str], timeout: float = 60.0) -> None:
 def replay(
     swap: bool = typer.Option(False, help="Make the rebuilt ledger live, atomically, if it matches."),
     keep: bool = typer.Option(False, help="Keep the rebuilt schema for inspection."),
+    processes: int | None = typer.Option(
+        None, min=1, help="Fold with this many processes (default: one per core for a log of 20,000 events or more)."
+    ),
 ) -> None:
     """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
     settings = ServiceSettings()
@@ -84,6 +87,7 @@ def replay(
                 swap=swap,
                 keep=keep,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                processes=processes,
             )
         )
     rate = result.events / result.seconds if result.seconds else 0.0
