@@ -200,11 +200,17 @@ class ApplicationSubmitted(Event):
     channel: Literal["http", "intake"]
 
 
+OfficerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+"""The review officer who acted, as the agency's directory names them."""
+
+
 class ApplicationRejected(Event):
-    """Review refused the application; every failed rule is listed."""
+    """Review refused the application; every failed rule is listed. ``officer`` is the officer who rejected
+    an escalated application; none when the rules rejected it."""
 
     TYPE: ClassVar[str] = "ApplicationRejected"
     reasons: Annotated[tuple[Reason, ...], Field(min_length=1)]
+    officer: OfficerId | None = None
 
 
 class ApplicationEscalated(Event):
@@ -216,7 +222,10 @@ class ApplicationEscalated(Event):
 
 
 class LicenseGranted(Event):
-    """Review granted a license for the application of the case."""
+    """Review granted a license for the application of the case.
+
+    ``officer`` is the officer who approved an escalated application; none when the rules granted it.
+    """
 
     TYPE: ClassVar[str] = "LicenseGranted"
     license_number: LicenseNumber
@@ -231,6 +240,7 @@ class LicenseGranted(Event):
     trade_mode: Text
     batch_mode: BatchMode
     vins: tuple[VIN, ...] = ()
+    officer: OfficerId | None = None
 
     @model_validator(mode="after")
     def _validity_is_ordered(self) -> LicenseGranted:
@@ -283,8 +293,6 @@ class LicenseExpired(Event):
     expired_on: date
 
 
-OfficerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
-"""The review officer who acted, as the agency's directory names them."""
 Reasons = Annotated[tuple[Reason, ...], Field(min_length=1)]
 
 

@@ -46,8 +46,9 @@ async def next_license_number(connection: cases.Connection, issue_year: int, age
     return license_number(issue_year, agency_code, sequence)
 
 
-def license_granted(app: Application, grant: Grant, number: str) -> LicenseGranted:
-    """The license ``grant`` gives for ``app``: its value is what the granted quantity is worth."""
+def license_granted(app: Application, grant: Grant, number: str, *, officer: str | None = None) -> LicenseGranted:
+    """The license ``grant`` gives for ``app``: its value is what the granted quantity is worth; ``officer``
+    is who approved it, if an officer did."""
     return LicenseGranted(
         license_number=number,
         applicant_code=app.applicant.code,
@@ -61,6 +62,7 @@ def license_granted(app: Application, grant: Grant, number: str) -> LicenseGrant
         trade_mode=app.trade_mode,
         batch_mode=grant.batch_mode,
         vins=tuple(v.vin for v in app.used_vehicles),
+        officer=officer,
     )
 
 

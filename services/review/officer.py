@@ -102,7 +102,7 @@ async def approve(pool: asyncpg.Pool, append: Append, case_id: uuid.UUID, approv
     async def granted(connection: cases.Connection, app: Application) -> Event:
         grant = approved_grant(app, today, quantity=approval.quantity, valid_to=approval.valid_to)
         number = await next_license_number(connection, today.year, app.agency_code)
-        return license_granted(app, grant, number)
+        return license_granted(app, grant, number, officer=approval.officer)
 
     return await _decide(pool, append, case_id, "approve", approval.officer, granted)
 
@@ -111,7 +111,7 @@ async def reject(
     pool: asyncpg.Pool, append: Append, case_id: uuid.UUID, officer: str, reasons: tuple[Reason, ...]
 ) -> Envelope:
     async def rejected(_: cases.Connection, __: Application) -> Event:
-        return ApplicationRejected(reasons=reasons)
+        return ApplicationRejected(reasons=reasons, officer=officer)
 
     return await _decide(pool, append, case_id, "reject", officer, rejected)
 

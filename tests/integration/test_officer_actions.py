@@ -18,9 +18,10 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
+from shared.events import ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import eventually, serving
+from tests.support import envelopes, eventually, read_topic, serving
 
 Body = dict[str, Any]
 OFFICER = "officer.wang"
@@ -113,8 +114,15 @@ def _refused_with(code: str) -> Callable[[Body], bool]:
     return lambda judged: judged["outcome"] == "refused" and judged["reason"]["code"] == code
 
 
+async def _event(infrastructure: Infrastructure, topics: Topics, event_id: str) -> Envelope:
+    records = await read_topic(
+        infrastructure.kafka, topics.cases, until=lambda rs: any(str(e.event_id) == event_id for e in envelopes(rs))
+    )
+    return next(e for e in envelopes(records) if str(e.event_id) == event_id)
+
+
 async def test_an_escalated_application_is_queued_then_approved_for_fewer_vehicles_and_a_shorter_validity(
-    system: System,
+    system: System, infrastructure: Infrastructure, topics: Topics
 ) -> None:
     application_id = await _escalated(system)
     [queued] = (await system.review.get("/officer/queue")).json()
@@ -133,11 +141,17 @@ async def test_an_escalated_application_is_queued_then_approved_for_fewer_vehicl
     assert (license_["quantity"], license_["balance"], license_["valid_to"]) == (6, 6, valid_to)
     assert (await _status(system, application_id, "approved"))["license_number"] == approved["license_number"]
     assert (await system.review.get("/officer/queue")).json() == []
+    granted = (await _event(infrastructure, topics, approved["event_id"])).payload
+    assert isinstance(granted, LicenseGranted) and granted.officer == OFFICER  # who approved is in the log
 
 
-async def test_an_officer_rejects_an_escalated_application_with_reasons(system: System) -> None:
+async def test_an_officer_rejects_an_escalated_application_with_reasons(
+    system: System, infrastructure: Infrastructure, topics: Topics
+) -> None:
     application_id = await _escalated(system)
-    await _act(system, f"/officer/applications/{application_id}/reject", {"reasons": [WHY]})
+    taken = await _act(system, f"/officer/applications/{application_id}/reject", {"reasons": [WHY]})
+    refusal = (await _event(infrastructure, topics, taken["event_id"])).payload
+    assert isinstance(refusal, ApplicationRejected) and refusal.officer == OFFICER
     rejected = await _status(system, application_id, "rejected")
     assert [r["code"] for r in rejected["reasons"]] == ["investigation"]
     unknown = await _act(system, f"/officer/applications/{uuid.uuid4()}/reject", {"reasons": [WHY]}, status=404)

@@ -41,6 +41,7 @@ async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_
     assert isinstance(first.payload, LicenseGranted)
     assert re.fullmatch(r"\d{2}-44-\d{6}", first.payload.license_number)
     assert first.case_id == application_id and first.causation_id == submission.event_id
+    assert first.payload.officer is None  # the rules granted it, no officer
     connection = await asyncpg.connect(database_url)
     assert await connection.fetchval("SELECT count(*) FROM review.decisions") == 1
     await connection.close()
@@ -55,6 +56,7 @@ async def test_an_ineligible_submission_is_rejected_with_reason_codes(
     [decision] = await _decided(infrastructure, database_url, topics, submission)
     assert isinstance(decision.payload, ApplicationRejected)
     assert [r.code for r in decision.payload.reasons] == ["model_not_listed", "unknown_port"]
+    assert decision.payload.officer is None
 
 
 async def test_a_price_far_below_the_reference_is_escalated_to_an_officer_with_a_due_date(
