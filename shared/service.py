@@ -124,6 +124,11 @@ class Runtime:
         if reason is not None:
             raise BadInput(reason.code, reason.message)
 
+    async def case_event(self, record: ConsumerRecord[bytes, bytes] | Any) -> Envelope | Reason:
+        """The event in a record of the case stream, or why it may not be acted on: unreadable, or not signed
+        by a key trusted for its producer when it occurred (``signing.read_case_event``)."""
+        return signing.read_case_event(record, await self._trusted_keys())
+
     async def _trusted_keys(self) -> signing.TrustList:
         # Cached like API keys: a key trusted or untrusted counts within access_cache_seconds.
         now = time.monotonic()

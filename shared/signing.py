@@ -21,13 +21,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import ValidationError
 
 from shared.db import Connection
-from shared.events import Reason
+from shared.events import Envelope, Reason
+from shared.intake import describe
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +259,18 @@ async def untrust(connection: Connection, *, producer: str, key_id: str, at: dat
     """Revoke a key of ``producer`` from ``at`` (now): records from then on are refused, earlier ones stay."""
     status: str = await connection.execute(UNTRUST, producer, key_id, at)
     return status != "UPDATE 0"
+
+
+def read_case_event(record: Any, trust: TrustList) -> Envelope | Reason:
+    """The event in a record of the case stream, or why no reader may act on it: it cannot be read, or it is
+    not signed by a key ``trust`` holds for its producer at the time it occurred. The registry's fold (live
+    and in replay), review and the applications service all read the stream through this."""
+    value = record.value or b""
+    try:
+        envelope = Envelope.from_bytes(value)
+    except ValidationError as exc:
+        return Reason(code="unreadable_event", message=describe(exc))
+    if trust.predates_signatures(record.topic, record.partition, record.offset):
+        return envelope
+    headers = list(record.headers or ())
+    return trust.problem(value, headers, producer=envelope.producer, at=envelope.occurred_at) or envelope

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from services.applications import cases
 from services.applications.submission import resubmitted, withdrawn
@@ -118,13 +118,15 @@ def _follow_cases(runtime: Runtime) -> None:
         description="Follows each application's status: submitted, escalated, returned, decided, withdrawn.",
     )
     async def on_case_events(message: KafkaMessage) -> None:
-        await cases.apply(runtime.pool, [e for r in batch_records(message) if (e := _read(r)) is not None])
+        found = [await _read(runtime, r) for r in batch_records(message)]
+        await cases.apply(runtime.pool, [e for e in found if e is not None])
 
 
-def _read(record: Any) -> Envelope | None:
-    try:
-        return Envelope.from_bytes(record.value or b"")
-    except ValidationError as exc:
-        # Review and the registry dead-letter an unreadable case event; a third copy would add nothing.
-        log.warning("a case event is unreadable here: %s", exc)
+async def _read(runtime: Runtime, record: Any) -> Envelope | None:
+    found = await runtime.case_event(record)
+    if isinstance(found, Reason):
+        # Skipped, as the registry and review skip it: a forged withdrawal must not close a case here either.
+        # Review and the registry dead-letter it; a third copy would add nothing.
+        log.warning("a case event is refused here: %s: %s", found.code, found.message)
         return None
+    return found

@@ -14,12 +14,10 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 
 from services.registry import chain, outbox, store
 from shared import signing
 from shared.events import Envelope, Reason
-from shared.intake import describe
 from shared.kafka_access import KafkaConnection
 
 log = logging.getLogger(__name__)
@@ -160,7 +158,7 @@ class Projector:
             await outbox.relay(self._pool, self._publish)
 
     async def _read(self, record: ConsumerRecord[bytes, bytes], trust: signing.TrustList) -> Envelope | None:
-        envelope = read_envelope(record, trust)
+        envelope = signing.read_case_event(record, trust)
         if isinstance(envelope, Reason):
             await self._dead_letter(record, envelope)
             return None
@@ -170,20 +168,6 @@ class Projector:
 def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:
     """Every record as read, readable or not: what the partition's hash chain covers."""
     return [chain.Raw(r.offset, r.value) for r in records]
-
-
-def read_envelope(record: ConsumerRecord[bytes, bytes], trust: signing.TrustList) -> Envelope | Reason:
-    """The event in ``record``, or why it is not folded (the fold skips it, live and in replay): it cannot
-    be read, or it is not signed by a key ``trust`` holds for its producer at the time it occurred."""
-    value = record.value or b""
-    try:
-        envelope = Envelope.from_bytes(value)
-    except ValidationError as exc:
-        return Reason(code="unreadable_event", message=describe(exc))
-    if trust.predates_signatures(record.topic, record.partition, record.offset):
-        return envelope
-    headers = list(record.headers or ())
-    return trust.problem(value, headers, producer=envelope.producer, at=envelope.occurred_at) or envelope
 
 
 async def relay_forever(pool: asyncpg.Pool, publish: outbox.Publish, interval: float = 1.0) -> None:

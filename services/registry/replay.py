@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.registry import chain, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
-from services.registry.projector import raw_records, read_envelope
+from services.registry.projector import raw_records
 from shared import signing
 from shared.db import create_pool, migrate_async
 from shared.events import Envelope
@@ -295,7 +295,9 @@ def _kafka_env(kafka: KafkaConnection) -> dict[str, str]:
 async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
     async with pool.acquire() as connection:
         trust = await signing.trusted(connection)  # the live trust list: a replay refuses what the live ledger did
-    events = [store.Positioned(r.offset, e) for r in records if isinstance(e := read_envelope(r, trust), Envelope)]
+    events = [
+        store.Positioned(r.offset, e) for r in records if isinstance(e := signing.read_case_event(r, trust), Envelope)
+    ]
     async with pool.acquire() as connection, connection.transaction():
         # No outbox rows: the live ledger published these changes when they happened.
         await store.apply_batch(

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from services.review import cases, expiry, reference
@@ -21,7 +20,7 @@ from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared.events import ApplicationWithdrawn, Envelope, Reason
-from shared.intake import batch_records, describe, keep_batch_bodies, parse_record_batch
+from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -124,9 +123,9 @@ def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
 
 
 async def _read(runtime: Runtime, record: Any) -> Envelope | None:
-    try:
-        return Envelope.from_bytes(record.value or b"")
-    except ValidationError as exc:
-        reason = Reason(code="unreadable_event", message=describe(exc))
-        await runtime.dead_letter(record, reason)
+    """The case event to act on; an unreadable or unsigned one (a forged submission, say) is dead-lettered."""
+    found = await runtime.case_event(record)
+    if isinstance(found, Reason):
+        await runtime.dead_letter(record, found)
         return None
+    return found

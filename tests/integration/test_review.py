@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from licensectl import samples
 from services.applications.submission import submitted
@@ -12,7 +13,7 @@ from services.review.app import Settings, create_app
 from shared.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
+from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for, signed
 
 
 def _decisions(records: list) -> list:  # type: ignore[type-arg]
@@ -78,7 +79,8 @@ async def test_an_unreadable_event_and_one_with_binary_headers_in_a_batch_leave_
     odd_headers: Any = [("binary", b"\xff\xfe"), ("null", None)]  # both valid in Kafka; aiokafka types them as bytes
     async with producer(bootstrap) as send:
         # All sent before review starts, so that it reads them in one batch.
-        await send.send_and_wait(topics.cases, first.to_bytes(), key=str(first.case_id).encode(), headers=odd_headers)
+        headers = signed(first.to_bytes()) + odd_headers
+        await send.send_and_wait(topics.cases, first.to_bytes(), key=str(first.case_id).encode(), headers=headers)
         await send.send_and_wait(topics.cases, UNREADABLE, key=str(first.case_id).encode())
         await send_signed(send, topics.cases, second.to_bytes(), key=str(second.case_id).encode())
     settings = settings_for(Settings, infrastructure, database_url, topics)
@@ -97,3 +99,29 @@ UNREADABLE = b'{"not": "an event"}'
 
 def _readable_decisions(records: list) -> list[Envelope]:  # type: ignore[type-arg]
     return _decisions([r for r in records if r.value != UNREADABLE])
+
+
+async def test_a_submission_on_the_case_stream_without_a_trusted_signature_is_not_decided_but_dead_lettered(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """Only the applications service may put a submission on the case stream: a forged one, unsigned or signed
+    by a key not trusted for it, gets no license, however eligible it looks."""
+    forged, forged_key, genuine = (
+        submitted(samples.application(), application_id=uuid.uuid4(), channel="http") for _ in range(3)
+    )
+    stranger = Ed25519PrivateKey.generate()
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    async with serving(create_app(settings)), producer(infrastructure.kafka) as send:
+        await send.send_and_wait(topics.cases, forged.to_bytes(), key=str(forged.case_id).encode())
+        value = forged_key.to_bytes()
+        await send.send_and_wait(
+            topics.cases, value, key=str(forged_key.case_id).encode(), headers=signed(value, stranger)
+        )
+        await send_signed(send, topics.cases, genuine.to_bytes(), key=str(genuine.case_id).encode())
+        records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(_decisions(r)) >= 1)
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 2)
+    assert {d.causation_id for d in _decisions(records)} == {genuine.event_id}
+    assert sorted((dict(r.headers)["dlq.service"], dict(r.headers)["dlq.reason-code"]) for r in dead) == [
+        (b"review", b"unsigned_event"),
+        (b"review", b"untrusted_key"),
+    ]
