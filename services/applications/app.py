@@ -11,7 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.applications import idempotency
+from services.applications import cases, idempotency
 from services.applications.lifecycle import add_lifecycle
 from services.applications.submission import fingerprint, submitted
 from shared.access import Principal, require
@@ -75,6 +75,7 @@ def _add_http(app: FastAPI, runtime: Runtime) -> None:
                 ) from None
         envelope = submitted(application, application_id=application_id, channel="http")
         await runtime.append(envelope)
+        await cases.record_submitted(runtime.pool, envelope)
         return Accepted(application_id=application_id, event_id=envelope.event_id)
 
 
@@ -102,4 +103,6 @@ def _add_intake(runtime: Runtime) -> None:
             await runtime.dead_letter(message.raw_message, refused.reason)
             return
         assert isinstance(command, SubmitApplication)
-        await runtime.append(submitted(command.application, application_id=command.application_id, channel="intake"))
+        envelope = submitted(command.application, application_id=command.application_id, channel="intake")
+        await runtime.append(envelope)
+        await cases.record_submitted(runtime.pool, envelope)

@@ -37,6 +37,13 @@ ON CONFLICT (application_id) DO UPDATE SET
     status = EXCLUDED.status, returned_event_id = EXCLUDED.returned_event_id, updated_at = now()
 """
 
+# The service knows a case it appended at once, not only once it reads it back: a withdrawal right after a
+# submission is judged, not answered 404. Never over a row the follower wrote: that one is as new or newer.
+RECORD_SUBMITTED = """
+INSERT INTO case_status (application_id, status, applicant_code, agency_code) VALUES ($1, 'submitted', $2, $3)
+ON CONFLICT (application_id) DO NOTHING
+"""
+
 
 @dataclass(frozen=True)
 class CaseStatus:
@@ -71,6 +78,15 @@ def _ended(current: CaseStatus, envelope: Envelope) -> CaseStatus | None:
     ends = {LicenseGranted: "approved", ApplicationRejected: "rejected", ApplicationWithdrawn: "withdrawn"}
     status = ends.get(type(envelope.payload))
     return replace(current, status=status) if status and current.status in UNDECIDED else None
+
+
+async def record_submitted(pool: asyncpg.Pool, envelope: Envelope) -> None:
+    """Know the case of an ``ApplicationSubmitted`` this service has just appended, before reading it back."""
+    event = envelope.payload
+    assert isinstance(event, ApplicationSubmitted)
+    await pool.execute(
+        RECORD_SUBMITTED, envelope.case_id, event.application.applicant.code, event.application.agency_code
+    )
 
 
 async def load(pool: asyncpg.Pool, application_id: uuid.UUID) -> CaseStatus | None:

@@ -31,6 +31,19 @@ async def test_a_valid_application_is_accepted_and_appended_keyed_by_its_case(
     assert envelope.payload.application == samples.application()
 
 
+async def test_an_application_can_be_withdrawn_the_moment_it_is_accepted(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """The service knows the case it appended at once; it does not wait to read its own event back."""
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
+        answer = await client.post("/applications", json=samples.application_data())
+        application_id = answer.json()["application_id"]
+        withdrawn = await client.post(f"/applications/{application_id}/withdraw", json={"reason": "order lost"})
+        again = await client.post(f"/applications/{application_id}/withdraw", json={"reason": "order lost"})
+    assert withdrawn.status_code == 202, withdrawn.text
+    assert again.status_code == 202 and again.json()["event_id"] == withdrawn.json()["event_id"]
+
+
 async def test_an_invalid_application_gets_each_field_and_reason(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:

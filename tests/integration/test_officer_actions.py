@@ -189,13 +189,7 @@ async def test_a_returned_application_is_resubmitted_corrected_and_granted(syste
 
 async def test_an_undecided_application_is_withdrawn_and_no_officer_can_decide_it_after(system: System) -> None:
     application_id = await _escalated(system)
-
-    async def withdrawn() -> httpx.Response | None:
-        path = f"/applications/{application_id}/withdraw"
-        answer = await system.applications.post(path, json={"reason": "order lost"})
-        return answer if answer.status_code != 404 else None  # 404 until the service follows the case
-
-    answer = await eventually(withdrawn, what="the withdrawal judged")
+    answer = await system.applications.post(f"/applications/{application_id}/withdraw", json={"reason": "order lost"})
     assert answer.status_code == 202, answer.text
     await _status(system, application_id, "withdrawn")
     await _when(system.review, "/officer/queue", lambda q: q == [])
