@@ -61,7 +61,8 @@ def worker(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     if completed.returncode != 0:
         print(completed.stderr[-4000:], file=sys.stderr)
         return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return answer
 
 
 def machine() -> dict[str, Any]:
@@ -382,42 +383,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await migrate_async("access", url)
     for size in args.sizes:
         result["sizes"].append(await measure_size(size, args, bootstrap, url, run_id))
-    if args.live:
-        print("[live] three services, 200 submissions/s, then 500 lookups/s ...", flush=True)
+    # One registry, then (unless --registries 1) several sharing the partitions, under the same load.
+    phases = [("live", 1, "")] + (
+        [("live_shared", args.registries, str(args.registries))] if args.registries > 1 else []
+    )
+    for key, registries, suffix in phases if args.live else []:
+        print(f"[live] {registries} registry instance(s), {args.rate:.0f} submissions/s, then lookups ...", flush=True)
+        namespace = f"bench-{run_id}-live{suffix}"
         try:
-            result["live"] = await run_live(
+            result[key] = await run_live(
                 bootstrap=bootstrap,
                 database_url=url,
-                namespace=f"bench-{run_id}-live",
-                logs=RESULTS / f"logs-{run_id}",
+                namespace=namespace,
+                logs=RESULTS / f"logs-{run_id}{'-' + suffix if suffix else ''}",
                 rate=args.rate,
                 seconds=args.seconds,
                 query_rate=args.query_rate,
                 query_seconds=args.query_seconds,
+                registries=registries,
             )
         except Exception as exc:
-            result["live"] = {"error": repr(exc)}
+            result[key] = {"error": repr(exc)}
         finally:
-            await drop(bootstrap, url, [s.name for s in Topics(f"bench-{run_id}-live").specs()], [])
-        if args.registries > 1:
-            print(f"[live] again, with {args.registries} registry instances sharing the partitions ...", flush=True)
-            try:
-                result["live_shared"] = await run_live(
-                    bootstrap=bootstrap,
-                    database_url=url,
-                    namespace=f"bench-{run_id}-live{args.registries}",
-                    logs=RESULTS / f"logs-{run_id}-{args.registries}",
-                    rate=args.rate,
-                    seconds=args.seconds,
-                    query_rate=args.query_rate,
-                    query_seconds=args.query_seconds,
-                    registries=args.registries,
-                )
-            except Exception as exc:
-                result["live_shared"] = {"error": repr(exc)}
-            finally:
-                namespace = f"bench-{run_id}-live{args.registries}"
-                await drop(bootstrap, url, [s.name for s in Topics(namespace).specs()], [])
+            await drop(bootstrap, url, [s.name for s in Topics(namespace).specs()], [])
     result["wall_seconds"] = time.perf_counter() - started
     ratios(result)
     result["targets"] = verdicts(result)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,9 @@ class Services:
 def start_services(env: dict[str, str], logs: Path, registries: int = 1) -> Services:
     """One process per service; ``registries`` registry instances in one consumer group, sharing the partitions."""
     logs.mkdir(parents=True, exist_ok=True)
-    instances = [(name, name, port, {}) for name, port in SERVICES.items() if name != "registry"]
+    instances: list[tuple[str, str, int, dict[str, str]]] = [
+        (name, name, port, {}) for name, port in SERVICES.items() if name != "registry"
+    ]
     instances += [
         (
             f"registry-{i + 1}" if i else "registry",
@@ -217,6 +220,22 @@ class Watcher:
             await asyncio.sleep(POLL_SECONDS)
 
 
+Request = Callable[[int, float], Coroutine[Any, Any, None]]  # request number i, due at this perf_counter()
+
+
+async def open_loop(rate: float, seconds: float, one: Request) -> tuple[int, float]:
+    """Start request *i* at *t0 + i/rate* whatever the earlier ones are doing (an open loop: a slow answer
+    does not slow the offered load); return how many were sent and the seconds until all were answered."""
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    return len(tasks), time.perf_counter() - start
+
+
 async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: float) -> dict[str, Any]:
     body = json.dumps(samples.application_data()).encode()
     post_latency: list[float] = []
@@ -239,18 +258,11 @@ async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: f
             return
         watcher.sent[uuid.UUID(json.loads(answer)["application_id"])] = started
 
-    tasks = []
-    start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = start + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(i, due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
+    sent, elapsed = await open_loop(rate, seconds, one)
     return {
         "offered_per_s": rate,
-        "sent": len(tasks),
-        "achieved_per_s": len(tasks) / elapsed,
+        "sent": sent,
+        "achieved_per_s": sent / elapsed,
         "errors": errors,
         "post": summary_ms(post_latency),
         "client_lateness": summary_ms(late),
@@ -262,7 +274,8 @@ async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, se
     errors: dict[str, int] = {}
     late: list[float] = []
 
-    async def one(client: RawHttp, number: str, due: float) -> None:
+    async def one(i: int, due: float) -> None:
+        client, number = clients[i % len(clients)], numbers[i % len(numbers)]
         started = time.perf_counter()
         late.append(started - due)
         try:
@@ -274,18 +287,11 @@ async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, se
         if status != 200:
             errors[str(status)] = errors.get(str(status), 0) + 1
 
-    tasks = []
-    start = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = start + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(clients[i % len(clients)], numbers[i % len(numbers)], due)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
+    sent, elapsed = await open_loop(rate, seconds, one)
     return {
         "offered_per_s": rate,
-        "sent": len(tasks),
-        "achieved_per_s": len(tasks) / elapsed,
+        "sent": sent,
+        "achieved_per_s": sent / elapsed,
         "errors": errors,
         "latency": summary_ms(latencies),
         "client_lateness": summary_ms(late),

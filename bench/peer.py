@@ -100,7 +100,7 @@ async def run_peer(
                 for record in records:
                     if record.offset >= todo[tp.partition]:
                         break
-                    case_id = uuid.UUID(record.key.decode())  # type: ignore[union-attr]
+                    case_id = uuid.UUID(record.key.decode())
                     aggregate = touched.get(case_id)
                     if aggregate is None:
                         try:

@@ -152,7 +152,7 @@ async def copy(args: dict[str, Any]) -> dict[str, Any]:
         batch = 5000
         started = time.perf_counter()
         for first in range(0, rows, batch):
-            records = [
+            records: list[tuple[Any, ...]] = [
                 (
                     uuid.uuid4(),
                     f"53162026{i:010d}",

@@ -36,6 +36,20 @@ def service_principal(role: Role, topics: Topics) -> str:
     return f"{topics.namespace}-{role.value}" if topics.namespace else role.value
 
 
+def grant_services(kafka: KafkaConnection, topics: Topics, known: dict[str, str] | None = None) -> dict[str, str]:
+    """Give each of our services its principal and ACLs; return their logins as ``<SERVICE>_KAFKA_USERNAME``
+    and ``_PASSWORD`` variables. A password ``known`` holds for the same name is kept, else one is made."""
+    known = known or {}
+    logins: dict[str, str] = {}
+    for role in SERVICES:
+        prefix, name = role.value.upper(), service_principal(role, topics)
+        kept = known.get(f"{prefix}_KAFKA_PASSWORD") if known.get(f"{prefix}_KAFKA_USERNAME") == name else None
+        password = kept or new_password()
+        grant(kafka, name, role, topics, password)
+        logins |= {f"{prefix}_KAFKA_USERNAME": name, f"{prefix}_KAFKA_PASSWORD": password}
+    return logins
+
+
 def _read_env(file: Path) -> dict[str, str]:
     if not file.exists():
         return {}
@@ -60,14 +74,9 @@ def setup(
     """Give each of our services its own principal and ACLs, and write their logins to ENV_FILE."""
     kafka, topics = _admin()
     values = _read_env(env_file)
+    values |= grant_services(kafka, topics, known=values)
     for role in SERVICES:
-        prefix = role.value.upper()
-        name = service_principal(role, topics)
-        password = values.get(f"{prefix}_KAFKA_PASSWORD") if values.get(f"{prefix}_KAFKA_USERNAME") == name else None
-        password = password or new_password()
-        grant(kafka, name, role, topics, password)
-        values |= {f"{prefix}_KAFKA_USERNAME": name, f"{prefix}_KAFKA_PASSWORD": password}
-        console.print(f"principal {name}: role {role.value}")
+        console.print(f"principal {service_principal(role, topics)}: role {role.value}")
     _write_env(env_file, values)
     console.print(f"logins written to {env_file}")
 

@@ -64,6 +64,19 @@ class KafkaConnection(BaseSettings):
             "sasl_plain_password": self._secret(),
         }
 
+    def environment(self) -> dict[str, str]:
+        """The same broker and login as ``KAFKA_*`` variables, for a process this one starts."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "KAFKA_USE_TLS": str(self.use_tls).lower(),
+        }
+        if self.username is not None:
+            env["KAFKA_USERNAME"] = self.username
+        if self.password is not None:
+            env["KAFKA_PASSWORD"] = self._secret()
+        return env
+
     def security(self) -> BaseSecurity | None:
         """The same login for a faststream ``KafkaBroker``."""
         if self.username is None:

@@ -143,6 +143,14 @@ def _check_name(principal: str) -> None:
         raise PrincipalError(f"principal {principal!r} is the broker's own super user")
 
 
+def _set_password(admin: AdminClient, connection: KafkaConnection, principal: str, password: str) -> None:
+    """Create ``principal``'s SCRAM credential, or replace it, with ``password``."""
+    info = ScramCredentialInfo(_mechanism(connection), SCRAM_ITERATIONS)
+    upsert = UserScramCredentialUpsertion(principal, info, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert], request_timeout=_TIMEOUT_S).values():
+        future.result()
+
+
 def grant(connection: KafkaConnection, principal: str, role: Role, topics: Topics, password: str) -> None:
     """Make ``principal`` a SCRAM user with ``password`` and give it the ACLs of ``role``; idempotent.
 
@@ -150,10 +158,7 @@ def grant(connection: KafkaConnection, principal: str, role: Role, topics: Topic
     """
     _check_name(principal)
     admin = _admin(connection)
-    info = ScramCredentialInfo(_mechanism(connection), SCRAM_ITERATIONS)
-    upsert = UserScramCredentialUpsertion(principal, info, password.encode())
-    for future in admin.alter_user_scram_credentials([upsert], request_timeout=_TIMEOUT_S).values():
-        future.result()
+    _set_password(admin, connection, principal, password)
     for future in admin.create_acls(acl_bindings(principal, role, topics), request_timeout=_TIMEOUT_S).values():
         future.result()
     _await_login(connection.login(principal, password))
@@ -169,10 +174,7 @@ def revoke(connection: KafkaConnection, principal: str) -> int:
     """
     _check_name(principal)
     admin = _admin(connection)
-    info = ScramCredentialInfo(_mechanism(connection), SCRAM_ITERATIONS)
-    unknowable = UserScramCredentialUpsertion(principal, info, new_password().encode())
-    for future in admin.alter_user_scram_credentials([unknowable], request_timeout=_TIMEOUT_S).values():
-        future.result()
+    _set_password(admin, connection, principal, new_password())  # one no one holds
     user = f"User:{principal}"
     everything = AclBindingFilter(
         ResourceType.ANY, _ANY, ResourcePatternType.ANY, user, _ANY, AclOperation.ANY, AclPermissionType.ANY

@@ -43,18 +43,6 @@ class Infrastructure:
             {"kafka_password": password} if password else {}
         )
 
-    def kafka_env(self) -> dict[str, str]:
-        """The same, as the environment of a service or licensectl run as a process."""
-        env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "KAFKA_SASL_MECHANISM": self.kafka.sasl_mechanism,
-        }
-        if self.kafka.username is not None:
-            env["KAFKA_USERNAME"] = self.kafka.username
-        if self.kafka.password is not None:
-            env["KAFKA_PASSWORD"] = self.kafka.password.get_secret_value()
-        return env
-
 
 class Unavailable(RuntimeError):
     """A broker or database the tests need cannot be had."""

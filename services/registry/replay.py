@@ -178,6 +178,8 @@ async def fold_log(
     if not todo:
         return 0
     total, read = sum(e - start.get(p, 0) for p, e in todo.items()), 0
+    async with pool.acquire() as connection:
+        trust = await signing.trusted(connection)  # the live trust list: a replay refuses what the live ledger did
     consumer = AIOKafkaConsumer(
         **kafka.options(),
         enable_auto_commit=False,
@@ -202,7 +204,7 @@ async def fold_log(
                     continue
                 wanted = [r for r in records if r.offset < todo[tp.partition]]
                 if wanted:
-                    await _apply(pool, tp, wanted)
+                    await _apply(pool, tp, wanted, trust)
                     read += len(wanted)
                 if records[-1].offset + 1 >= todo[tp.partition]:
                     del todo[tp.partition]
@@ -255,7 +257,9 @@ async def fold_in_processes(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "DATABASE_URL": database_url, **_kafka_env(kafka)},
+            # This process's own KAFKA_* variables are left out: the child logs in as ``kafka`` does, no other way.
+            env={k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+            | {"DATABASE_URL": database_url, **kafka.environment()},
         )
         assert child.stdin is not None and child.stdout is not None and child.stderr is not None
         child.stdin.write(json.dumps(work).encode())
@@ -279,22 +283,9 @@ async def fold_in_processes(
     return sum(await asyncio.gather(*(run(i, share) for i, share in enumerate(shares))))
 
 
-def _kafka_env(kafka: KafkaConnection) -> dict[str, str]:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "KAFKA_SASL_MECHANISM": kafka.sasl_mechanism,
-        "KAFKA_USE_TLS": str(kafka.use_tls).lower(),
-    }
-    if kafka.username is not None:
-        env["KAFKA_USERNAME"] = kafka.username
-    if kafka.password is not None:
-        env["KAFKA_PASSWORD"] = kafka.password.get_secret_value()
-    return env
-
-
-async def _apply(pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-    async with pool.acquire() as connection:
-        trust = await signing.trusted(connection)  # the live trust list: a replay refuses what the live ledger did
+async def _apply(
+    pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList
+) -> None:
     events = [
         store.Positioned(r.offset, e) for r in records if isinstance(e := signing.read_case_event(r, trust), Envelope)
     ]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from licensectl.kafka import service_principal
+from licensectl.kafka import grant_services, service_principal
 from shared.kafka_access import SERVICES as SERVICE_ROLES
-from shared.kafka_admin import grant, new_password, revoke
+from shared.kafka_admin import revoke
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess
@@ -27,16 +27,12 @@ def services(
 ) -> Iterator[dict[str, str]]:
     """Each service started with ``python -m services.<name>``, as the run command starts them."""
     env = {
-        **infrastructure.kafka_env(),
+        **infrastructure.kafka.environment(),
         "DATABASE_URL": database_url,
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
-    principals = [service_principal(role, topics) for role in SERVICE_ROLES]
     if infrastructure.kafka.authenticated:
-        for role, principal in zip(SERVICE_ROLES, principals, strict=True):
-            password = new_password()
-            grant(infrastructure.kafka, principal, role, topics, password)
-            env |= {f"{role.value.upper()}_KAFKA_USERNAME": principal, f"{role.value.upper()}_KAFKA_PASSWORD": password}
+        env |= grant_services(infrastructure.kafka, topics)
     processes = [ServiceProcess(name, env, tmp_path) for name in SERVICES]
     try:
         for process in processes:
@@ -48,5 +44,5 @@ def services(
         for process in processes:
             process.stop()
         if infrastructure.kafka.authenticated:
-            for principal in principals:
-                revoke(infrastructure.kafka, principal)
+            for role in SERVICE_ROLES:
+                revoke(infrastructure.kafka, service_principal(role, topics))

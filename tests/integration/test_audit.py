@@ -240,7 +240,7 @@ async def test_a_ledger_row_changed_after_a_checkpoint_is_named(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        **infrastructure.kafka_env(),
+        **infrastructure.kafka.environment(),
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
     command = [sys.executable, "-m", "licensectl", "audit", "verify", "--public-key", public_key_text(audited.key)]

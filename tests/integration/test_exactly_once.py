@@ -66,7 +66,7 @@ async def test_killing_the_registry_at_random_moments_loses_nothing_and_applies_
     registry = ServiceProcess(
         "registry",
         {
-            **infrastructure.kafka_env(),
+            **infrastructure.kafka.environment(),
             "DATABASE_URL": database_url,
             "LEDGER_TOPIC_NAMESPACE": topics.namespace,
             "REGISTRY_INSTANCE_ID": "registry-0",

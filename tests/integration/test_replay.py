@@ -114,7 +114,7 @@ async def test_licensectl_replay_exits_non_zero_when_the_ledgers_differ(
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        **infrastructure.kafka_env(),
+        **infrastructure.kafka.environment(),
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,
     }
     command = [sys.executable, "-m", "licensectl", "replay"]
