@@ -25,7 +25,7 @@ os.environ.setdefault("LEDGER_TRUST_OWN_KEYS", "true")
 # Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
 # local runs keep exploring new ones (and keep what they find in .hypothesis/).
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI") == "true":
+if infra.IN_CI:
     hypothesis_settings.load_profile("ci")
 
 

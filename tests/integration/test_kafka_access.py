@@ -7,7 +7,6 @@ each test's principals with ``shared.kafka_admin.grant`` from the table in share
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -18,7 +17,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from shared.kafka_access import KafkaConnection, Role
 from shared.kafka_admin import PrincipalError, grant, new_password, revoke
 from shared.topics import Topics
-from tests.infra import Infrastructure
+from tests.infra import IN_CI, Infrastructure
 
 
 @pytest.fixture
@@ -26,7 +25,7 @@ async def principals(infrastructure: Infrastructure, topics: Topics) -> AsyncIte
     """Make principals for this test's namespace (as the admin); delete them and their ACLs after."""
     if not infrastructure.kafka.authenticated:
         message = f"the broker at {infrastructure.kafka.bootstrap_servers} takes no login (KAFKA_USERNAME unset)"
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail(f"{message}: the provisioned broker must enforce SASL and ACLs")
         pytest.skip(f"{message}: ACLs need the provisioned SASL broker")
     made: list[str] = []
