@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +73,7 @@ class Runtime:
     _raw_producer: AIOKafkaProducer | None = None
     _signing_key: Ed25519PrivateKey | None = None
     _trust: tuple[float, signing.TrustList] | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name)
@@ -123,6 +124,16 @@ class Runtime:
         reason = trust.problem(value, list(record.headers), producer=sender, at=datetime.now(UTC))
         if reason is not None:
             raise BadInput(reason.code, reason.message)
+
+    def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` while the service runs (call it from a start hook); it is cancelled when the service stops."""
+        self._background.append(asyncio.create_task(work, name=name))
+
+    async def stop_background(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
 
     async def case_event(self, record: ConsumerRecord[bytes, bytes] | Any) -> Envelope | Reason:
         """The event in a record of the case stream, or why it may not be acted on: unreadable, or not signed
@@ -332,6 +343,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             _freeze_startup_objects()
             yield
         finally:
+            await runtime.stop_background()
             for hook in reversed(runtime.on_stop):
                 await hook(runtime)
             await broker.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -136,7 +135,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _add_projector(runtime: Runtime, settings: Settings) -> None:
-    tasks: list[asyncio.Task[None]] = []
     changes = runtime.broker.publisher(
         settings.topics.license_changes,
         title="license-changes",
@@ -192,17 +190,11 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             on_applied=applied,
         )
         rt.checks["ledger"] = lambda: projector.failure or "ok"
-        tasks.append(asyncio.create_task(run_forever(projector), name="projector"))
-        tasks.append(asyncio.create_task(relay_forever(rt.pool, publish), name="outbox-relay"))
-        tasks.append(asyncio.create_task(checkpointer.run(), name="checkpoints"))
-
-    async def stop(_: Runtime) -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        rt.run_in_background(run_forever(projector), name="projector")
+        rt.run_in_background(relay_forever(rt.pool, publish), name="outbox-relay")
+        rt.run_in_background(checkpointer.run(), name="checkpoints")
 
     runtime.on_start.append(start)
-    runtime.on_stop.append(stop)
 
 
 def _add_queries(app: FastAPI, runtime: Runtime) -> None:

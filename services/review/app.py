@@ -108,18 +108,11 @@ def _add_reference_data(runtime: Runtime, version: str) -> ReferenceCache:
 
 def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
     """Run the expiry scheduler while the service runs; ``clock`` gives China's date (tests set it)."""
-    tasks: list[asyncio.Task[None]] = []
 
     async def start(rt: Runtime) -> None:
-        tasks.append(asyncio.create_task(expiry.run_forever(rt.pool, rt.append, clock, interval), name="expiry"))
-
-    async def stop(_: Runtime) -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        rt.run_in_background(expiry.run_forever(rt.pool, rt.append, clock, interval), name="expiry")
 
     runtime.on_start.append(start)
-    runtime.on_stop.append(stop)
 
 
 async def _read(runtime: Runtime, record: Any) -> Envelope | None:
