@@ -14,12 +14,19 @@ import httpx
 
 from tests.infra import ROOT
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port no process listens on, and not one this test run handed out before: the kernel may give a
+    just-released port to the next bind, and two services of one fixture then got the same one."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class ServiceProcess:
