@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 
@@ -30,6 +30,7 @@ from services.registry.checkpoints import (
     public_bytes,
     public_key_from,
     read,
+    read_all,
     signature_problem,
 )
 from services.registry.checksum import checksum
@@ -122,28 +123,6 @@ async def verify(
     return report
 
 
-async def _read_all(
-    kafka: KafkaConnection, topic: str, each: Callable[[ConsumerRecord[bytes, bytes]], None]
-) -> dict[int, int]:
-    """Call ``each`` on every record of ``topic`` from offset 0 to its end as of now; return the ends."""
-    # Subscribed with no group: the consumer is assigned every partition of the topic, read from offset 0.
-    consumer = AIOKafkaConsumer(topic, **kafka.options(), enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = list(consumer.assignment())
-        if not partitions:
-            raise LookupError(f"no topic {topic} on {kafka.bootstrap_servers}")
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
-                for record in batch:
-                    if record.offset < ends[tp]:
-                        each(record)
-        return {tp.partition: end for tp, end in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 async def _read_checkpoints(
     kafka: KafkaConnection, topic: str, trusted: Mapping[str, Ed25519PublicKey]
 ) -> list[Verdict]:
@@ -162,7 +141,7 @@ async def _read_checkpoints(
             verdict.problems.append(f"{checkpoint.label}: {problem}")
         verdicts.append(verdict)
 
-    await _read_all(kafka, topic, each)
+    await read_all(kafka, topic, each)
     return sorted(verdicts, key=lambda v: v.position)
 
 
@@ -185,7 +164,7 @@ async def _recompute_chains(
         if walker is not None:
             walker.feed(chain.Raw(record.offset, record.value))
 
-    ends = await _read_all(kafka, topic, each)
+    ends = await read_all(kafka, topic, each)
     heads = {
         (p, start, offset): head
         for p, walker in walkers.items()
@@ -293,11 +272,16 @@ def trusted_keys(given: list[str]) -> dict[str, Ed25519PublicKey]:
     return {key_id(k): k for k in keys}
 
 
-def registry_public_key(settings: Any) -> str:
-    """The registry's public key (base64) and key id, from its settings; never makes a key."""
+def registry_key(settings: Any) -> Ed25519PublicKey:
+    """The registry's checkpoint public key, from its settings; never makes a key (FileNotFoundError if none)."""
     secret = settings.signing_key.get_secret_value() if settings.signing_key else None
     key = load_signing_key(key=secret, key_file=settings.signing_key_file, key_dir=settings.key_dir, generate=False)
-    public = key.public_key()
+    return key.public_key()
+
+
+def registry_public_key(settings: Any) -> str:
+    """The registry's public key (base64) and key id, from its settings."""
+    public = registry_key(settings)
     return f"{base64.b64encode(public_bytes(public)).decode()}  (key id {key_id(public)})"
 
 

@@ -21,6 +21,7 @@ from services.registry.replay import replay as replay_ledger
 from shared.db import migrate_all
 from shared.kafka_admin import ensure_topics
 from shared.settings import ServiceSettings
+from shared.signing import key_id
 
 # No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password.
 app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -74,9 +75,30 @@ def replay(
     processes: int | None = typer.Option(
         None, min=1, help="Fold with this many processes (default: one per core for a log of 20,000 events or more)."
     ),
+    trust_checkpoints: bool = typer.Option(
+        False,
+        help="Rely on the registry's latest signed checkpoint (its key from the REGISTRY_* settings): the records "
+        "below it are held to its chain heads and checksum instead of checking each signature again.",
+    ),
+    checkpoint_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="As --trust-checkpoints, with checkpoints signed by this key (base64 or a file); repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
     settings = ServiceSettings()
+    keys = audit.trusted_keys(checkpoint_key or [])
+    if trust_checkpoints:
+        from services.registry.app import Settings as RegistrySettings
+
+        try:
+            public = audit.registry_key(RegistrySettings())
+        except FileNotFoundError as missing:
+            console.print(f"[red]no registry signing key to trust checkpoints by: {missing}")
+            raise typer.Exit(2) from None
+        keys[key_id(public)] = public
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task("folding licensing.cases", total=None)
         result = asyncio.run(
@@ -88,10 +110,19 @@ def replay(
                 keep=keep,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 processes=processes,
+                checkpoints_topic=settings.topics.checkpoints,
+                checkpoint_keys=keys,
             )
         )
-    rate = result.events / result.seconds if result.seconds else 0.0
-    console.print(f"events folded: {result.events} in {result.seconds:.2f} s ({rate:,.0f} events/s)")
+    rate = result.events / result.fold_seconds if result.fold_seconds else 0.0
+    console.print(
+        f"events folded: {result.events} in {result.fold_seconds:.2f} s ({rate:,.0f} events/s; "
+        f"{result.seconds:.2f} s with the checksums)"
+    )
+    if result.checkpoint is not None:
+        console.print(f"from {result.checkpoint.label}: signatures below it not checked again, its checksum held")
+    for note in result.notes:
+        console.print(f"[yellow]{note}")
     console.print(f"live ledger:    {result.live.digest} ({result.live.rows} rows)")
     console.print(f"rebuilt ledger: {result.rebuilt.digest} ({result.rebuilt.rows} rows)")
     if not result.matches:

@@ -261,16 +261,19 @@ async def untrust(connection: Connection, *, producer: str, key_id: str, at: dat
     return status != "UPDATE 0"
 
 
-def read_case_event(record: Any, trust: TrustList) -> Envelope | Reason:
+def read_case_event(record: Any, trust: TrustList, *, verify: bool = True) -> Envelope | Reason:
     """The event in a record of the case stream, or why no reader may act on it: it cannot be read, or it is
     not signed by a key ``trust`` holds for its producer at the time it occurred. The registry's fold (live
-    and in replay), review and the applications service all read the stream through this."""
+    and in replay), review and the applications service all read the stream through this.
+
+    ``verify=False`` skips the signature: only for a record a trusted checkpoint already vouches for
+    (``services/registry/replay.py``)."""
     value = record.value or b""
     try:
         envelope = Envelope.from_bytes(value)
     except ValidationError as exc:
         return Reason(code="unreadable_event", message=describe(exc))
-    if trust.predates_signatures(record.topic, record.partition, record.offset):
+    if not verify or trust.predates_signatures(record.topic, record.partition, record.offset):
         return envelope
     headers = list(record.headers or ())
     return trust.problem(value, headers, producer=envelope.producer, at=envelope.occurred_at) or envelope

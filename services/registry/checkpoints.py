@@ -21,12 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from services.registry import store
 from services.registry.checksum import checksum
+from shared.kafka_access import KafkaConnection
 from shared.signing import key_id, load_signing_key, public_bytes, public_key_from
 
 __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.signing
@@ -125,6 +127,66 @@ def signature_problem(
     except InvalidSignature:
         return "signature invalid"
     return None
+
+
+# Reading them back.
+
+
+async def read_all(
+    kafka: KafkaConnection, topic: str, each: Callable[[ConsumerRecord[bytes, bytes]], None]
+) -> dict[int, int]:
+    """Call ``each`` on every record of ``topic`` from offset 0 to its end as of now; return the ends."""
+    # Subscribed with no group: the consumer is assigned every partition of the topic, read from offset 0.
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = list(consumer.assignment())
+        if not partitions:
+            raise LookupError(f"no topic {topic} on {kafka.bootstrap_servers}")
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
+                for record in batch:
+                    if record.offset < ends[tp]:
+                        each(record)
+        return {tp.partition: end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def latest_trusted(
+    kafka: KafkaConnection,
+    checkpoints_topic: str,
+    trusted: Mapping[str, Ed25519PublicKey],
+    *,
+    topic: str,
+    within: Mapping[int, store.Position],
+) -> Checkpoint | None:
+    """The latest checkpoint of ``topic`` validly signed by a ``trusted`` key that lies within ``within``:
+    every partition it names at or before that position, on the same chain (None if there is none)."""
+    if not trusted:
+        return None  # a checkpoint checked only against the key it carries proves nothing about who signed it
+    found: list[Checkpoint] = []
+
+    def each(record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            checkpoint, content, signature = read(record.value)
+        except Unreadable:
+            return
+        if checkpoint.topic == topic and signature_problem(checkpoint, content, signature, trusted) is None:
+            found.append(checkpoint)
+
+    await read_all(kafka, checkpoints_topic, each)
+
+    def fits(checkpoint: Checkpoint) -> bool:
+        return all(
+            (position := within.get(head.partition)) is not None
+            and head.next_offset <= position.next_offset
+            and head.chain_start == position.chain_start
+            for head in checkpoint.partitions
+        )
+
+    return max((c for c in found if fits(c)), key=lambda c: (sum(c.offsets.values()), c.created_at), default=None)
 
 
 # Taking and publishing.

@@ -2,7 +2,8 @@
 
 Two ledgers with the same checksum hold the same rows. Rows are hashed in PostgreSQL's own JSON
 form under UTC, so the checksum depends on the data only, never on the session that reads it.
-Delivery plumbing (the outbox, the applied-event index, the stored offsets) is not ledger content.
+Delivery plumbing (the outbox, the applied-event index, the stored offsets) is not ledger content; which
+records of the log were refused is (``refused_events``): a checkpoint's checksum vouches for it too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ LEDGER_TABLES: dict[str, tuple[str, ...]] = {
     "licenses": ("license_number",),
     "exports": ("event_id",),
     "license_history": ("license_number", "event_id"),
+    "refused_events": ("topic", "partition", "offset"),
 }
 
 

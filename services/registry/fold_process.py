@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from services.registry.replay import fold_log
+from services.registry.replay import Vouched, fold_log
 from shared.db import create_pool
 from shared.kafka_access import KafkaConnection
 
@@ -33,6 +33,7 @@ async def _fold_share(work: dict[str, Any]) -> int:
             start={int(p): o for p, o in work["start"].items()},
             end={int(p): o for p, o in work["end"].items()},
             progress=report,
+            vouched=Vouched.from_json(work["vouched"]) if "vouched" in work else None,
         )
     finally:
         await pool.close()

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 
 from services.registry import chain, outbox, store
 from shared import signing
-from shared.events import Envelope, Reason
+from shared.events import Reason
 from shared.kafka_access import KafkaConnection
 
 log = logging.getLogger(__name__)
@@ -132,13 +132,17 @@ class Projector:
 
     async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         events: list[store.Positioned] = []
+        refused: list[store.Refused] = []
         # Read per batch: a key trusted or revoked by an operator counts from the next batch on.
         async with self._pool.acquire() as connection:
             trust = await signing.trusted(connection)
         for index, record in enumerate(records, 1):
-            envelope = await self._read(record, trust)
-            if envelope is not None:
-                events.append(store.Positioned(record.offset, envelope))
+            read = signing.read_case_event(record, trust)
+            if isinstance(read, Reason):
+                await self._dead_letter(record, read)
+                refused.append(store.Refused(record.offset, read.code))
+            else:
+                events.append(store.Positioned(record.offset, read))
             if index % store.YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # the queries share this loop: none waits for a whole batch's signatures
         async with self._pool.acquire() as connection, connection.transaction():
@@ -150,19 +154,13 @@ class Projector:
                 events=events,
                 next_offset=records[-1].offset + 1,
                 records=raw_records(records),
+                refused=refused,
             )
         self.applied += applied.events
         if self._on_applied is not None:
             self._on_applied(applied.events)
         if applied.changes and self._publish is not None:
             await outbox.relay(self._pool, self._publish)
-
-    async def _read(self, record: ConsumerRecord[bytes, bytes], trust: signing.TrustList) -> Envelope | None:
-        envelope = signing.read_case_event(record, trust)
-        if isinstance(envelope, Reason):
-            await self._dead_letter(record, envelope)
-            return None
-        return envelope
 
 
 def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:

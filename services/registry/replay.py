@@ -18,18 +18,20 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.registry import chain, store
+from services.registry import chain, checkpoints, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
 from services.registry.projector import raw_records
 from shared import signing
 from shared.db import create_pool, migrate_async
-from shared.events import Envelope
+from shared.events import Reason
 from shared.kafka_access import KafkaConnection
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
@@ -51,6 +53,9 @@ class ReplayResult:
     differences: list[RowDifference] = field(default_factory=list)
     swapped: bool = False
     chain_breaks: list[chain.ChainBreak] = field(default_factory=list)
+    fold_seconds: float = 0.0  # of ``seconds``, the time spent folding (the rest: checksums, migration)
+    checkpoint: checkpoints.Checkpoint | None = None  # the trusted checkpoint the fold relied on, if any
+    notes: list[str] = field(default_factory=list)
 
     @property
     def matches(self) -> bool:
@@ -76,16 +81,43 @@ async def live_positions(connection: asyncpg.Connection, schema: str, topic: str
     return {r["partition"]: store.Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
 
 
-async def seed_chain_starts(
-    connection: asyncpg.Connection, schema: str, topic: str, positions: dict[int, store.Position]
-) -> None:
-    """A ledger older than the chain hashes from where it started: the rebuild must chain from there too."""
-    started = [(topic, p, pos.chain_start) for p, pos in positions.items() if pos.chain_start > 0]
-    await connection.executemany(
-        f"INSERT INTO {_q(schema)}.partition_offsets (topic, partition, next_offset, chain_start) "
-        "VALUES ($1, $2, 0, $3)",
-        started,
+async def seed_positions(connection: asyncpg.Connection, live_schema: str, schema: str, topic: str) -> None:
+    """A ledger older than the chain hashes (or than kept refusals) does so from where it started: the
+    rebuild must too."""
+    await connection.execute(
+        f"INSERT INTO {_q(schema)}.partition_offsets (topic, partition, next_offset, chain_start, refusals_from) "
+        f"SELECT topic, partition, 0, chain_start, refusals_from FROM {_q(live_schema)}.partition_offsets "
+        "WHERE topic = $1 AND (chain_start > 0 OR refusals_from > 0)",
+        topic,
     )
+
+
+async def live_refusals(connection: asyncpg.Connection, schema: str, topic: str) -> set[tuple[int, int]]:
+    rows = await connection.fetch(
+        f'SELECT partition, "offset" FROM {_q(schema)}.refused_events WHERE topic = $1', topic
+    )
+    return {(r["partition"], r["offset"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """The records a trusted checkpoint vouches for: those below its offsets, except the ones the live ledger
+    says it refused. Their signatures are not checked one by one; the fold up to the checkpoint is held to
+    the checkpoint's chain heads and ledger checksum instead, which cover the refusals too."""
+
+    below: dict[int, int]
+    refused: frozenset[tuple[int, int]] = frozenset()
+
+    def covers(self, partition: int, offset: int) -> bool:
+        return offset < self.below.get(partition, 0) and (partition, offset) not in self.refused
+
+    def to_json(self) -> dict[str, Any]:
+        return {"below": self.below, "refused": sorted(self.refused)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Vouched:
+        below = {int(p): o for p, o in data["below"].items()}
+        return cls(below, frozenset((p, o) for p, o in data["refused"]))
 
 
 def chain_breaks(recorded: dict[int, store.Position], rebuilt: dict[int, store.Position]) -> list[chain.ChainBreak]:
@@ -111,10 +143,16 @@ async def replay(
     keep: bool = False,
     progress: Progress | None = None,
     processes: int | None = None,
+    checkpoints_topic: str | None = None,
+    checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None,
 ) -> ReplayResult:
     """Fold ``topic`` into a fresh schema up to the live ledger's offsets and compare the two.
 
     ``processes`` folds with that many processes; by default one per core for a long log, else one.
+    With ``checkpoint_keys``, the latest checkpoint in ``checkpoints_topic`` signed by one of them that the
+    live ledger has passed vouches for the records below it (``Vouched``): they are folded without checking
+    each signature, and the fold is then held to the checkpoint's chain heads and checksum. If it does not
+    hold, the fold starts again checking every signature, and ``notes`` says why.
     """
     started = time.perf_counter()
     connection = await asyncpg.connect(database_url)
@@ -122,30 +160,39 @@ async def replay(
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             positions = await live_positions(connection, live_schema, topic)
             live = await checksum(connection, live_schema)
+            refusals = await live_refusals(connection, live_schema, topic)
         offsets = {p: position.next_offset for p, position in positions.items()}
-        schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
-        await migrate_async("registry", database_url, schema=schema)
-        await seed_chain_starts(connection, schema, topic, positions)
+        anchor = None
+        if checkpoint_keys and checkpoints_topic:
+            anchor = await checkpoints.latest_trusted(
+                kafka, checkpoints_topic, checkpoint_keys, topic=topic, within=positions
+            )
+        count = processes or processes_for(sum(offsets.values()), len(offsets))
+        fold = _Fold(database_url, kafka, topic, count, sum(offsets.values()), progress)
+        folding = time.perf_counter()
+        schema, notes = await fold.fresh(connection, live_schema), []
+        if anchor is not None:
+            vouched = Vouched(anchor.offsets, frozenset(r for r in refusals if r[1] < anchor.offsets.get(r[0], 0)))
+            await fold.run(schema, start={}, end=anchor.offsets, vouched=vouched)
+            problem = await _anchor_problem(connection, schema, topic, anchor)
+            if problem is None:
+                await fold.run(schema, start=anchor.offsets, end=offsets)
+            else:
+                notes.append(f"{anchor.label} does not hold ({problem}): every signature was checked instead")
+                anchor = None
+                await connection.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
+                schema = await fold.fresh(connection, live_schema)
+                await fold.run(schema, start={}, end=offsets)
+        else:
+            await fold.run(schema, start={}, end=offsets)
+        fold_seconds = time.perf_counter() - folding
         pool = await create_pool(database_url, schema=schema, max_size=2)
         try:
-            count = processes or processes_for(sum(offsets.values()), len(offsets))
-            if count > 1:
-                events = await fold_in_processes(
-                    database_url=database_url,
-                    schema=schema,
-                    kafka=kafka,
-                    topic=topic,
-                    start={},
-                    end=offsets,
-                    processes=count,
-                    progress=progress,
-                )
-            else:
-                events = await fold_log(pool, kafka, topic, start={}, end=offsets, progress=progress)
             async with connection.transaction(readonly=True):
                 rebuilt = await checksum(connection, schema)
                 rebuilt_positions = await live_positions(connection, schema, topic)
-            result = ReplayResult(live, rebuilt, events, time.perf_counter() - started, schema, offsets)
+            result = ReplayResult(live, rebuilt, fold.events, time.perf_counter() - started, schema, offsets)
+            result.fold_seconds, result.checkpoint, result.notes = fold_seconds, anchor, notes
             # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
             result.chain_breaks = chain_breaks(positions, rebuilt_positions)
             if not result.matches:
@@ -163,6 +210,73 @@ async def replay(
         await connection.close()
 
 
+class _Fold:
+    """Folds parts of the log into a schema, with one process or several, counting what it folded."""
+
+    def __init__(
+        self, url: str, kafka: KafkaConnection, topic: str, processes: int, total: int, progress: Progress | None
+    ) -> None:
+        self._url, self._kafka, self._topic, self._processes = url, kafka, topic, processes
+        self._total, self._progress = total, progress
+        self.events = 0
+
+    async def fresh(self, connection: asyncpg.Connection, live_schema: str) -> str:
+        """A freshly migrated schema to fold into, positioned as the live one starts."""
+        schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
+        await migrate_async("registry", self._url, schema=schema)
+        await seed_positions(connection, live_schema, schema, self._topic)
+        self.events = 0
+        return schema
+
+    async def run(
+        self, schema: str, *, start: dict[int, int], end: dict[int, int], vouched: Vouched | None = None
+    ) -> None:
+        before = self.events
+
+        def progress(done: int, _: int) -> None:
+            if self._progress:
+                self._progress(before + done, self._total)
+
+        if self._processes > 1:
+            self.events += await fold_in_processes(
+                database_url=self._url,
+                schema=schema,
+                kafka=self._kafka,
+                topic=self._topic,
+                start=start,
+                end=end,
+                processes=self._processes,
+                progress=progress,
+                vouched=vouched,
+            )
+            return
+        pool = await create_pool(self._url, schema=schema, max_size=2)
+        try:
+            self.events += await fold_log(
+                pool, self._kafka, self._topic, start=start, end=end, progress=progress, vouched=vouched
+            )
+        finally:
+            await pool.close()
+
+
+async def _anchor_problem(
+    connection: asyncpg.Connection, schema: str, topic: str, anchor: checkpoints.Checkpoint
+) -> str | None:
+    """Why the fold up to exactly ``anchor``'s offsets does not give what it signed (None if it does)."""
+    async with connection.transaction(readonly=True):
+        rebuilt = await checksum(connection, schema)
+        folded = await live_positions(connection, schema, topic)
+    signed = {
+        h.partition: store.Position(h.next_offset, bytes.fromhex(h.head), h.chain_start) for h in anchor.partitions
+    }
+    breaks = chain_breaks(signed, folded)
+    if breaks:
+        return "; ".join(b.describe() for b in breaks)
+    if rebuilt.digest != anchor.ledger_checksum:
+        return "the ledger folded up to its offsets has another checksum than it signed"
+    return None
+
+
 async def fold_log(
     pool: asyncpg.Pool,
     kafka: KafkaConnection,
@@ -172,8 +286,11 @@ async def fold_log(
     end: dict[int, int],
     progress: Progress | None = None,
     max_records: int = 5000,
+    vouched: Vouched | None = None,
 ) -> int:
-    """Fold each partition's records from ``start`` (default 0) up to ``end`` into the pool's ledger."""
+    """Fold each partition's records from ``start`` (default 0) up to ``end`` into the pool's ledger.
+
+    Records ``vouched`` for are read without checking their signatures."""
     todo = {p: e for p, e in end.items() if e > start.get(p, 0)}
     if not todo:
         return 0
@@ -204,7 +321,7 @@ async def fold_log(
                     continue
                 wanted = [r for r in records if r.offset < todo[tp.partition]]
                 if wanted:
-                    await _apply(pool, tp, wanted, trust)
+                    await _apply(pool, tp, wanted, trust, vouched)
                     read += len(wanted)
                 if records[-1].offset + 1 >= todo[tp.partition]:
                     del todo[tp.partition]
@@ -240,6 +357,7 @@ async def fold_in_processes(
     end: dict[int, int],
     processes: int,
     progress: Progress | None = None,
+    vouched: Vouched | None = None,
 ) -> int:
     """Fold ``start``..``end`` of ``topic`` into ``schema`` with ``processes`` processes; return the events folded."""
     partitions = sorted(p for p, e in end.items() if e > start.get(p, 0))
@@ -250,6 +368,11 @@ async def fold_in_processes(
     async def run(index: int, share: list[int]) -> int:
         work = {"schema": schema, "topic": topic, "start": {p: start.get(p, 0) for p in share}}
         work["end"] = {p: end[p] for p in share}
+        if vouched is not None:
+            work["vouched"] = Vouched(
+                {p: o for p, o in vouched.below.items() if p in share},
+                frozenset(r for r in vouched.refused if r[0] in share),
+            ).to_json()
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -284,11 +407,21 @@ async def fold_in_processes(
 
 
 async def _apply(
-    pool: asyncpg.Pool, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList
+    pool: asyncpg.Pool,
+    tp: TopicPartition,
+    records: list[ConsumerRecord[bytes, bytes]],
+    trust: signing.TrustList,
+    vouched: Vouched | None = None,
 ) -> None:
-    events = [
-        store.Positioned(r.offset, e) for r in records if isinstance(e := signing.read_case_event(r, trust), Envelope)
-    ]
+    events: list[store.Positioned] = []
+    refused: list[store.Refused] = []
+    for r in records:
+        verify = vouched is None or not vouched.covers(r.partition, r.offset)
+        read = signing.read_case_event(r, trust, verify=verify)
+        if isinstance(read, Reason):
+            refused.append(store.Refused(r.offset, read.code))
+        else:
+            events.append(store.Positioned(r.offset, read))
     async with pool.acquire() as connection, connection.transaction():
         # No outbox rows: the live ledger published these changes when they happened.
         await store.apply_batch(
@@ -298,6 +431,7 @@ async def _apply(
             events=events,
             next_offset=records[-1].offset + 1,
             records=raw_records(records),
+            refused=refused,
             outbox=False,
         )
 

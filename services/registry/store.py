@@ -86,6 +86,13 @@ INSERT INTO outbox (license_number, state)
 SELECT u.number, u.state::jsonb FROM unnest($1::text[], $2::text[]) AS u(number, state)
 """
 MARK_APPLIED = "INSERT INTO applied_events (event_id) SELECT unnest($1::uuid[])"
+# From the offset the ledger started keeping refusals at (0 unless it predates migration 0006).
+RECORD_REFUSALS = """
+INSERT INTO refused_events (topic, partition, "offset", reason_code)
+SELECT $1, $2, u.position, u.code FROM unnest($3::bigint[], $4::text[]) AS u(position, code)
+WHERE u.position >= coalesce((SELECT refusals_from FROM partition_offsets WHERE topic = $1 AND partition = $2), 0)
+ON CONFLICT DO NOTHING
+"""
 SAVE_OFFSET = """
 INSERT INTO partition_offsets (topic, partition, next_offset, chain_head) VALUES ($1, $2, $3, $4)
 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head
@@ -133,6 +140,14 @@ class Positioned:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A record the fold did not apply, and the code of the reason (as in its dead letter)."""
+
+    offset: int
+    code: str
+
+
+@dataclass(frozen=True)
 class Applied:
     """What one batch changed: how many events were new, the exports they judged, the license states."""
 
@@ -149,6 +164,7 @@ async def apply_batch(
     events: Sequence[Positioned],
     next_offset: int,
     records: Sequence[chain.Raw],
+    refused: Sequence[Refused] = (),
     outbox: bool = True,
 ) -> Applied:
     """Fold ``events`` of one partition into the ledger, in the caller's transaction.
@@ -157,8 +173,9 @@ async def apply_batch(
     offset is stored with the rows, so a crash never separates the two; each license that changed
     gets a history row and (unless ``outbox`` is off, as in a replay, whose changes were published
     when they happened) an outbox row in the same transaction, so no change is ever lost.
-    ``records`` are every record the batch read, ``events`` the readable ones among them: the
-    partition's hash chain is extended over all of them and stored with the offset.
+    ``records`` are every record the batch read, ``events`` the readable ones among them, ``refused``
+    the others with the reason: the partition's hash chain is extended over all of them and stored with
+    the offset, and the refusals are kept (``refused_events``, part of the checksum).
     """
     position = await _lock_position(connection, topic, partition)
     fresh = await _not_yet_applied(connection, events)
@@ -184,6 +201,10 @@ async def apply_batch(
     await _record_changes(connection, history, publish=outbox)
     if fresh:
         await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
+    if refused:
+        await connection.execute(
+            RECORD_REFUSALS, topic, partition, [r.offset for r in refused], [r.code for r in refused]
+        )
     position = _advance(position, partition, records, next_offset)
     await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head)
     return Applied(events=len(fresh), exports=exports, changes=changes)
