@@ -16,9 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.registry.replay import fold_in_processes, fold_log
+from services.registry import checkpoints
+from services.registry.replay import Vouched, fold_in_processes, fold_log
+from services.registry.replay import replay as replay_ledger
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
 
@@ -44,8 +47,15 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
         profiler.start()
     started, started_at = time.perf_counter(), time.time()
     try:
+        # ``vouched``: as a replay from a checkpoint at the end of the log folds (no signature checked).
+        vouched = Vouched(end) if args.get("vouched") else None
         events = await fold_log(
-            pool, KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"], start={}, end=end
+            pool,
+            KafkaConnection(bootstrap_servers=args["bootstrap"]),
+            args["topic"],
+            start={},
+            end=end,
+            vouched=vouched,
         )
         seconds = time.perf_counter() - started
         if profiler is not None:
@@ -79,6 +89,46 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mb": children}
+
+
+async def replay_checkpoint(args: dict[str, Any]) -> dict[str, Any]:
+    """``licensectl replay --trust-checkpoints`` against the ledger a full replay built (``live_schema``): that
+    ledger is checkpointed and signed as the registry does, then replayed relying on the checkpoint. Timed:
+    the fold (``events_per_s``), and the whole replay with both checksums and the checkpoint's (``seconds``)."""
+    url, live_schema = args["database_url"], args["live_schema"]
+    kafka = KafkaConnection(bootstrap_servers=args["bootstrap"])
+    key = Ed25519PrivateKey.generate()
+    pool = await create_pool(url, schema=live_schema, max_size=1)
+    try:
+        signed = await checkpoints.take(pool, args["topic"], instance="bench", key=key)
+    finally:
+        await pool.close()
+    producer = AIOKafkaProducer(**kafka.options(), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(args["checkpoints_topic"], checkpoints.to_bytes(signed))
+    finally:
+        await producer.stop()
+    result = await replay_ledger(
+        database_url=url,
+        kafka=kafka,
+        topic=args["topic"],
+        live_schema=live_schema,
+        processes=args["processes"],
+        checkpoints_topic=args["checkpoints_topic"],
+        checkpoint_keys={checkpoints.key_id(key.public_key()): key.public_key()},
+    )
+    if not result.matches or result.checkpoint is None:
+        raise RuntimeError(f"the replay from a checkpoint did not hold: {result.notes} {result.differences}")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "events": result.events,
+        "seconds": result.seconds,
+        "fold_seconds": result.fold_seconds,
+        "events_per_s": result.events / result.fold_seconds,
+        "processes": args["processes"],
+        "peak_rss_mb": max(children, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
 
 
 async def kafka_read(args: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +245,14 @@ async def peer(args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-KINDS = {"replay": replay, "replay_processes": replay_processes, "kafka_read": kafka_read, "copy": copy, "peer": peer}
+KINDS = {
+    "replay": replay,
+    "replay_processes": replay_processes,
+    "replay_checkpoint": replay_checkpoint,
+    "kafka_read": kafka_read,
+    "copy": copy,
+    "peer": peer,
+}
 
 
 def main() -> None:
