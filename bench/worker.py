@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.registry import checkpoints
 from services.registry.replay import Vouched, fold_in_processes, fold_log
 from services.registry.replay import replay as replay_ledger
+from shared.collector import collect_less
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
 
@@ -257,6 +258,8 @@ KINDS = {
 
 def main() -> None:
     kind, args = sys.argv[1], json.loads(sys.argv[2])
+    if kind.startswith("replay"):
+        collect_less()  # as licensectl replay and each fold process set the collector
     result = asyncio.run(KINDS[kind](args))
     result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result, default=str))

@@ -18,6 +18,7 @@ from licensectl import kafka as kafka_cli
 from licensectl import keys as keys_cli
 from licensectl.status import collect, table
 from services.registry.replay import replay as replay_ledger
+from shared.collector import collect_less
 from shared.db import migrate_all
 from shared.kafka_admin import ensure_topics
 from shared.settings import ServiceSettings
@@ -88,6 +89,7 @@ def replay(
     ] = None,
 ) -> None:
     """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
+    collect_less()  # this process may fold the log itself
     settings = ServiceSettings()
     keys = audit.trusted_keys(checkpoint_key or [])
     if trust_checkpoints:

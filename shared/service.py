@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -29,6 +28,7 @@ from pydantic import BaseModel
 
 from shared import signing
 from shared.access import Denied, KeyCache, TokenIssuer, denied, require
+from shared.collector import collect_less
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
@@ -198,16 +198,6 @@ class Runtime:
         )
 
 
-def _freeze_startup_objects() -> None:
-    """Leave what start-up made (modules, schemas, validators: most of the heap) out of every later garbage
-    collection. Each full collection walked all of it, stopping the event loop, and so every query and
-    handler, for about 100 ms while the registry folded a backlog; frozen, the longest stop is about 20 ms.
-    Once per process: frozen objects are never collected, and tests start many apps in one process."""
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
-
-
 def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
     if settings.jwt_issuer is None and settings.jwt_public_key is None:
         return None
@@ -340,7 +330,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await broker.start()
             for hook in runtime.on_start:
                 await hook(runtime)
-            _freeze_startup_objects()
+            collect_less()
             yield
         finally:
             await runtime.stop_background()
