@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic_core import to_json
 
 from services.registry import chain, ledger
 from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
@@ -153,7 +154,7 @@ class Applied:
 
     events: int
     exports: list[ExportEntry]
-    changes: list[LicenseState]
+    changes: int  # license states recorded (and, live, put in the outbox)
 
 
 async def apply_batch(
@@ -183,7 +184,6 @@ async def apply_batch(
     loaded = dict(cases)
     exports: list[ExportEntry] = []
     history: list[tuple[Any, ...]] = []
-    changes: list[LicenseState] = []
     for index, positioned in enumerate(fresh, 1):
         if index % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # the registry's queries share the event loop with its fold
@@ -193,9 +193,10 @@ async def apply_batch(
         cases[envelope.case_id] = after
         exports.extend([export] if export else [])
         for license_ in _changed_licenses(before, after):
-            state = license_state(license_, envelope)
-            changes.append(state)
-            history.append(_history_args(state, partition, positioned.offset))
+            state = license_state_json(license_, envelope)
+            history.append(
+                (license_.license_number, envelope.event_id, partition, positioned.offset, envelope.occurred_at, state)
+            )
     await _save(connection, *_changed_rows(loaded, cases), exports)
     await _settle_claims(connection, exports)
     await _record_changes(connection, history, publish=outbox)
@@ -207,7 +208,7 @@ async def apply_batch(
         )
     position = _advance(position, partition, records, next_offset)
     await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head)
-    return Applied(events=len(fresh), exports=exports, changes=changes)
+    return Applied(events=len(fresh), exports=exports, changes=len(history))
 
 
 async def _lock_position(connection: Connection, topic: str, partition: int) -> Position:
@@ -254,31 +255,30 @@ def _changed_rows(
     return applications, licenses
 
 
-def license_state(license_: LicenseEntry, cause: Envelope) -> LicenseState:
-    """The published form of a license, as of the event that produced it.
+def license_state_json(license_: LicenseEntry, cause: Envelope) -> str:
+    """The published form of a license (a ``LicenseState``) as of the event that produced it, as JSON.
 
-    Built without validation: every value comes from events the contract validated when read.
+    Serialised straight from the fold's values, which the contract validated when they were read: the
+    same text as ``LicenseState(...).model_dump_json()`` (tests/unit/test_store.py) for a tenth of the cost.
     """
-    return LicenseState.model_construct(
-        license_number=license_.license_number,
-        case_id=license_.case_id,
-        status=license_.status.value,
-        applicant_code=license_.applicant_code,
-        quantity=license_.quantity,
-        balance=license_.balance,
-        declarations_used=license_.declarations_used,
-        valid_from=license_.valid_from,
-        valid_to=license_.valid_to,
-        port_of_exit=license_.port_of_exit,
-        destination_country=license_.destination_country,
-        batch_mode=license_.batch_mode,
-        as_of_event=cause.event_id,
-        as_of=cause.occurred_at,
-    )
-
-
-def _history_args(state: LicenseState, partition: int, offset: int) -> tuple[Any, ...]:
-    return (state.license_number, state.as_of_event, partition, offset, state.as_of, state.model_dump_json())
+    return to_json(
+        {
+            "license_number": license_.license_number,
+            "case_id": license_.case_id,
+            "status": license_.status.value,
+            "applicant_code": license_.applicant_code,
+            "quantity": license_.quantity,
+            "balance": license_.balance,
+            "declarations_used": license_.declarations_used,
+            "valid_from": license_.valid_from,
+            "valid_to": license_.valid_to,
+            "port_of_exit": license_.port_of_exit,
+            "destination_country": license_.destination_country,
+            "batch_mode": license_.batch_mode.value,
+            "as_of_event": cause.event_id,
+            "as_of": cause.occurred_at,
+        }
+    ).decode()
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
