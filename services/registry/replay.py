@@ -53,7 +53,7 @@ class ReplayResult:
     differences: list[RowDifference] = field(default_factory=list)
     swapped: bool = False
     chain_breaks: list[chain.ChainBreak] = field(default_factory=list)
-    fold_seconds: float = 0.0  # of ``seconds``, the time spent folding (the rest: checksums, migration)
+    fold_seconds: float = 0.0  # of ``seconds``, the time spent folding (the rest: checksums, migrations)
     checkpoint: checkpoints.Checkpoint | None = None  # the trusted checkpoint the fold relied on, if any
     notes: list[str] = field(default_factory=list)
 
@@ -169,13 +169,15 @@ async def replay(
             )
         count = processes or processes_for(sum(offsets.values()), len(offsets))
         fold = _Fold(database_url, kafka, topic, count, sum(offsets.values()), progress)
-        folding = time.perf_counter()
         schema, notes = await fold.fresh(connection, live_schema), []
+        at_end: Checksum | None = None  # the rebuilt ledger's checksum, if the anchor check took it at the end
         if anchor is not None:
             vouched = Vouched(anchor.offsets, frozenset(r for r in refusals if r[1] < anchor.offsets.get(r[0], 0)))
             await fold.run(schema, start={}, end=anchor.offsets, vouched=vouched)
-            problem = await _anchor_problem(connection, schema, topic, anchor)
-            if problem is None:
+            problem, at_anchor = await _anchor_problem(connection, schema, topic, anchor)
+            if problem is None and anchor.offsets == offsets:
+                at_end = at_anchor
+            elif problem is None:
                 await fold.run(schema, start=anchor.offsets, end=offsets)
             else:
                 notes.append(f"{anchor.label} does not hold ({problem}): every signature was checked instead")
@@ -185,14 +187,13 @@ async def replay(
                 await fold.run(schema, start={}, end=offsets)
         else:
             await fold.run(schema, start={}, end=offsets)
-        fold_seconds = time.perf_counter() - folding
         pool = await create_pool(database_url, schema=schema, max_size=2)
         try:
             async with connection.transaction(readonly=True):
-                rebuilt = await checksum(connection, schema)
+                rebuilt = at_end or await checksum(connection, schema)
                 rebuilt_positions = await live_positions(connection, schema, topic)
             result = ReplayResult(live, rebuilt, fold.events, time.perf_counter() - started, schema, offsets)
-            result.fold_seconds, result.checkpoint, result.notes = fold_seconds, anchor, notes
+            result.fold_seconds, result.checkpoint, result.notes = fold.seconds, anchor, notes
             # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
             result.chain_breaks = chain_breaks(positions, rebuilt_positions)
             if not result.matches:
@@ -219,18 +220,26 @@ class _Fold:
         self._url, self._kafka, self._topic, self._processes = url, kafka, topic, processes
         self._total, self._progress = total, progress
         self.events = 0
+        self.seconds = 0.0  # folding only
 
     async def fresh(self, connection: asyncpg.Connection, live_schema: str) -> str:
         """A freshly migrated schema to fold into, positioned as the live one starts."""
         schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
         await migrate_async("registry", self._url, schema=schema)
         await seed_positions(connection, live_schema, schema, self._topic)
-        self.events = 0
+        self.events, self.seconds = 0, 0.0
         return schema
 
     async def run(
         self, schema: str, *, start: dict[int, int], end: dict[int, int], vouched: Vouched | None = None
     ) -> None:
+        started = time.perf_counter()
+        try:
+            await self._run(schema, start=start, end=end, vouched=vouched)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    async def _run(self, schema: str, *, start: dict[int, int], end: dict[int, int], vouched: Vouched | None) -> None:
         before = self.events
 
         def progress(done: int, _: int) -> None:
@@ -261,8 +270,9 @@ class _Fold:
 
 async def _anchor_problem(
     connection: asyncpg.Connection, schema: str, topic: str, anchor: checkpoints.Checkpoint
-) -> str | None:
-    """Why the fold up to exactly ``anchor``'s offsets does not give what it signed (None if it does)."""
+) -> tuple[str | None, Checksum]:
+    """Why the fold up to exactly ``anchor``'s offsets does not give what it signed (None if it does), and the
+    checksum of the ledger so folded."""
     async with connection.transaction(readonly=True):
         rebuilt = await checksum(connection, schema)
         folded = await live_positions(connection, schema, topic)
@@ -271,10 +281,10 @@ async def _anchor_problem(
     }
     breaks = chain_breaks(signed, folded)
     if breaks:
-        return "; ".join(b.describe() for b in breaks)
+        return "; ".join(b.describe() for b in breaks), rebuilt
     if rebuilt.digest != anchor.ledger_checksum:
-        return "the ledger folded up to its offsets has another checksum than it signed"
-    return None
+        return "the ledger folded up to its offsets has another checksum than it signed", rebuilt
+    return None, rebuilt
 
 
 async def fold_log(
