@@ -122,20 +122,30 @@ class Projector:
                     )
                 self.failure = None
                 applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
-                for tp, records in applied.items():
-                    await self._apply(tp, records)
                 if applied:
+                    await self._apply_all(applied)
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
                     await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
         finally:
             await consumer.stop()
 
-    async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        events: list[store.Positioned] = []
-        refused: list[store.Refused] = []
-        # Read per batch: a key trusted or revoked by an operator counts from the next batch on.
+    async def _apply_all(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Apply each partition's batch in a transaction of its own, all at once: the partitions' folds are
+        independent, and one waiting on PostgreSQL need not hold the others back. Then relay the changes."""
+        # Read per poll: a key trusted or revoked by an operator counts from the next batch on.
         async with self._pool.acquire() as connection:
             trust = await signing.trusted(connection)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._apply(tp, records, trust)) for tp, records in batches.items()]
+        if any(task.result() for task in tasks) and self._publish is not None:
+            await outbox.relay(self._pool, self._publish)
+
+    async def _apply(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList
+    ) -> int:
+        """Fold one partition's batch; return how many license changes it recorded."""
+        events: list[store.Positioned] = []
+        refused: list[store.Refused] = []
         for index, record in enumerate(records, 1):
             read = signing.read_case_event(record, trust)
             if isinstance(read, Reason):
@@ -159,8 +169,7 @@ class Projector:
         self.applied += applied.events
         if self._on_applied is not None:
             self._on_applied(applied.events)
-        if applied.changes and self._publish is not None:
-            await outbox.relay(self._pool, self._publish)
+        return applied.changes
 
 
 def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:
