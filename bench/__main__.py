@@ -149,7 +149,10 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         anchored = {**base, "live_schema": schemas[0], "checkpoints_topic": topics.checkpoints}
         result["replay_checkpoint"] = worker("replay_checkpoint", anchored | {"processes": args.registries})
         print(f"[{label(size)}] COPY ceiling ...", flush=True)
-        result["copy"] = worker("copy", {**base, "schema": schemas[1], "rows": size})
+        # The same number of rows as the replay wrote (every table), as the issue defines the write ceiling.
+        rows = sum(result["replay"]["rows"].values())
+        result["copy"] = worker("copy", {**base, "schema": schemas[1], "rows": rows})
+        result["copy"]["events_per_s"] = size / result["copy"]["seconds"]  # the log's size over the same rows
         if size <= args.peer_max_size:
             print(f"[{label(size)}] peer (eventsourcing, at most {args.peer_seconds:.0f} s) ...", flush=True)
             connection = await asyncpg.connect(url)
@@ -159,7 +162,9 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         if args.profile and size == min(args.sizes):
             print(f"[{label(size)}] replay again under pyinstrument ...", flush=True)
             path = RESULTS / f"profile-replay-{run_id}-{label(size)}.txt"
-            result["profile"] = worker("replay", {**base, "schema": schemas[3], "profile": str(path)})
+            # The fold as a replay from a checkpoint does it (no signature checked): what is left to speed up.
+            profiled = {**base, "schema": schemas[3], "profile": str(path), "vouched": True}
+            result["profile"] = worker("replay", profiled)
             result["profile"]["file"] = str(path.relative_to(ROOT))
     finally:
         if not args.keep:
@@ -181,7 +186,7 @@ def ratios(result: dict[str, Any]) -> None:
         if not replay:
             continue
         kafka = entry.get("kafka_read", {}).get("events_per_s")
-        copy = entry.get("copy", {}).get("rows_per_s")
+        copy = entry.get("copy", {}).get("events_per_s")
         peer = entry.get("peer", {}).get("events_per_s")
         r: dict[str, float] = {}
         if kafka:
@@ -314,6 +319,7 @@ def table(result: dict[str, Any]) -> str:
     row("replay from a checkpoint: peak RSS, MB", lambda e: e["replay_checkpoint"]["peak_rss_mb"])
     row("Kafka read ceiling, events/s", lambda e: e["kafka_read"]["events_per_s"])
     row("COPY ceiling, rows/s", lambda e: e["copy"]["rows_per_s"])
+    row("COPY ceiling: the replay's rows, as events/s of the log", lambda e: e["copy"]["events_per_s"])
     row("peer (eventsourcing), events/s", lambda e: e["peer"]["events_per_s"])
     row("peer events folded (of log)", lambda e: f"{e['peer']['events']:,} of {e['peer']['of']:,}")
     row("peer peak RSS, MB", lambda e: e["peer"]["peak_rss_mb"])

@@ -26,7 +26,16 @@ from shared.collector import collect_less
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
 
-LEDGER_TABLES = ("applications", "licenses", "exports", "license_history", "outbox", "applied_events", "vin_claims")
+LEDGER_TABLES = (
+    "applications",
+    "licenses",
+    "exports",
+    "license_history",
+    "refused_events",
+    "outbox",
+    "applied_events",
+    "vin_claims",
+)
 
 
 def _q(name: str) -> str:
@@ -188,8 +197,9 @@ COPY_COLUMNS = (
 
 
 async def copy(args: dict[str, Any]) -> dict[str, Any]:
-    """The write ceiling: as many ledger rows as events, COPYed in batches of 5000 (one transaction each)
-    into a scratch table shaped like ``exports`` (the ledger's most frequent row), with the same indexes."""
+    """The write ceiling: ``rows`` ledger rows (the bench passes as many as the replay wrote), COPYed in
+    batches of 5000 (one transaction each) into a scratch table shaped like ``exports`` (the ledger's most
+    frequent row), with its primary key and two of its indexes."""
     url, schema, rows = args["database_url"], args["schema"], int(args["rows"])
     connection = await asyncpg.connect(url)
     try:
