@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from shared import signing
 from shared.access import Denied, KeyCache, TokenIssuer, denied, require
-from shared.collector import collect_less
+from shared.collector import freeze_startup_objects
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
 from shared.intake import BadInput, dead_letter_headers
@@ -330,7 +330,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await broker.start()
             for hook in runtime.on_start:
                 await hook(runtime)
-            collect_less()
+            freeze_startup_objects()
             yield
         finally:
             await runtime.stop_background()
