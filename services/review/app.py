@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,18 +66,29 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
         description="Review decides (re)submissions and keeps each license's validity (granted, expired).",
     )
     async def on_case_events(message: KafkaMessage) -> None:
-        acknowledged = []
         # The reference data as the batch starts: a change committed meanwhile counts from the next batch.
         data = await references.current()
+        # A case lives in one partition: each partition's records are decided in order, the partitions at
+        # once, each on its own connection, so one waiting on PostgreSQL does not hold the others back.
+        partitions: dict[int, list[Any]] = {}
+        for record in batch_records(message):
+            partitions.setdefault(record.partition, []).append(record)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(decide_in_order(records, data)) for records in partitions.values()]
+        # The batch is committed when this returns, so only once the log holds every decision in it. A crash
+        # before that delivers the batch again, and decide_once answers with the decisions it recorded.
+        await asyncio.gather(*(acknowledged for task in tasks for acknowledged in task.result()))
+
+    async def decide_in_order(records: list[Any], data: ReferenceData) -> list[Awaitable[Any]]:
+        """Act on one partition's records in order; the acknowledgements of the decisions sent."""
+        acknowledged: list[Awaitable[Any]] = []
         async with runtime.pool.acquire() as connection:
-            for record in batch_records(message):
+            for record in records:
                 envelope = await _read(runtime, record)
                 decision = await on_case_event(connection, envelope, data) if envelope is not None else None
                 if decision is not None:
                     acknowledged.append(await runtime.send(decision))
-        # The batch is committed when this returns, so only once the log holds every decision in it. A crash
-        # before that delivers the batch again, and decide_once answers with the decisions it recorded.
-        await asyncio.gather(*acknowledged)
+        return acknowledged
 
     async def on_case_event(connection: cases.Connection, envelope: Envelope, data: ReferenceData) -> Envelope | None:
         await expiry.remember(connection, envelope)
