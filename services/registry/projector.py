@@ -144,17 +144,7 @@ class Projector:
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList
     ) -> int:
         """Fold one partition's batch; return how many license changes it recorded."""
-        events: list[store.Positioned] = []
-        refused: list[store.Refused] = []
-        for index, record in enumerate(records, 1):
-            read = signing.read_case_event(record, trust)
-            if isinstance(read, Reason):
-                await self._dead_letter(record, read)
-                refused.append(store.Refused(record.offset, read.code))
-            else:
-                events.append(store.Positioned(record.offset, read))
-            if index % store.YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # the queries share this loop: none waits for a whole batch's signatures
+        events, refused = await read_batch(records, trust, on_refused=self._dead_letter)
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(
@@ -170,6 +160,32 @@ class Projector:
         if self._on_applied is not None:
             self._on_applied(applied.events)
         return applied.changes
+
+
+async def read_batch(
+    records: list[ConsumerRecord[bytes, bytes]],
+    trust: signing.TrustList,
+    *,
+    on_refused: DeadLetter | None = None,
+    unchecked: Callable[[int, int], bool] | None = None,
+) -> tuple[list[store.Positioned], list[store.Refused]]:
+    """The events of a batch's records to fold, and the records refused (``on_refused`` is told of each), as
+    the fold reads them live and in replay. A record ``unchecked`` names (partition, offset) is read without
+    checking its signature (a replay from a trusted checkpoint)."""
+    events: list[store.Positioned] = []
+    refused: list[store.Refused] = []
+    for index, record in enumerate(records, 1):
+        verify = unchecked is None or not unchecked(record.partition, record.offset)
+        read = signing.read_case_event(record, trust, verify=verify)
+        if isinstance(read, Reason):
+            if on_refused is not None:
+                await on_refused(record, read)
+            refused.append(store.Refused(record.offset, read.code))
+        else:
+            events.append(store.Positioned(record.offset, read))
+        if index % store.YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # the queries share this loop: none waits for a whole batch's signatures
+    return events, refused
 
 
 def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:

@@ -28,10 +28,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.registry import chain, checkpoints, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
-from services.registry.projector import raw_records
+from services.registry.projector import raw_records, read_batch
 from shared import signing
 from shared.db import create_pool, migrate_async
-from shared.events import Reason
 from shared.kafka_access import KafkaConnection
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
@@ -187,23 +186,19 @@ async def replay(
                 await fold.run(schema, start={}, end=offsets)
         else:
             await fold.run(schema, start={}, end=offsets)
-        pool = await create_pool(database_url, schema=schema, max_size=2)
-        try:
+        async with connection.transaction(readonly=True):
+            rebuilt = at_end or await checksum(connection, schema)
+            rebuilt_positions = await live_positions(connection, schema, topic)
+        result = ReplayResult(live, rebuilt, fold.events, time.perf_counter() - started, schema, offsets)
+        result.fold_seconds, result.checkpoint, result.notes = fold.seconds, anchor, notes
+        # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
+        result.chain_breaks = chain_breaks(positions, rebuilt_positions)
+        if not result.matches:
             async with connection.transaction(readonly=True):
-                rebuilt = at_end or await checksum(connection, schema)
-                rebuilt_positions = await live_positions(connection, schema, topic)
-            result = ReplayResult(live, rebuilt, fold.events, time.perf_counter() - started, schema, offsets)
-            result.fold_seconds, result.checkpoint, result.notes = fold.seconds, anchor, notes
-            # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
-            result.chain_breaks = chain_breaks(positions, rebuilt_positions)
-            if not result.matches:
-                async with connection.transaction(readonly=True):
-                    result.differences = await differences(connection, live=live_schema, rebuilt=schema)
-            elif swap:
-                await _swap(connection, pool, kafka, topic, live_schema, schema, offsets)
-                result.swapped = True
-        finally:
-            await pool.close()
+                result.differences = await differences(connection, live=live_schema, rebuilt=schema)
+        elif swap:
+            await _swap(connection, database_url, kafka, topic, live_schema, schema, offsets)
+            result.swapped = True
         if not (keep or result.swapped):
             await connection.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
         return result
@@ -423,15 +418,7 @@ async def _apply(
     trust: signing.TrustList,
     vouched: Vouched | None = None,
 ) -> None:
-    events: list[store.Positioned] = []
-    refused: list[store.Refused] = []
-    for r in records:
-        verify = vouched is None or not vouched.covers(r.partition, r.offset)
-        read = signing.read_case_event(r, trust, verify=verify)
-        if isinstance(read, Reason):
-            refused.append(store.Refused(r.offset, read.code))
-        else:
-            events.append(store.Positioned(r.offset, read))
+    events, refused = await read_batch(records, trust, unchecked=vouched.covers if vouched else None)
     async with pool.acquire() as connection, connection.transaction():
         # No outbox rows: the live ledger published these changes when they happened.
         await store.apply_batch(
@@ -448,7 +435,7 @@ async def _apply(
 
 async def _swap(
     connection: asyncpg.Connection,
-    pool: asyncpg.Pool,
+    database_url: str,
     kafka: KafkaConnection,
     topic: str,
     live_schema: str,
@@ -457,20 +444,24 @@ async def _swap(
 ) -> None:
     """Make ``schema`` the live ledger: catch it up, then rename both schemas under the ledger lock."""
     retired = f"{live_schema}_retired_{time.strftime('%Y%m%d%H%M%S')}"
-    while True:
-        current = await live_offsets(connection, live_schema, topic)
-        if current != folded:
-            await fold_log(pool, kafka, topic, start=folded, end=current)
-            folded = current
-            continue
-        async with connection.transaction():
-            await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
-            if await live_offsets(connection, live_schema, topic) != folded:
-                continue  # the live ledger moved on while we waited for the lock: catch up again
-            await _carry_vin_claims(connection, live_schema, schema)
-            await connection.execute(f"ALTER SCHEMA {_q(live_schema)} RENAME TO {_q(retired)}")
-            await connection.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(live_schema)}")
-            return
+    pool = await create_pool(database_url, schema=schema, max_size=2)
+    try:
+        while True:
+            current = await live_offsets(connection, live_schema, topic)
+            if current != folded:
+                await fold_log(pool, kafka, topic, start=folded, end=current)
+                folded = current
+                continue
+            async with connection.transaction():
+                await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
+                if await live_offsets(connection, live_schema, topic) != folded:
+                    continue  # the live ledger moved on while we waited for the lock: catch up again
+                await _carry_vin_claims(connection, live_schema, schema)
+                await connection.execute(f"ALTER SCHEMA {_q(live_schema)} RENAME TO {_q(retired)}")
+                await connection.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(live_schema)}")
+                return
+    finally:
+        await pool.close()
 
 
 async def _carry_vin_claims(connection: asyncpg.Connection, live_schema: str, schema: str) -> None:
