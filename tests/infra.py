@@ -28,7 +28,8 @@ from shared.settings import DEFAULT_DATABASE_URL
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:16"
-IN_CI = os.environ.get("CI") == "true"  # what .ci/run sets: no service may be missing, nothing skips for want of one
+# What .ci/run sets (and CI systems set, as "true" or "1"): no service may be missing, nothing skips for want of one.
+IN_CI = os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -20,10 +23,21 @@ from shared.events import Envelope
 from shared.kafka_access import KafkaConnection
 from shared.settings import ServiceSettings
 from shared.topics import Topics
-from tests.infra import Infrastructure
+from tests.infra import ROOT, Infrastructure
 
 T = TypeVar("T")
 S = TypeVar("S", bound=ServiceSettings)
+
+
+def licensectl(
+    *args: str, infrastructure: Infrastructure, database_url: str, topics: Topics, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m licensectl ARGS`` as an operator runs it against the test's broker (as its admin), database
+    and topic namespace, ``env`` added; wide enough that rich does not wrap its lines."""
+    environment = {**os.environ, **infrastructure.kafka.environment(), "COLUMNS": "250"}
+    environment |= {"DATABASE_URL": database_url, "LEDGER_TOPIC_NAMESPACE": topics.namespace, **env}
+    command = [sys.executable, "-m", "licensectl", *args]
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
 
 
 def settings_for(kind: type[S], infrastructure: Infrastructure, database_url: str, topics: Topics, **extra: Any) -> S:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,8 +22,8 @@ from shared.kafka_access import KafkaConnection
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
-from tests.infra import ROOT, Infrastructure
-from tests.support import eventually, producer, read_topic, send_signed, serving
+from tests.infra import Infrastructure
+from tests.support import eventually, licensectl, producer, read_topic, send_signed, serving
 
 Records = dict[int, list[ConsumerRecord[bytes, bytes]]]
 
@@ -237,14 +234,8 @@ async def test_a_ledger_row_changed_after_a_checkpoint_is_named(
     assert after.problems == [f"{after.label}: ledger checksum differs from the replay at these offsets"]
     assert _verdict(report, audited.second).ok
     assert "live ledger: licenses 26-44-000003: differs from what the events give" in report.live_problems
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        **infrastructure.kafka.environment(),
-        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
-    }
-    command = [sys.executable, "-m", "licensectl", "audit", "verify", "--public-key", public_key_text(audited.key)]
-    result = subprocess.run([*command, "--live"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    command = ["audit", "verify", "--public-key", public_key_text(audited.key), "--live"]
+    result = licensectl(*command, infrastructure=infrastructure, database_url=database_url, topics=topics)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "ledger checksum differs from the replay at these offsets" in result.stdout
     assert "licenses 26-44-000003: differs from what the events give" in result.stdout

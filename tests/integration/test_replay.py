@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import asyncpg
 
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
-from tests.infra import ROOT, Infrastructure
-from tests.support import eventually, serving, settings_for
+from tests.infra import Infrastructure
+from tests.support import eventually, licensectl, serving, settings_for
 
 
 async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, topics: Topics, count: int) -> None:
@@ -111,18 +107,11 @@ async def test_licensectl_replay_exits_non_zero_when_the_ledgers_differ(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     await _live_ledger_of(infrastructure, database_url, topics, count=3)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        **infrastructure.kafka.environment(),
-        "LEDGER_TOPIC_NAMESPACE": topics.namespace,
-    }
-    command = [sys.executable, "-m", "licensectl", "replay"]
-    equal = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    equal = licensectl("replay", infrastructure=infrastructure, database_url=database_url, topics=topics)
     assert equal.returncode == 0, equal.stdout + equal.stderr
     assert "equal: the live ledger follows from the log" in equal.stdout
     await _execute(database_url, "UPDATE registry.exports SET outcome = 'accepted' WHERE outcome = 'refused'")
-    differ = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    differ = licensectl("replay", infrastructure=infrastructure, database_url=database_url, topics=topics)
     assert differ.returncode == 1
     assert "MISMATCH" in differ.stdout and "exports" in differ.stdout
 

@@ -4,9 +4,6 @@ then held to that checkpoint: its chain heads and its ledger checksum, which cov
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +20,9 @@ from shared import db, signing
 from shared.events import Envelope
 from shared.topics import Topics
 from tests.histories import applied_offsets, export, many_cases, publish
-from tests.infra import ROOT, Infrastructure
+from tests.infra import Infrastructure
 from tests.integration.test_audit import _checkpoint_at, _settings, public_key_text
-from tests.support import SIGNING_KEY, SIGNING_PRODUCERS, eventually, producer, serving, signed
+from tests.support import SIGNING_KEY, SIGNING_PRODUCERS, eventually, licensectl, producer, serving, signed
 
 
 @dataclass
@@ -121,20 +118,17 @@ async def test_a_replay_from_a_trusted_checkpoint_gives_the_same_ledger_refusing
         assert result.rebuilt.tables == result.live.tables  # refused_events among them
 
     # The command line: the registry's own key from its settings, as the operator who runs it has them.
-    environment = {**os.environ, **infrastructure.kafka.environment(), "DATABASE_URL": database_url}
-    environment |= {"LEDGER_TOPIC_NAMESPACE": topics.namespace, "REGISTRY_KEY_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "licensectl", "replay", "--trust-checkpoints"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = licensectl(
+        "replay",
+        "--trust-checkpoints",
+        infrastructure=infrastructure,
+        database_url=database_url,
+        topics=topics,
+        REGISTRY_KEY_DIR=str(tmp_path),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    said = " ".join(done.stdout.split())  # rich wraps lines at 80 columns without a terminal
-    assert "signatures below it not checked again, its checksum held" in said
-    assert "equal: the live ledger follows from the log" in said
+    assert "signatures below it not checked again, its checksum held" in done.stdout
+    assert "equal: the live ledger follows from the log" in done.stdout
 
 
 async def test_the_records_a_checkpoint_vouches_for_are_not_verified_again(
