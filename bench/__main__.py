@@ -151,7 +151,9 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         print(f"[{label(size)}] COPY ceiling ...", flush=True)
         # The same number of rows as the replay wrote (every table), as the issue defines the write ceiling.
         rows = sum(result["replay"]["rows"].values())
-        result["copy"] = worker("copy", {**base, "schema": schemas[1], "rows": rows})
+        # As many connections as the replay's processes: the ceiling of the same parallelism.
+        copying = {**base, "schema": schemas[1], "rows": rows, "connections": max(1, args.registries)}
+        result["copy"] = worker("copy", copying)
         result["copy"]["events_per_s"] = size / result["copy"]["seconds"]  # the log's size over the same rows
         if size <= args.peer_max_size:
             print(f"[{label(size)}] peer (eventsourcing, at most {args.peer_seconds:.0f} s) ...", flush=True)
@@ -318,7 +320,7 @@ def table(result: dict[str, Any]) -> str:
     )
     row("replay from a checkpoint: peak RSS, MB", lambda e: e["replay_checkpoint"]["peak_rss_mb"])
     row("Kafka read ceiling, events/s", lambda e: e["kafka_read"]["events_per_s"])
-    row("COPY ceiling, rows/s", lambda e: e["copy"]["rows_per_s"])
+    row("COPY ceiling (N connections, only the COPYs timed), rows/s", lambda e: e["copy"]["rows_per_s"])
     row("COPY ceiling: the replay's rows, as events/s of the log", lambda e: e["copy"]["events_per_s"])
     row("peer (eventsourcing), events/s", lambda e: e["peer"]["events_per_s"])
     row("peer events folded (of log)", lambda e: f"{e['peer']['events']:,} of {e['peer']['of']:,}")

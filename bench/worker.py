@@ -196,21 +196,24 @@ COPY_COLUMNS = (
 async def copy(args: dict[str, Any]) -> dict[str, Any]:
     """The write ceiling: ``rows`` ledger rows (the bench passes as many as the replay wrote), COPYed in
     batches of 5000 (one transaction each) into a scratch table shaped like ``exports`` (the ledger's most
-    frequent row), with its primary key and two of its indexes."""
+    frequent row), with its primary key and two of its indexes, over ``connections`` connections at once
+    (as many as the replay's processes). Only the COPYs are timed: each round's batches are built first, so
+    the figure is what PostgreSQL takes in, not how fast this process makes tuples."""
     url, schema, rows = args["database_url"], args["schema"], int(args["rows"])
-    connection = await asyncpg.connect(url)
+    connections = [await asyncpg.connect(url) for _ in range(int(args.get("connections", 1)))]
     try:
-        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+        first = connections[0]
+        await first.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
         table = f"{_q(schema)}.scratch_exports"
-        await connection.execute(SCRATCH.format(table=table))
-        await connection.execute(f"CREATE INDEX ON {table} (declaration_number)")
-        await connection.execute(f"CREATE INDEX ON {table} (license_number)")
+        await first.execute(SCRATCH.format(table=table))
+        await first.execute(f"CREATE INDEX ON {table} (declaration_number)")
+        await first.execute(f"CREATE INDEX ON {table} (license_number)")
         now = datetime.now(UTC)
         today = date(2026, 3, 1)
         batch = 5000
-        started = time.perf_counter()
-        for first in range(0, rows, batch):
-            records: list[tuple[Any, ...]] = [
+
+        def records(start: int) -> list[tuple[Any, ...]]:
+            return [
                 (
                     uuid.uuid4(),
                     f"53162026{i:010d}",
@@ -227,16 +230,26 @@ async def copy(args: dict[str, Any]) -> dict[str, Any]:
                     "CNY",
                     now,
                 )
-                for i in range(first, min(rows, first + batch))
+                for i in range(start, min(rows, start + batch))
             ]
+
+        async def write(connection: asyncpg.Connection, batch_records: list[tuple[Any, ...]]) -> None:
             async with connection.transaction():
                 await connection.copy_records_to_table(
-                    "scratch_exports", schema_name=schema, records=records, columns=COPY_COLUMNS
+                    "scratch_exports", schema_name=schema, records=batch_records, columns=COPY_COLUMNS
                 )
-        seconds = time.perf_counter() - started
+
+        seconds = 0.0
+        per_round = batch * len(connections)
+        for start in range(0, rows, per_round):
+            built = [records(s) for s in range(start, min(rows, start + per_round), batch)]
+            started = time.perf_counter()
+            await asyncio.gather(*(write(c, r) for c, r in zip(connections, built, strict=False)))
+            seconds += time.perf_counter() - started
     finally:
-        await connection.close()
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+        for connection in connections:
+            await connection.close()
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "connections": len(connections)}
 
 
 async def peer(args: dict[str, Any]) -> dict[str, Any]:
