@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether opened alone or taken from a pool."""
@@ -65,6 +67,10 @@ async def _keep_session(_: asyncpg.Connection) -> None:
 
 
 def alembic_config(service: str, database_url: str, schema: str | None = None) -> Config:
+    # alembic (and SQLAlchemy under it) is imported when a migration runs, not by every process that
+    # imports this module: it took 0.6 s of CPU, a fold process's whole start-up in a short replay.
+    from alembic.config import Config
+
     config = Config()
     location = SHARED_MIGRATIONS.get(service, SERVICES_DIR / service / "migrations")
     config.set_main_option("script_location", str(location))
@@ -75,6 +81,8 @@ def alembic_config(service: str, database_url: str, schema: str | None = None) -
 
 def migrate(service: str, database_url: str, *, schema: str | None = None, revision: str = "head") -> None:
     """Bring ``service``'s tables in ``schema`` (its own by default) to ``revision``."""
+    from alembic import command
+
     command.upgrade(alembic_config(service, database_url, schema), revision)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from faststream.message import StreamMessage
 from pydantic import BaseModel, StringConstraints, ValidationError
 
 from shared.events import Application, ExportDeclaration, Frozen, Reason
+
+if TYPE_CHECKING:  # only the services' consumers need faststream; the fold processes and licensectl do not
+    from faststream.message import StreamMessage
 
 
 class BadInput(Exception):
@@ -147,7 +149,7 @@ def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{path}.{index}" if path else str(index))
 
 
-Parser = Callable[[Any], Awaitable[StreamMessage[Any]]]
+Parser = Callable[[Any], Awaitable["StreamMessage[Any]"]]
 
 
 async def parse_intake_record(record: Any, original_parser: Parser) -> StreamMessage[Any]:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.topics import CASES, CHECKPOINTS, DEAD_LETTER, INTAKE_APPLICATIONS, INTAKE_EXPORTS, LICENSE_CHANGES
+
+if TYPE_CHECKING:
+    from faststream.security import BaseSecurity
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -79,6 +81,9 @@ class KafkaConnection(BaseSettings):
 
     def security(self) -> BaseSecurity | None:
         """The same login for a faststream ``KafkaBroker``."""
+        # Imported here: the fold processes and licensectl use aiokafka alone, and faststream's import is slow.
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
+
         if self.username is None:
             return None
         kinds = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
