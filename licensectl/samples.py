@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.events import Application, ExportDeclaration
+from shared.events import Application, ExportDeclaration, china_today
 
 QILIN_MOTOR = "91488787CL5R13E3HD"  # manufacturer, listed for 2026
 HAITONG_EXPORT = "9130432708GW1D44MT"  # distributor authorised by Qilin Motor for Qilin and QiStar
@@ -53,7 +53,7 @@ def declaration_data(license_number: str, declaration_number: str, **overrides: 
         "declaration_number": declaration_number,
         "license_number": license_number,
         "port_of_exit": "CNSZX",
-        "export_date": date.today().isoformat(),
+        "export_date": china_today().isoformat(),  # a license is valid from its grant's day in China
         "quantity": 4,
         "value": str(Decimal("147000.00") * 4),
         "currency": "CNY",

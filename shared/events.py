@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
+from zoneinfo import ZoneInfo
 
 import pycountry
 from pydantic import (
@@ -41,6 +42,15 @@ def derived_event_id(cause: uuid.UUID | str, reaction: str) -> uuid.UUID:
 def utc_now() -> datetime:
     """The current instant in UTC (the only clock producers use for ``occurred_at``)."""
     return datetime.now(UTC)
+
+
+CHINA = ZoneInfo("Asia/Shanghai")
+"""The regulation's dates (validity, working days, expiry) are China's."""
+
+
+def china_today() -> date:
+    """Today's date in China, the date the regulation's validity is counted in."""
+    return datetime.now(CHINA).date()
 
 
 class Frozen(BaseModel):

@@ -9,11 +9,11 @@ import asyncpg
 
 from licensectl import samples
 from services.applications.submission import submitted
-from shared.events import Envelope, Event, ExportRecorded, LicenseGranted
+from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, china_today
 from shared.kafka_access import KafkaConnection
 from tests.support import producer, signed
 
-TODAY = date.today()
+TODAY = china_today()  # the regulation counts validity in China's dates, as review and the samples do
 
 
 def granted(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from faststream import AckPolicy
@@ -20,12 +18,10 @@ from services.review.reference import ReferenceData
 from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
-from shared.events import ApplicationWithdrawn, Envelope, Reason
+from shared.events import CHINA, ApplicationWithdrawn, Envelope, Reason, china_today
 from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
-
-CHINA = ZoneInfo("Asia/Shanghai")  # dates of the regulation (validity, working days) are China's
 
 
 class Settings(ServiceSettings):
@@ -34,11 +30,6 @@ class Settings(ServiceSettings):
     reference_version: str = reference.CURRENT_VERSION
     expiry_interval_seconds: float = 60.0
     batch_size: int = 500  # case events read, decided and committed together
-
-
-def china_today() -> date:
-    """Today's date in China, the date the regulation's validity is counted in."""
-    return datetime.now(CHINA).date()
 
 
 def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_today) -> FastAPI:
@@ -96,7 +87,7 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
             await cases.close_withdrawn(connection, envelope.case_id)
         if not isinstance(envelope.payload, SUBMISSIONS):
             return None
-        today = datetime.now(CHINA).date()
+        today = china_today()
         submitted = envelope.occurred_at.astimezone(CHINA).date()
         decision = decide(envelope.payload.application, data, today, submitted=submitted)
         return await decide_once(connection, envelope, decision, today)
