@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,7 +29,7 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
-from shared.intake import BadInput, RecordExport, decode_command, keep_intake_body, parse_intake_record
+from shared.intake import BadInput, RecordExport, batch_records, decode_command, keep_batch_bodies, parse_record_batch
 from shared.metrics import stored_positions
 from shared.service import ErrorBody, Runtime, create_service
 from shared.settings import ServiceSettings
@@ -46,6 +47,7 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="REGISTRY_", extra="ignore", populate_by_name=True)
     port: int = 8003
     batch_size: int = 2000
+    intake_batch_size: int = 500  # customs' RecordExport commands read together (each admitted in its order)
     # Signed checkpoints (services/registry/checkpoints.py): every so many seconds, or sooner after so many batches.
     checkpoint_interval_seconds: float = 60.0
     checkpoint_every_batches: int = 1000
@@ -130,7 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _add_projector(runtime, settings)
     _add_queries(app, runtime)
-    _add_exports(app, runtime)
+    _add_exports(app, runtime, settings.intake_batch_size)
     return app
 
 
@@ -374,7 +376,7 @@ async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Re
     return ledger.judge(case, export) or await store.vin_claimed_elsewhere(pool, export.vins, event_id)
 
 
-def _add_exports(app: FastAPI, runtime: Runtime) -> None:
+def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None:
     @app.post("/exports", status_code=202, response_model=ExportAccepted, tags=["exports"], dependencies=CUSTOMS)
     async def record_export(declaration: ExportDeclaration) -> ExportAccepted:
         """Record an export declaration against a license (customs). Resending it changes nothing."""
@@ -400,18 +402,31 @@ def _add_exports(app: FastAPI, runtime: Runtime) -> None:
         group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=intake_batch_size,
         title="intake-exports",
         description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
-        parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
-        decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
+        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
+        decoder=keep_batch_bodies,  # each body is read by decode_command alone, whatever it holds
     )
-    async def on_record_export(message: KafkaMessage) -> None:
-        try:
-            intake, command = decode_command(
-                message.body, expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
-            )
-            await runtime.check_signature(message.raw_message, intake.sender)
-            assert isinstance(command, RecordExport)
-            await admit(runtime, command.declaration)
-        except BadInput as refused:
-            await runtime.dead_letter(message.raw_message, refused.reason)
+    async def on_record_exports(message: KafkaMessage) -> None:
+        # Each partition's commands are admitted in their order (customs key them by license), the partitions
+        # at once. The batch is committed when this returns: every verdict in it is in the log by then.
+        partitions: dict[int, list[Any]] = {}
+        for record in batch_records(message):
+            partitions.setdefault(record.partition, []).append(record)
+        async with asyncio.TaskGroup() as group:
+            for records in partitions.values():
+                group.create_task(admit_in_order(records))
+
+    async def admit_in_order(records: list[Any]) -> None:
+        for record in records:
+            try:
+                intake, command = decode_command(
+                    record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
+                )
+                await runtime.check_signature(record, intake.sender)
+                assert isinstance(command, RecordExport)
+                await admit(runtime, command.declaration)
+            except BadInput as refused:
+                await runtime.dead_letter(record, refused.reason)
