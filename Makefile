@@ -7,12 +7,9 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-quick bench-5m bench-env
 
+# The project's environment, with its bench extra (the peer's eventsourcing, pyinstrument): scripts/lib.sh.
 bench-env:
 	@bash -c 'source scripts/lib.sh && ensure_venv'
-	@stamp=$(VENV)/.bench-installed; want=$$(sha256sum bench/requirements.txt | cut -d" " -f1); \
-	if [ "$$(cat $$stamp 2>/dev/null)" != "$$want" ]; then \
-		$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt && echo $$want > $$stamp; \
-	fi
 
 # 100k and 1M events, the peer at 100k, the live phase; about 10 minutes on the 2-core dev box.
 bench: bench-env

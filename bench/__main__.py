@@ -33,6 +33,7 @@ from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
+"""Where a run writes its JSON, profile and service logs unless ``--results`` says otherwise (gitignored)."""
 TARGETS = {
     "replay_events_per_s": 50_000,
     "replay_vs_slower_ceiling": 0.5,
@@ -48,6 +49,11 @@ def parse_size(text: str) -> int:
     text = text.strip().lower()
     factor = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
     return int(float(text.rstrip("km")) * factor)
+
+
+def shown(path: Path) -> str:
+    """``path`` as the run prints it: relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def label(size: int) -> str:
@@ -123,7 +129,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
     schema = f"bench_{run_id}_{label(size).lower()}"
     schemas = [f"{schema}_ledger", f"{schema}_scratch", f"{schema}_peer", f"{schema}_profile", f"{schema}_shared"]
     result: dict[str, Any] = {"size": size, "namespace": namespace}
-    RESULTS.mkdir(exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
     try:
         await trust_bench_key(url)
@@ -163,11 +169,11 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
             result["peer"] = worker("peer", {**base, "schema": schemas[2], "seconds": args.peer_seconds})
         if args.profile and size == min(args.sizes):
             print(f"[{label(size)}] replay again under pyinstrument ...", flush=True)
-            path = RESULTS / f"profile-replay-{run_id}-{label(size)}.txt"
+            path = args.results / f"profile-replay-{run_id}-{label(size)}.txt"
             # The fold as a replay from a checkpoint does it (no signature checked): what is left to speed up.
             profiled = {**base, "schema": schemas[3], "profile": str(path), "vouched": True}
             result["profile"] = worker("replay", profiled)
-            result["profile"]["file"] = str(path.relative_to(ROOT))
+            result["profile"]["file"] = shown(path)
     finally:
         if not args.keep:
             await drop(bootstrap, url, [s.name for s in topics.specs()], schemas)
@@ -343,6 +349,14 @@ def table(result: dict[str, Any]) -> str:
             d = live[key]
             out += f"| {name} p50 / p95 / p99, ms | {d['p50_ms']:.0f} / {d['p95_ms']:.0f} / {d['p99_ms']:.0f} |\n"
         out += f"| POST /applications p50 / p99, ms | {s['post']['p50_ms']:.1f} / {s['post']['p99_ms']:.1f} |\n"
+        x, xr = live.get("exports") or {}, live.get("export_to_ledger_row") or {}
+        if x:
+            rates = f"{x['offered_per_s']:.0f} / {x['achieved_per_s']:.0f}"
+            out += f"| offered / achieved exports/s (Kafka intake) | {rates} |\n"
+            out += f"| export → ledger row p50 / p95 / p99, ms | {fmt(xr.get('p50_ms'))} / {fmt(xr.get('p95_ms'))} / "
+            out += f"{fmt(xr.get('p99_ms'))} |\n"
+            outcomes = ", ".join(f"{n} {k}" for k, n in sorted(live.get("export_outcomes", {}).items())) or "none"
+            out += f"| exports judged by the ledger (not seen: {live.get('exports_missing', 0)}) | {outcomes} |\n"
         if q:
             out += (
                 f"| GET /licenses/{{n}} at {q['offered_per_s']:.0f} rps (achieved {q['achieved_per_s']:.0f}) "
@@ -363,7 +377,9 @@ def table(result: dict[str, Any]) -> str:
             + " / ".join(f"{rss.get(n, float('nan')):.0f}" for n in ("applications", "review", "registry"))
             + " |\n"
         )
-        out += f"| errors (submissions / lookups) | {s['errors'] or 0} / {q.get('errors') or 0} |"
+        exports_errors = (live.get("exports") or {}).get("errors") or 0
+        errors = f"{s['errors'] or 0} / {exports_errors} / {q.get('errors') or 0}"
+        out += f"| errors (submissions / exports / lookups) | {errors} |"
     shared = result.get("live_shared")
     if live and "error" not in live and shared and "error" not in shared:
         n = shared["registries"]
@@ -372,6 +388,7 @@ def table(result: dict[str, Any]) -> str:
         figures: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
             ("submission → ledger row p99, ms", lambda r: r["to_ledger_row"]["p99_ms"]),
             ("submission → decision p99, ms", lambda r: r["to_decision_in_ledger"]["p99_ms"]),
+            ("export → ledger row p99, ms", lambda r: r["export_to_ledger_row"]["p99_ms"]),
             ("lookup p99, ms", lambda r: r["lookups"]["latency"]["p99_ms"]),
             ("registry CPU per lookup (all instances), ms", lambda r: r["lookups"]["registry_cpu_ms_per_lookup"]),
             (
@@ -421,11 +438,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 bootstrap=bootstrap,
                 database_url=url,
                 namespace=namespace,
-                logs=RESULTS / f"logs-{run_id}{'-' + suffix if suffix else ''}",
+                logs=args.results / f"logs-{run_id}{'-' + suffix if suffix else ''}",
                 rate=args.rate,
                 seconds=args.seconds,
                 query_rate=args.query_rate,
                 query_seconds=args.query_seconds,
+                export_rate=args.export_rate,
                 registries=registries,
             )
         except Exception as exc:
@@ -451,6 +469,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="offered submissions/s in the live phase")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--query-rate", type=float, default=500.0)
+    parser.add_argument(
+        "--export-rate",
+        type=float,
+        default=100.0,
+        help="offered export declarations/s in the live phase, through the Kafka intake, alongside the submissions",
+    )
     parser.add_argument("--query-seconds", type=float, default=10.0)
     parser.add_argument(
         "--peer-max-size",
@@ -461,6 +485,7 @@ def main() -> None:
     parser.add_argument("--peer-seconds", type=float, default=180.0, help="stop the peer after this long (subset)")
     parser.add_argument("--profile", action="store_true", help="replay the smallest size again under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the topics and schemas")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the run's files go (default results/)")
     parser.add_argument(
         "--registries",
         type=int,
@@ -469,8 +494,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench-{result['run_id']}.json"
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / f"bench-{result['run_id']}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     m = result["machine"]
     print(
@@ -478,7 +503,7 @@ def main() -> None:
         f"wall {result['wall_seconds']:.0f} s\n"
     )
     print(table(result))
-    print(f"\nwritten: {path.relative_to(ROOT)}")
+    print(f"\nwritten: {shown(path)}")
 
 
 if __name__ == "__main__":

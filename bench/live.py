@@ -1,9 +1,11 @@
-"""The running system: submission-to-ledger latency at a fixed offered load, lookups, and each service's RSS.
+"""The running system: submission- and export-to-ledger latency at a fixed offered load, lookups, each service's RSS.
 
 The three services run as processes (``python -m services.<name>``) against a database of their own
 (created, migrated with ``python -m licensectl migrate``, dropped at the end) and a fresh topic namespace.
-Load is open-loop: request ``i`` is sent at ``start + i / rate`` whether or not earlier ones have answered,
-so a slow system shows up as latency, not as a lower offered rate.
+Applications come through the HTTP API, as agency portals send them; exports through Kafka, as customs'
+backends send them (signed ``RecordExport`` commands on the exports intake topic), against the licenses
+the ledger has granted. Load is open-loop: request ``i`` is sent at ``start + i / rate`` whether or not
+earlier ones have answered, so a slow system shows up as latency, not as a lower offered rate.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import httpx
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from licensectl import samples
-from shared import access
+from shared import access, signing
+from shared.events import china_today
 from shared.kafka_access import KafkaConnection
 from shared.kafka_admin import ensure_topics
 from shared.topics import Topics
@@ -34,6 +39,10 @@ from shared.topics import Topics
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"applications": 18101, "review": 18102, "registry": 18103}
 POLL_SECONDS = 0.005
+VEHICLES_PER_LICENSE = 12
+"""Each submission applies for 12 vehicles, and customs exports them one per declaration: the most
+declarations a license allows (rule 8), so every declaration the load sends should be accepted."""
+CUSTOMS_SENDER = "customs-bench"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -195,19 +204,21 @@ class RawHttp:
 class Watcher:
     """Polls the registry's ledger for pending applications; records when each row appears and is decided."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, licenses: list[str] | None = None) -> None:
         self.pool = pool
         self.sent: dict[uuid.UUID, float] = {}
         self.seen: dict[uuid.UUID, float] = {}
         self.decided: dict[uuid.UUID, float] = {}
         self.statuses: dict[str, int] = {}
+        self.licenses = licenses if licenses is not None else []  # granted, in the order they appeared
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or len(self.decided) < len(self.sent):
             pending = [a for a in self.sent if a not in self.decided]
             if pending:
                 rows = await self.pool.fetch(
-                    "SELECT application_id, status FROM registry.applications WHERE application_id = ANY($1::uuid[])",
+                    "SELECT application_id, status, license_number FROM registry.applications "
+                    "WHERE application_id = ANY($1::uuid[])",
                     pending,
                 )
                 now = time.perf_counter()
@@ -217,6 +228,36 @@ class Watcher:
                     if row["status"] != "submitted":
                         self.decided[app_id] = now
                         self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
+                        if row["license_number"] is not None:
+                            self.licenses.append(row["license_number"])
+            await asyncio.sleep(POLL_SECONDS)
+
+
+class ExportWatcher:
+    """Polls the registry's ledger for the declarations sent; records when each one's row appears, and how
+    the ledger judged it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self.outcomes: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or len(self.seen) < len(self.sent):
+            pending = [d for d in self.sent if d not in self.seen]
+            if pending:
+                rows = await self.pool.fetch(
+                    "SELECT declaration_number, outcome, reason_code FROM registry.exports "
+                    "WHERE declaration_number = ANY($1::text[])",
+                    pending,
+                )
+                now = time.perf_counter()
+                for row in rows:
+                    if row["declaration_number"] not in self.seen:
+                        self.seen[row["declaration_number"]] = now
+                        outcome = row["outcome"] + (f" ({row['reason_code']})" if row["reason_code"] else "")
+                        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             await asyncio.sleep(POLL_SECONDS)
 
 
@@ -236,8 +277,10 @@ async def open_loop(rate: float, seconds: float, one: Request) -> tuple[int, flo
     return len(tasks), time.perf_counter() - start
 
 
-async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: float) -> dict[str, Any]:
-    body = json.dumps(samples.application_data()).encode()
+async def submit_load(
+    client: RawHttp, watcher: Watcher, rate: float, seconds: float, *, quantity: int
+) -> dict[str, Any]:
+    body = json.dumps(samples.application_data(quantity=quantity)).encode()
     post_latency: list[float] = []
     errors: dict[str, int] = {}
     late: list[float] = []
@@ -265,6 +308,61 @@ async def submit_load(client: RawHttp, watcher: Watcher, rate: float, seconds: f
         "achieved_per_s": sent / elapsed,
         "errors": errors,
         "post": summary_ms(post_latency),
+        "client_lateness": summary_ms(late),
+    }
+
+
+async def export_load(
+    producer: AIOKafkaProducer,
+    topic: str,
+    key: Ed25519PrivateKey,
+    licenses: list[str],
+    watcher: ExportWatcher,
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Customs' declarations at ``rate``/s: signed ``RecordExport`` commands on the intake topic, one vehicle
+    each, the licenses granted so far used in turn for 12 declarations each (keyed by license, so one
+    license's declarations keep their order)."""
+    errors: dict[str, int] = {}
+    late: list[float] = []
+    today = china_today().isoformat()  # a license is valid from the day of its grant in China
+
+    async def one(i: int, due: float) -> None:
+        started = time.perf_counter()
+        late.append(started - due)
+        if i // VEHICLES_PER_LICENSE >= len(licenses):
+            errors["no_license_granted_yet"] = errors.get("no_license_granted_yet", 0) + 1
+            return
+        number = licenses[i // VEHICLES_PER_LICENSE]
+        declaration = f"531626{i:012d}"
+        command = {
+            "command_id": str(uuid.uuid4()),
+            "type": "RecordExport",
+            "schema_version": 1,
+            "sender": CUSTOMS_SENDER,
+            "payload": {
+                "declaration": samples.declaration_data(
+                    number, declaration, quantity=1, value="147000.00", export_date=today
+                )
+            },
+        }
+        value = json.dumps(command).encode()
+        headers = signing.signature_headers(value, key)
+        watcher.sent[declaration] = started
+        try:
+            await producer.send(topic, value, key=number.encode(), headers=headers)
+        except Exception as exc:  # counted, as an HTTP error is: the load goes on
+            del watcher.sent[declaration]
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+    sent, elapsed = await open_loop(rate, seconds, one)
+    await producer.flush()
+    return {
+        "offered_per_s": rate,
+        "sent": sent,
+        "achieved_per_s": sent / elapsed,
+        "errors": errors,
         "client_lateness": summary_ms(late),
     }
 
@@ -298,14 +396,17 @@ async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, se
     }
 
 
-async def _bench_key(url: str) -> str:
-    """A key of agency 44 (the sample's) that submits and reads licenses, as a portal and customs would."""
+async def _bench_keys(url: str) -> tuple[str, Ed25519PrivateKey]:
+    """A key of agency 44 (the sample's) that submits and reads licenses, as a portal and customs would; and
+    the signing key of customs' backend, trusted for its exports (docs/signing.md)."""
+    customs = Ed25519PrivateKey.generate()
     connection = await asyncpg.connect(url)
     try:
         _, key = await access.create(connection, agency_code="44", roles=["submitter", "customs"], label="bench")
+        await signing.trust(connection, producer=CUSTOMS_SENDER, public_key=customs.public_key(), since=signing.ALWAYS)
     finally:
         await connection.close()
-    return key
+    return key, customs
 
 
 async def run_live(
@@ -318,6 +419,7 @@ async def run_live(
     seconds: float = 20,
     query_rate: float = 500,
     query_seconds: float = 10,
+    export_rate: float = 100,
     registries: int = 1,
 ) -> dict[str, Any]:
     database = namespace.replace("-", "_")
@@ -336,37 +438,46 @@ async def run_live(
         subprocess.run(
             [sys.executable, "-m", "licensectl", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
         )
-        await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), Topics(namespace))
-        key = await _bench_key(url)
+        topics = Topics(namespace)
+        await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
+        key, customs = await _bench_keys(url)
         services = start_services(env, logs, registries)
         async with httpx.AsyncClient(timeout=5) as health:
             await wait_healthy(health, list(services.ports.values()))
         submit = RawHttp(SERVICES["applications"], 64, key=key)
         # The lookups are spread over the registry instances, as a load balancer in front of them would.
         lookups = [RawHttp(port, 64 // registries, key=key) for port in services.registry_ports()]
+        producer = AIOKafkaProducer(**KafkaConnection(bootstrap_servers=bootstrap).options(), linger_ms=0)
+        await producer.start()
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
             try:
                 # Warm-up: until one submission is decided, the consumer groups are still joining.
-                warm = Watcher(pool)
+                licenses: list[str] = []
+                warm = Watcher(pool, licenses)
                 stop = asyncio.Event()
                 poll = asyncio.create_task(warm.run(stop))
-                await submit_load(submit, warm, rate=5, seconds=2)
+                await submit_load(submit, warm, rate=5, seconds=2, quantity=VEHICLES_PER_LICENSE)
                 stop.set()
                 await asyncio.wait_for(poll, timeout=90)
-                watcher = Watcher(pool)
+                watcher, exported = Watcher(pool, licenses), ExportWatcher(pool)
                 stop = asyncio.Event()
-                poll = asyncio.create_task(watcher.run(stop))
+                polls = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(exported.run(stop))]
                 cpu_before = services.cpu_seconds()
-                submitted = await submit_load(submit, watcher, rate=rate, seconds=seconds)
+                submitted, declared = await asyncio.gather(
+                    submit_load(submit, watcher, rate=rate, seconds=seconds, quantity=VEHICLES_PER_LICENSE),
+                    export_load(producer, topics.intake_exports, customs, licenses, exported, export_rate, seconds),
+                )
                 stop.set()
                 try:
-                    await asyncio.wait_for(poll, timeout=60)
+                    await asyncio.wait_for(asyncio.gather(*polls), timeout=60)
                 except TimeoutError:
-                    poll.cancel()
+                    for task in polls:
+                        task.cancel()
                 cpu_after = services.cpu_seconds()
                 seen = [watcher.seen[a] - watcher.sent[a] for a in watcher.sent if a in watcher.seen]
                 decided = [watcher.decided[a] - watcher.sent[a] for a in watcher.sent if a in watcher.decided]
+                recorded = [exported.seen[d] - exported.sent[d] for d in exported.sent if d in exported.seen]
                 numbers = [r[0] for r in await pool.fetch("SELECT license_number FROM registry.licenses")]
             finally:
                 await pool.close()
@@ -377,6 +488,7 @@ async def run_live(
                 registry_cpu = sum(cpu_now[n] - cpu_after[n] for n in cpu_now if n.startswith("registry"))
                 queries["registry_cpu_ms_per_lookup"] = registry_cpu * 1000 / queries["sent"]
         finally:
+            await producer.stop()
             await submit.close()
             for lookup in lookups:
                 await lookup.close()
@@ -387,7 +499,12 @@ async def run_live(
             "to_ledger_row": summary_ms(seen),
             "to_decision_in_ledger": summary_ms(decided),
             "decisions": watcher.statuses,
-            # From the first submission until every one is decided (or given up on), per submission sent.
+            "exports": declared,
+            "export_to_ledger_row": summary_ms(recorded),
+            "export_outcomes": exported.outcomes,
+            "exports_missing": len(exported.sent) - len(exported.seen),
+            # From the first submission until every one is decided (or given up on), per submission sent: the
+            # exports' work (intake in the registry, the fold) is in it too, as it runs alongside.
             "cpu_ms_per_submission": {
                 name: (cpu_after[name] - cpu_before[name]) * 1000 / max(1, len(watcher.sent)) for name in cpu_after
             },
