@@ -149,6 +149,9 @@ write_config() {
 listen_addresses = '127.0.0.1'
 max_connections = 200
 shared_buffers = 256MB
+# Loopback only, so TLS would only encrypt to ourselves: on two cores it cost the live path a third of its
+# latency (docs/performance.md). Debian's clusters turn it on with a snakeoil certificate.
+ssl = off
 EOF
     )"
     mkdir -p "$dir/conf.d"
