@@ -369,6 +369,8 @@ def table(result: dict[str, Any]) -> str:
                 + " / ".join(f"{cpu.get(n, float('nan')):.2f}" for n in ("applications", "review", "registry"))
                 + " |\n"
             )
+        if live.get("machine_cpu_busy") is not None:
+            out += f"| machine CPU busy while the load ran (all cores) | {live['machine_cpu_busy']:.0%} |\n"
         if q.get("registry_cpu_ms_per_lookup") is not None:
             out += f"| registry CPU per lookup, ms | {q['registry_cpu_ms_per_lookup']:.2f} |\n"
         rss = live["peak_rss_mb"]

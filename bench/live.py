@@ -81,6 +81,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far, over all cores (``/proc/stat``)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
 @dataclass
 class Services:
     processes: dict[str, subprocess.Popen[bytes]]
@@ -463,7 +471,7 @@ async def run_live(
                 watcher, exported = Watcher(pool, licenses), ExportWatcher(pool)
                 stop = asyncio.Event()
                 polls = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(exported.run(stop))]
-                cpu_before = services.cpu_seconds()
+                cpu_before, machine_before = services.cpu_seconds(), _machine_cpu()
                 submitted, declared = await asyncio.gather(
                     submit_load(submit, watcher, rate=rate, seconds=seconds, quantity=VEHICLES_PER_LICENSE),
                     export_load(producer, topics.intake_exports, customs, licenses, exported, export_rate, seconds),
@@ -474,7 +482,7 @@ async def run_live(
                 except TimeoutError:
                     for task in polls:
                         task.cancel()
-                cpu_after = services.cpu_seconds()
+                cpu_after, machine_after = services.cpu_seconds(), _machine_cpu()
                 seen = [watcher.seen[a] - watcher.sent[a] for a in watcher.sent if a in watcher.seen]
                 decided = [watcher.decided[a] - watcher.sent[a] for a in watcher.sent if a in watcher.decided]
                 recorded = [exported.seen[d] - exported.sent[d] for d in exported.sent if d in exported.seen]
@@ -509,6 +517,8 @@ async def run_live(
                 name: (cpu_after[name] - cpu_before[name]) * 1000 / max(1, len(watcher.sent)) for name in cpu_after
             },
             "missing": len(watcher.sent) - len(watcher.decided),
+            # How busy the machine's cores were while the load ran (services, broker, database, load generator).
+            "machine_cpu_busy": (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]),
             "lookups": queries,
             "licenses_in_ledger": len(numbers),
             "peak_rss_mb": rss,

@@ -62,6 +62,7 @@ def test_the_bench_measures_every_figure_of_the_issue(
         assert live["exports_missing"] == 0 and live["export_to_ledger_row"]["n"] == 40
         assert live["export_outcomes"] == {"accepted": 40}
         assert live["lookups"]["sent"] == 100 and not live["lookups"]["errors"]
+        assert 0 < live["machine_cpu_busy"] <= 1
 
     assert set(result["targets"]) >= {"replay_events_per_s (min over sizes)", "live submission-to-ledger p99 ms"}
     for line in ("| replay ÷ COPY |", "| export → ledger row p50 / p95 / p99, ms |", "| replay ÷ peer |"):
