@@ -310,6 +310,10 @@ def table(result: dict[str, Any]) -> str:
     row("replay wall time, s", lambda e: e["replay"]["seconds"], 1)
     row("replay peak RSS, MB", lambda e: e["replay"]["peak_rss_mb"])
     row(
+        "replay, one process: CPU per event, fold process / whole machine, µs",
+        lambda e: "{fold_process:.0f} / {machine:.0f}".format(**e["replay"]["cpu_us_per_event"]),
+    )
+    row(
         "**replay, N processes sharing the partitions (licensectl replay), events/s**",
         lambda e: e["replay_shared"]["events_per_s"],
     )

@@ -29,6 +29,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bench import machine_cpu
 from licensectl import samples
 from shared import access, signing
 from shared.events import china_today
@@ -79,14 +80,6 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU time of process ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_cpu() -> tuple[float, float]:
-    """Busy and total CPU seconds of the whole machine so far, over all cores (``/proc/stat``)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle and iowait
-    tick = os.sysconf("SC_CLK_TCK")
-    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
 
 
 @dataclass
@@ -471,7 +464,7 @@ async def run_live(
                 watcher, exported = Watcher(pool, licenses), ExportWatcher(pool)
                 stop = asyncio.Event()
                 polls = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(exported.run(stop))]
-                cpu_before, machine_before = services.cpu_seconds(), _machine_cpu()
+                cpu_before, machine_before = services.cpu_seconds(), machine_cpu()
                 submitted, declared = await asyncio.gather(
                     submit_load(submit, watcher, rate=rate, seconds=seconds, quantity=VEHICLES_PER_LICENSE),
                     export_load(producer, topics.intake_exports, customs, licenses, exported, export_rate, seconds),
@@ -482,7 +475,7 @@ async def run_live(
                 except TimeoutError:
                     for task in polls:
                         task.cancel()
-                cpu_after, machine_after = services.cpu_seconds(), _machine_cpu()
+                cpu_after, machine_after = services.cpu_seconds(), machine_cpu()
                 seen = [watcher.seen[a] - watcher.sent[a] for a in watcher.sent if a in watcher.seen]
                 decided = [watcher.decided[a] - watcher.sent[a] for a in watcher.sent if a in watcher.decided]
                 recorded = [exported.seen[d] - exported.sent[d] for d in exported.sent if d in exported.seen]
