@@ -42,6 +42,7 @@ def test_the_bench_measures_every_figure_of_the_issue(
     cpu = entry["replay"]["cpu_us_per_event"]
     assert cpu["fold_process"] > 0 and cpu["machine"] > 0
     assert entry["replay_shared"]["events"] == SIZE
+    assert entry["replay_vouched"]["events"] == SIZE  # --profile: the fold without signatures, unprofiled first
     assert entry["replay_checkpoint"]["events"] == SIZE and entry["replay_checkpoint"]["processes"] == 2
     # The write ceiling writes as many rows as the replay did, over as many connections as it had processes.
     assert entry["copy"]["rows"] == sum(entry["replay"]["rows"].values())
