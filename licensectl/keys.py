@@ -32,6 +32,8 @@ DEMO: dict[str, tuple[str, tuple[str, ...]]] = {
     "admin": ("00", ("admin",)),
 }
 """The demo's credentials: agency 44's submitter and officer, and national customs, auditor and admin."""
+DEMO_OFFICER = "officer.wang"
+"""The officer the demo's officer key is issued to."""
 
 
 def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -52,15 +54,21 @@ def create(
     role: Annotated[list[str], typer.Option(help=f"one of {', '.join(access.ROLES)}; repeat for more")],
     label: Annotated[str, typer.Option(help="who holds it, for the listing")] = "",
     days: Annotated[int | None, typer.Option(help="expire after so many days")] = None,
+    officer: Annotated[
+        str | None, typer.Option(help="the officer it is issued to (role officer): their actions are attributed to it")
+    ] = None,
 ) -> None:
-    """Issue a key; it is printed once and only its hash is kept."""
+    """Issue a key; it is printed once and only its hash is kept. An officer's key names the officer."""
     expires = datetime.now(UTC) + timedelta(days=days) if days else None
     try:
-        key_id, key = _run(lambda c: access.create(c, agency_code=agency, roles=role, label=label, expires_at=expires))
+        key_id, key = _run(
+            lambda c: access.create(c, agency_code=agency, roles=role, label=label, expires_at=expires, officer=officer)
+        )
     except ValueError as wrong:
         console.print(f"[red]{wrong}")
         raise typer.Exit(2) from None
-    console.print(f"key {key_id} for agency {agency}, roles {', '.join(sorted(set(role)))}; store it now:")
+    holder = f", officer {officer}" if officer else ""
+    console.print(f"key {key_id} for agency {agency}, roles {', '.join(sorted(set(role)))}{holder}; store it now:")
     print(key)
 
 
@@ -90,13 +98,14 @@ def revoke(key_id: str) -> None:
 
 @app.command("list")
 def list_() -> None:
-    """Every key: its agency, roles, label, and when it was made, expires or was revoked."""
+    """Every key: its agency, roles, officer, label, and when it was made, expires or was revoked."""
     view = Table(title="API keys")
-    for column in ("key id", "agency", "roles", "label", "created", "expires", "revoked"):
+    for column in ("key id", "agency", "roles", "officer", "label", "created", "expires", "revoked"):
         view.add_column(column)
     for row in _run(access.listing):
         stamps = [_when(row[k]) for k in ("created_at", "expires_at", "revoked_at")]
-        view.add_row(row["key_id"], row["agency_code"], ", ".join(row["roles"]), row["label"], *stamps)
+        roles = ", ".join(row["roles"])
+        view.add_row(row["key_id"], row["agency_code"], roles, row["officer"] or "", row["label"], *stamps)
     console.print(view)
 
 
@@ -138,6 +147,8 @@ def _kept(file: Path) -> dict[str, str] | None:
                 access.check(found, key, now)
             except access.Denied:
                 return False
+            if found is not None and "officer" in found.roles and found.officer is None:
+                return False  # made before keys named their officer: it could not act as one
         return True
 
     return keys if _run(honoured) else None
@@ -146,7 +157,10 @@ def _kept(file: Path) -> dict[str, str] | None:
 async def _create_demo_keys(connection: asyncpg.Connection) -> dict[str, Any]:
     made = {}
     for name, (agency, roles) in DEMO.items():
-        _, made[name] = await access.create(connection, agency_code=agency, roles=roles, label=f"demo {name}")
+        officer = DEMO_OFFICER if "officer" in roles else None
+        _, made[name] = await access.create(
+            connection, agency_code=agency, roles=roles, label=f"demo {name}", officer=officer
+        )
     return made
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,6 +29,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.db import Connection
+from shared.events import OFFICER_ID
 from shared.limits import RateLimited
 
 Role = Literal["submitter", "officer", "customs", "auditor", "admin"]
@@ -36,30 +38,47 @@ READS = frozenset({"GET", "HEAD"})
 PREFIX = "lk"
 
 FIND = """
-SELECT key_id, hash, agency_code, roles, expires_at, revoked_at FROM access.credentials WHERE key_id = $1
+SELECT key_id, hash, agency_code, roles, officer, expires_at, revoked_at FROM access.credentials WHERE key_id = $1
 """
 INSERT = """
-INSERT INTO access.credentials (key_id, hash, agency_code, roles, label, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO access.credentials (key_id, hash, agency_code, roles, label, expires_at, officer)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 LIST = """
-SELECT key_id, agency_code, roles, label, created_at, expires_at, revoked_at
+SELECT key_id, agency_code, roles, officer, label, created_at, expires_at, revoked_at
 FROM access.credentials ORDER BY created_at, key_id
 """
 REVOKE = "UPDATE access.credentials SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
 EXPIRE = """
 UPDATE access.credentials SET expires_at = least(coalesce(expires_at, $2), $2) WHERE key_id = $1
 """
-GRANTS = "SELECT agency_code, roles, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL"
+GRANTS = "SELECT agency_code, roles, officer, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL"
+OFFICER = re.compile(OFFICER_ID)
+"""An officer's id as the agency's directory names them (``shared.events.OfficerId``)."""
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller a credential names: its key, its agency, its roles."""
+    """The caller a credential names: its key, its agency, its roles, and the officer it belongs to, if any."""
 
     key_id: str
     agency_code: str
     roles: frozenset[str]
+    officer: str | None = None
+
+    def acting_officer(self, declared: str | None = None) -> str:
+        """The officer an action is attributed to: the credential's own. Refused (403) when the credential
+        names no officer, or when the request declares another one."""
+        if self.officer is None:
+            raise Denied(
+                403,
+                "officer_identity_required",
+                f"credential {self.key_id} names no officer: an officer acts with a key issued to them "
+                "(licensectl keys create --role officer --officer <id>) or a token whose 'sub' is their id",
+            )
+        if declared is not None and declared != self.officer:
+            raise Denied(403, "officer_mismatch", f"this credential is officer {self.officer}'s, not {declared}'s")
+        return self.officer
 
     def ensure_agency(self, agency_code: str, *, unless: Iterable[str] = ()) -> None:
         """Refuse (403 ``other_agency``) a caller of another agency, but for one holding a role in ``unless``."""
@@ -73,6 +92,7 @@ class Credential:
     hash: str
     agency_code: str
     roles: frozenset[str]
+    officer: str | None
     expires_at: datetime | None
     revoked_at: datetime | None
 
@@ -184,7 +204,10 @@ def _grants(claims: dict[str, Any]) -> Principal:
         raise Denied(401, "invalid_credential", "the token names no agency (an 'agency' claim of two digits)")
     if not (isinstance(roles, list) and roles and set(roles) <= set(ROLES)):
         raise Denied(401, "invalid_credential", f"the token's 'roles' claim must list some of {', '.join(ROLES)}")
-    return Principal(key_id=f"jwt:{claims['sub']}", agency_code=agency, roles=frozenset(roles))
+    subject = str(claims["sub"])
+    # A token is a person's: its subject is the officer an officer action is attributed to.
+    officer = subject if "officer" in roles and OFFICER.match(subject) else None
+    return Principal(key_id=f"jwt:{subject}", agency_code=agency, roles=frozenset(roles), officer=officer)
 
 
 BEARER = HTTPBearer(
@@ -210,7 +233,9 @@ async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | 
     credential = await runtime.keys.find(runtime.pool, key_id)
     check(credential, bearer.credentials, datetime.now(UTC))
     assert credential is not None
-    return Principal(key_id=key_id, agency_code=credential.agency_code, roles=credential.roles)
+    return Principal(
+        key_id=key_id, agency_code=credential.agency_code, roles=credential.roles, officer=credential.officer
+    )
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
@@ -245,15 +270,19 @@ async def create(
     label: str = "",
     expires_at: datetime | None = None,
     key: str | None = None,
+    officer: str | None = None,
 ) -> tuple[str, str]:
-    """Store a new credential; return its key id and the key (``key`` given: that one, as tests fix theirs)."""
+    """Store a new credential; return its key id and the key (``key`` given: that one, as tests fix theirs).
+    ``officer``: the officer it is issued to, whom its officer actions are attributed to."""
     key_id, key = (key_id_of(key), key) if key else new_key()
     if key_id is None:
         raise ValueError("a key reads lk_<key id>_<secret>")
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
-    await connection.execute(INSERT, key_id, digest(key), agency_code, sorted(set(roles)), label, expires_at)
+    if officer is not None and ("officer" not in roles or not OFFICER.match(officer)):
+        raise ValueError("an officer is named only on a key with the officer role, as letters, digits and ._@-")
+    await connection.execute(INSERT, key_id, digest(key), agency_code, sorted(set(roles)), label, expires_at, officer)
     return key_id, key
 
 
@@ -263,7 +292,11 @@ async def rotate(connection: Connection, key_id: str, *, grace: timedelta) -> tu
     if row is None:
         raise LookupError(f"no key {key_id} in force")
     new = await create(
-        connection, agency_code=row["agency_code"], roles=row["roles"], label=row["label"] or f"rotated {key_id}"
+        connection,
+        agency_code=row["agency_code"],
+        roles=row["roles"],
+        label=row["label"] or f"rotated {key_id}",
+        officer=row["officer"],
     )
     await connection.execute(EXPIRE, key_id, datetime.now(UTC) + grace)
     return new

@@ -210,7 +210,8 @@ class ApplicationSubmitted(Event):
     channel: Literal["http", "intake"]
 
 
-OfficerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+OFFICER_ID = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+OfficerId = Annotated[str, StringConstraints(pattern=OFFICER_ID)]
 """The review officer who acted, as the agency's directory names them."""
 
 

@@ -16,7 +16,7 @@ from shared.db import migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
-from tests.support import CREDENTIALS, SIGNING_KEY, SIGNING_PRODUCERS, key
+from tests.support import CREDENTIALS, OFFICERS, SIGNING_KEY, SIGNING_PRODUCERS, key
 
 # Services started by the tests (in-process or as processes) trust their own signing keys, as under
 # scripts/up; production leaves the trust list to operators (docs/signing.md).
@@ -78,7 +78,10 @@ async def _add_credentials(url: str) -> None:
     connection = await asyncpg.connect(url)
     try:
         for name, (agency, roles) in CREDENTIALS.items():
-            await access.create(connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name))
+            officer = OFFICERS.get(name)
+            await access.create(
+                connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name), officer=officer
+            )
         for producer in SIGNING_PRODUCERS:
             public = SIGNING_KEY.public_key()
             await signing.trust(connection, producer=producer, public_key=public, since=signing.ALWAYS)

@@ -57,6 +57,8 @@ CREDENTIALS: dict[str, tuple[str, tuple[str, ...]]] = {
     "officer32": ("32", ("officer",)),
 }
 """The credentials every test database holds (tests/conftest.py): name -> agency and roles."""
+OFFICERS = {"all": "officer.wang", "officer44": "officer.wang", "officer32": "officer.li"}
+"""The officer each test credential with the officer role is issued to."""
 
 
 def key(name: str) -> str:

@@ -46,24 +46,33 @@ class QueueItem(BaseModel):
     escalated_at: datetime
 
 
+ActingOfficer = Annotated[
+    OfficerId | None,
+    Field(
+        description="who acts: the officer the credential was issued to, whom the event names; may be left out, "
+        "and is refused (403 officer_mismatch) if it names anyone else"
+    ),
+]
+
+
 class Approve(BaseModel):
-    officer: OfficerId
+    officer: ActingOfficer = None
     quantity: Annotated[int | None, Field(ge=1, description="grant fewer vehicles than applied for")] = None
     valid_to: Annotated[date | None, Field(description="end the validity earlier than rule 7 allows")] = None
 
 
 class Refuse(BaseModel):
-    officer: OfficerId
+    officer: ActingOfficer = None
     reasons: Reasons
 
 
 class WithReason(BaseModel):
-    officer: OfficerId
+    officer: ActingOfficer = None
     reason: Reason
 
 
 class Reinstate(BaseModel):
-    officer: OfficerId
+    officer: ActingOfficer = None
     note: Text | None = None
 
 
@@ -136,21 +145,24 @@ def _add_queue(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> Non
     async def approve(application_id: uuid.UUID, body: Approve, principal: Officer) -> ActionTaken:
         """Grant a license: the application's terms, or fewer vehicles and a shorter validity."""
         await _own_application(runtime, principal, application_id)
-        approval = officer.Approval(officer=body.officer, quantity=body.quantity, valid_to=body.valid_to)
+        acting = principal.acting_officer(body.officer)
+        approval = officer.Approval(officer=acting, quantity=body.quantity, valid_to=body.valid_to)
         return _taken(await officer.approve(runtime.pool, runtime.append, application_id, approval, today()))
 
     @app.post("/officer/applications/{application_id}/reject", status_code=202, tags=tags, responses=responses)
     async def reject(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
         """Reject the application, with the reasons the applicant reads."""
         await _own_application(runtime, principal, application_id)
-        return _taken(await officer.reject(runtime.pool, runtime.append, application_id, body.officer, body.reasons))
+        acting = principal.acting_officer(body.officer)
+        return _taken(await officer.reject(runtime.pool, runtime.append, application_id, acting, body.reasons))
 
     @app.post("/officer/applications/{application_id}/return", status_code=202, tags=tags, responses=responses)
     async def return_(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
         """Return the application for correction; the reasons say what to correct before resubmitting."""
         await _own_application(runtime, principal, application_id)
+        acting = principal.acting_officer(body.officer)
         envelope = await officer.return_for_correction(
-            runtime.pool, runtime.append, application_id, body.officer, body.reasons
+            runtime.pool, runtime.append, application_id, acting, body.reasons
         )
         return _taken(envelope)
 
@@ -179,7 +191,8 @@ def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], dat
     ) -> ActionTaken:
         """Suspend an active license: exports on it are refused until it is reinstated."""
         _own_license(principal, number)
-        return _taken(await officer.suspend(pool(), append, number, body.officer, body.reason, idempotency_key))
+        acting = principal.acting_officer(body.officer)
+        return _taken(await officer.suspend(pool(), append, number, acting, body.reason, idempotency_key))
 
     @app.post("/officer/licenses/{number}/reinstate", status_code=202, tags=tags, responses=responses)
     async def reinstate(
@@ -187,7 +200,8 @@ def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], dat
     ) -> ActionTaken:
         """Reinstate a suspended license: it is active again on its remaining balance."""
         _own_license(principal, number)
-        return _taken(await officer.reinstate(pool(), append, number, body.officer, body.note, idempotency_key))
+        acting = principal.acting_officer(body.officer)
+        return _taken(await officer.reinstate(pool(), append, number, acting, body.note, idempotency_key))
 
     @app.post("/officer/licenses/{number}/revoke", status_code=202, tags=tags, responses=responses)
     async def revoke(
@@ -195,7 +209,8 @@ def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], dat
     ) -> ActionTaken:
         """Revoke an active or suspended license for good."""
         _own_license(principal, number)
-        return _taken(await officer.revoke(pool(), append, number, body.officer, body.reason, idempotency_key))
+        acting = principal.acting_officer(body.officer)
+        return _taken(await officer.revoke(pool(), append, number, acting, body.reason, idempotency_key))
 
     @app.post("/officer/licenses/{number}/replace", status_code=202, tags=tags, responses=responses)
     async def replace(
@@ -203,5 +218,5 @@ def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], dat
     ) -> ActionTaken:
         """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance."""
         _own_license(principal, number)
-        request = officer.Replacement(**body.model_dump())
+        request = officer.Replacement(**{**body.model_dump(), "officer": principal.acting_officer(body.officer)})
         return _taken(await officer.replace(pool(), append, number, request, idempotency_key, today()))

@@ -21,7 +21,7 @@ from services.review import app as review
 from shared import access
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, serving, settings_for, token
+from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, licensectl, serving, settings_for, token
 
 WHY = {"code": "investigation", "message": "customs opened an investigation of the contract"}
 OTHER_AGENCY_LICENSE = "26-32-000001"
@@ -136,7 +136,7 @@ async def test_an_officer_acts_only_on_licenses_of_its_agency(system: System) ->
     )
     assert _refusal(answer, 403) == "other_agency"
     answer = await system.review.post(
-        f"/officer/licenses/{OTHER_AGENCY_LICENSE}/suspend", json=body, headers=auth("officer32")
+        f"/officer/licenses/{OTHER_AGENCY_LICENSE}/suspend", json={"reason": WHY}, headers=auth("officer32")
     )
     assert answer.status_code == 404, answer.text  # its own agency's: allowed, but there is no such license
 
@@ -229,3 +229,29 @@ async def test_each_credential_has_a_rate_of_its_own_whatever_address_it_comes_f
     assert "this credential" in answers[2].json()["detail"]
     assert [a.status_code for a in others] == [200, 200]
     assert _refusal(unauthenticated, 401) == "missing_credential"
+
+
+async def test_an_officer_key_names_its_officer_and_a_rotation_keeps_it(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    def run(*args: str) -> str:
+        done = licensectl("keys", *args, infrastructure=infrastructure, database_url=database_url, topics=topics)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.strip().splitlines()[-1]  # the key, printed last
+
+    first = access.key_id_of(run("create", "--agency", "44", "--role", "officer", "--officer", "officer.zhao"))
+    second = access.key_id_of(run("rotate", str(first)))
+    connection = await asyncpg.connect(database_url)
+    try:
+        query = "SELECT key_id, officer FROM access.credentials WHERE key_id = ANY($1)"
+        rows = await connection.fetch(query, [first, second])
+    finally:
+        await connection.close()
+    assert {r["key_id"]: r["officer"] for r in rows} == {first: "officer.zhao", second: "officer.zhao"}
+    customs = licensectl(
+        *("keys", "create", "--agency", "00", "--role", "customs", "--officer", "officer.zhao"),
+        infrastructure=infrastructure,
+        database_url=database_url,
+        topics=topics,
+    )
+    assert customs.returncode == 2 and "officer role" in customs.stdout, customs.stdout

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -18,7 +19,8 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared.events import ApplicationRejected, Envelope, LicenseGranted
+from shared import access
+from shared.events import ApplicationRejected, Envelope, LicenseGranted, LicenseSuspended
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import envelopes, eventually, read_topic, serving
@@ -245,3 +247,31 @@ async def test_a_replaced_license_ends_and_its_successor_carries_the_remaining_b
     await _license(system, successor, status="exhausted", balance=0)
     again = await _act(system, f"/officer/licenses/{number}/replace", {"reason": WHY}, status=409)
     assert again["errors"][0]["code"] == "license_replaced" and successor in again["detail"]
+
+
+async def test_an_action_is_attributed_to_the_officer_the_credential_was_issued_to(
+    system: System, infrastructure: Infrastructure, topics: Topics, database_url: str
+) -> None:
+    number = await _granted(system)
+    path = f"/officer/licenses/{number}/suspend"
+    # The test credential is officer.wang's: a body naming another officer is refused, and nothing happens.
+    other = await system.review.post(path, json={"officer": "officer.li", "reason": WHY})
+    assert other.status_code == 403 and other.json()["errors"][0]["code"] == "officer_mismatch", other.text
+    # A key with the officer role that names no officer (one issued before keys named theirs) cannot act.
+    connection = await asyncpg.connect(database_url)
+    try:
+        _, nobodys = await access.create(connection, agency_code="44", roles=["officer"], label="an old key")
+    finally:
+        await connection.close()
+    anonymous = await system.review.post(
+        path, json={"officer": OFFICER, "reason": WHY}, headers={"authorization": f"Bearer {nobodys}"}
+    )
+    assert anonymous.status_code == 403, anonymous.text
+    assert anonymous.json()["errors"][0]["code"] == "officer_identity_required"
+    await _license(system, number, status="active")
+    # Leaving the officer out: the event names the credential's officer.
+    taken = await system.review.post(path, json={"reason": WHY})
+    assert taken.status_code == 202, taken.text
+    suspended = (await _event(infrastructure, topics, taken.json()["event_id"])).payload
+    assert isinstance(suspended, LicenseSuspended) and suspended.officer == OFFICER
+    await _license(system, number, status="suspended")

@@ -32,6 +32,7 @@ def _credential(key: str, **changes: object) -> Credential:
         "hash": digest(key),
         "agency_code": "44",
         "roles": frozenset({"submitter"}),
+        "officer": None,
         "expires_at": None,
         "revoked_at": None,
         **changes,
@@ -104,7 +105,7 @@ class _Table:
 
 async def test_the_cache_reads_a_key_once_per_ttl_so_a_revocation_shows_after_it() -> None:
     _, key = new_key()
-    row = {"key_id": key_id_of(key), "hash": digest(key), "agency_code": "44", "roles": ["customs"]}
+    row = {"key_id": key_id_of(key), "hash": digest(key), "agency_code": "44", "roles": ["customs"], "officer": None}
     table = _Table({**row, "expires_at": None, "revoked_at": None})
     cache = KeyCache(ttl=0.2)
     first = await cache.find(table, str(key_id_of(key)))  # type: ignore[arg-type]
@@ -168,3 +169,21 @@ def test_a_jwt_signed_by_another_key_or_with_no_signature_is_invalid() -> None:
     assert _refused_token(other) == (401, "invalid_credential")
     unsigned = jwt.encode(jwt.decode(other, options={"verify_signature": False}), key=None, algorithm="none")
     assert _refused_token(unsigned) == (401, "invalid_credential")
+
+
+def test_an_officer_acts_as_the_officer_the_credential_names_and_no_one_else() -> None:
+    officer = ISSUER.principal(token("44", ["officer"], claims={"sub": "officer.li"}))  # a token is a person's
+    assert officer.acting_officer() == officer.acting_officer("officer.li") == "officer.li"
+    with pytest.raises(Denied) as mismatch:
+        officer.acting_officer("officer.wang")
+    assert _code(mismatch) == (403, "officer_mismatch")
+    keyed = Principal("k", "44", frozenset({"officer"}), officer="officer.wang")
+    assert keyed.acting_officer() == "officer.wang"
+    for nobody in (
+        Principal("k", "44", frozenset({"officer"})),  # an officer key issued before keys named their officer
+        ISSUER.principal(token("44", ["customs"], claims={"sub": "officer.li"})),  # not an officer's token
+        ISSUER.principal(token("44", ["officer"], claims={"sub": "not an id!"})),  # no officer id in its subject
+    ):
+        with pytest.raises(Denied) as refused:
+            nobody.acting_officer("officer.li")
+        assert _code(refused) == (403, "officer_identity_required")
