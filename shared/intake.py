@@ -188,6 +188,15 @@ def batch_records(message: StreamMessage[Any]) -> tuple[Any, ...]:
     return records if isinstance(records, tuple) else (records,)
 
 
+def records_by_partition(message: StreamMessage[Any]) -> list[list[Any]]:
+    """A batch's records partition by partition, each partition's in the order they were read: a handler acts
+    on each partition's in order and on the partitions at once."""
+    partitions: dict[int, list[Any]] = {}
+    for record in batch_records(message):
+        partitions.setdefault(record.partition, []).append(record)
+    return list(partitions.values())
+
+
 async def keep_intake_body(message: StreamMessage[Any]) -> bytes:
     """faststream's decoder for an intake record: none; the handler reads the body with :func:`decode_command`.
 

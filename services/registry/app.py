@@ -29,7 +29,14 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
-from shared.intake import BadInput, RecordExport, batch_records, decode_command, keep_batch_bodies, parse_record_batch
+from shared.intake import (
+    BadInput,
+    RecordExport,
+    decode_command,
+    keep_batch_bodies,
+    parse_record_batch,
+    records_by_partition,
+)
 from shared.metrics import stored_positions
 from shared.service import ErrorBody, Runtime, create_service
 from shared.settings import ServiceSettings
@@ -412,11 +419,8 @@ def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None
     async def on_record_exports(message: KafkaMessage) -> None:
         # Each partition's commands are admitted in their order (customs key them by license), the partitions
         # at once. The batch is committed when this returns: every verdict in it is in the log by then.
-        partitions: dict[int, list[Any]] = {}
-        for record in batch_records(message):
-            partitions.setdefault(record.partition, []).append(record)
         async with asyncio.TaskGroup() as group:
-            for records in partitions.values():
+            for records in records_by_partition(message):
                 group.create_task(admit_in_order(records))
 
     async def admit_in_order(records: list[Any]) -> None:

@@ -19,7 +19,7 @@ from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared.events import CHINA, ApplicationWithdrawn, Envelope, Reason, china_today
-from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
+from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -61,11 +61,8 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
         data = await references.current()
         # A case lives in one partition: each partition's records are decided in order, the partitions at
         # once, each on its own connection, so one waiting on PostgreSQL does not hold the others back.
-        partitions: dict[int, list[Any]] = {}
-        for record in batch_records(message):
-            partitions.setdefault(record.partition, []).append(record)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(decide_in_order(records, data)) for records in partitions.values()]
+            tasks = [group.create_task(decide_in_order(records, data)) for records in records_by_partition(message)]
         # The batch is committed when this returns, so only once the log holds every decision in it. A crash
         # before that delivers the batch again, and decide_once answers with the decisions it recorded.
         await asyncio.gather(*(acknowledged for task in tasks for acknowledged in task.result()))
