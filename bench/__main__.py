@@ -314,18 +314,16 @@ def table(result: dict[str, Any]) -> str:
     row("replay, one process (fold_log), events/s", lambda e: e["replay"]["events_per_s"])
     row("replay wall time, s", lambda e: e["replay"]["seconds"], 1)
     row("replay peak RSS, MB", lambda e: e["replay"]["peak_rss_mb"])
-    row(
-        "replay, one process: CPU per event, fold process / whole machine, µs",
-        lambda e: "{fold_process:.0f} / {machine:.0f}".format(**e["replay"]["cpu_us_per_event"]),
-    )
+
+    def cpu_per_event(replay: str) -> Callable[[dict[str, Any]], str]:
+        return lambda e: "{fold_process:.0f} / {machine:.0f}".format(**e[replay]["cpu_us_per_event"])
+
+    row("replay, one process: CPU per event, fold process / whole machine, µs", cpu_per_event("replay"))
     row(
         "replay, one process, no signature checked (as from a checkpoint), events/s",
         lambda e: e["replay_vouched"]["events_per_s"],
     )
-    row(
-        "the same: CPU per event, fold process / whole machine, µs",
-        lambda e: "{fold_process:.0f} / {machine:.0f}".format(**e["replay_vouched"]["cpu_us_per_event"]),
-    )
+    row("the same: CPU per event, fold process / whole machine, µs", cpu_per_event("replay_vouched"))
     row(
         "**replay, N processes sharing the partitions (licensectl replay), events/s**",
         lambda e: e["replay_shared"]["events_per_s"],

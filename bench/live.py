@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +211,7 @@ class Watcher:
         self.sent: dict[uuid.UUID, float] = {}
         self.seen: dict[uuid.UUID, float] = {}
         self.decided: dict[uuid.UUID, float] = {}
-        self.statuses: dict[str, int] = {}
+        self.statuses: Counter[str] = Counter()
         self.licenses = licenses if licenses is not None else []  # granted, in the order they appeared
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -228,7 +229,7 @@ class Watcher:
                     self.seen.setdefault(app_id, now)
                     if row["status"] != "submitted":
                         self.decided[app_id] = now
-                        self.statuses[row["status"]] = self.statuses.get(row["status"], 0) + 1
+                        self.statuses[row["status"]] += 1
                         if row["license_number"] is not None:
                             self.licenses.append(row["license_number"])
             await asyncio.sleep(POLL_SECONDS)
@@ -242,7 +243,7 @@ class ExportWatcher:
         self.pool = pool
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
-        self.outcomes: dict[str, int] = {}
+        self.outcomes: Counter[str] = Counter()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or len(self.seen) < len(self.sent):
@@ -258,24 +259,44 @@ class ExportWatcher:
                     if row["declaration_number"] not in self.seen:
                         self.seen[row["declaration_number"]] = now
                         outcome = row["outcome"] + (f" ({row['reason_code']})" if row["reason_code"] else "")
-                        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+                        self.outcomes[outcome] += 1
             await asyncio.sleep(POLL_SECONDS)
 
 
-Request = Callable[[int, float], Coroutine[Any, Any, None]]  # request number i, due at this perf_counter()
+Request = Callable[[int], Coroutine[Any, Any, str | None]]  # request number i: what went wrong, or None
 
 
-async def open_loop(rate: float, seconds: float, one: Request) -> tuple[int, float]:
+async def open_loop(rate: float, seconds: float, one: Request) -> dict[str, Any]:
     """Start request *i* at *t0 + i/rate* whatever the earlier ones are doing (an open loop: a slow answer
-    does not slow the offered load); return how many were sent and the seconds until all were answered."""
+    does not slow the offered load). Return what was offered and sent, the errors by kind (what ``one``
+    answered, or the exception it raised: counted, and the load goes on), and how late the requests left."""
+    errors: Counter[str] = Counter()
+    late: list[float] = []
+
+    async def timed(i: int, due: float) -> None:
+        late.append(time.perf_counter() - due)
+        try:
+            error = await one(i)
+        except Exception as exc:
+            error = type(exc).__name__
+        if error is not None:
+            errors[error] += 1
+
     tasks = []
     start = time.perf_counter()
     for i in range(int(rate * seconds)):
         due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(i, due)))
+        tasks.append(asyncio.create_task(timed(i, due)))
     await asyncio.gather(*tasks)
-    return len(tasks), time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    return {
+        "offered_per_s": rate,
+        "sent": len(tasks),
+        "achieved_per_s": len(tasks) / elapsed,
+        "errors": dict(errors),
+        "client_lateness": summary_ms(late),
+    }
 
 
 async def submit_load(
@@ -283,34 +304,18 @@ async def submit_load(
 ) -> dict[str, Any]:
     body = json.dumps(samples.application_data(quantity=quantity)).encode()
     post_latency: list[float] = []
-    errors: dict[str, int] = {}
-    late: list[float] = []
 
-    async def one(i: int, due: float) -> None:
+    async def one(i: int) -> str | None:
         started = time.perf_counter()
-        late.append(started - due)
-        try:
-            status, answer = await client.request(
-                "POST", "/applications", body, f"idempotency-key: bench-{uuid.uuid4()}\r\n"
-            )
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            return
+        idempotency = f"idempotency-key: bench-{uuid.uuid4()}\r\n"
+        status, answer = await client.request("POST", "/applications", body, idempotency)
         post_latency.append(time.perf_counter() - started)
         if status != 202:
-            errors[str(status)] = errors.get(str(status), 0) + 1
-            return
+            return str(status)
         watcher.sent[uuid.UUID(json.loads(answer)["application_id"])] = started
+        return None
 
-    sent, elapsed = await open_loop(rate, seconds, one)
-    return {
-        "offered_per_s": rate,
-        "sent": sent,
-        "achieved_per_s": sent / elapsed,
-        "errors": errors,
-        "post": summary_ms(post_latency),
-        "client_lateness": summary_ms(late),
-    }
+    return await open_loop(rate, seconds, one) | {"post": summary_ms(post_latency)}
 
 
 async def export_load(
@@ -325,16 +330,11 @@ async def export_load(
     """Customs' declarations at ``rate``/s: signed ``RecordExport`` commands on the intake topic, one vehicle
     each, the licenses granted so far used in turn for 12 declarations each (keyed by license, so one
     license's declarations keep their order)."""
-    errors: dict[str, int] = {}
-    late: list[float] = []
     today = china_today().isoformat()  # a license is valid from the day of its grant in China
 
-    async def one(i: int, due: float) -> None:
-        started = time.perf_counter()
-        late.append(started - due)
+    async def one(i: int) -> str | None:
         if i // VEHICLES_PER_LICENSE >= len(licenses):
-            errors["no_license_granted_yet"] = errors.get("no_license_granted_yet", 0) + 1
-            return
+            return "no_license_granted_yet"
         number = licenses[i // VEHICLES_PER_LICENSE]
         declaration = f"531626{i:012d}"
         command = {
@@ -350,51 +350,30 @@ async def export_load(
         }
         value = json.dumps(command).encode()
         headers = signing.signature_headers(value, key)
-        watcher.sent[declaration] = started
+        watcher.sent[declaration] = time.perf_counter()
         try:
             await producer.send(topic, value, key=number.encode(), headers=headers)
-        except Exception as exc:  # counted, as an HTTP error is: the load goes on
-            del watcher.sent[declaration]
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        except Exception:
+            del watcher.sent[declaration]  # never sent: not waited for in the ledger
+            raise
+        return None
 
-    sent, elapsed = await open_loop(rate, seconds, one)
+    sent = await open_loop(rate, seconds, one)
     await producer.flush()
-    return {
-        "offered_per_s": rate,
-        "sent": sent,
-        "achieved_per_s": sent / elapsed,
-        "errors": errors,
-        "client_lateness": summary_ms(late),
-    }
+    return sent
 
 
 async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
-    errors: dict[str, int] = {}
-    late: list[float] = []
 
-    async def one(i: int, due: float) -> None:
+    async def one(i: int) -> str | None:
         client, number = clients[i % len(clients)], numbers[i % len(numbers)]
         started = time.perf_counter()
-        late.append(started - due)
-        try:
-            status, _ = await client.request("GET", f"/licenses/{number}")
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            return
+        status, _ = await client.request("GET", f"/licenses/{number}")
         latencies.append(time.perf_counter() - started)
-        if status != 200:
-            errors[str(status)] = errors.get(str(status), 0) + 1
+        return None if status == 200 else str(status)
 
-    sent, elapsed = await open_loop(rate, seconds, one)
-    return {
-        "offered_per_s": rate,
-        "sent": sent,
-        "achieved_per_s": sent / elapsed,
-        "errors": errors,
-        "latency": summary_ms(latencies),
-        "client_lateness": summary_ms(late),
-    }
+    return await open_loop(rate, seconds, one) | {"latency": summary_ms(latencies)}
 
 
 async def _bench_keys(url: str) -> tuple[str, Ed25519PrivateKey]:
@@ -499,10 +478,10 @@ async def run_live(
             "submissions": submitted,
             "to_ledger_row": summary_ms(seen),
             "to_decision_in_ledger": summary_ms(decided),
-            "decisions": watcher.statuses,
+            "decisions": dict(watcher.statuses),
             "exports": declared,
             "export_to_ledger_row": summary_ms(recorded),
-            "export_outcomes": exported.outcomes,
+            "export_outcomes": dict(exported.outcomes),
             "exports_missing": len(exported.sent) - len(exported.seen),
             # From the first submission until every one is decided (or given up on), per submission sent: the
             # exports' work (intake in the registry, the fold) is in it too, as it runs alongside.

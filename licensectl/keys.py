@@ -141,8 +141,7 @@ def _kept(file: Path) -> dict[str, str] | None:
     async def honoured(connection: asyncpg.Connection) -> bool:
         now = datetime.now(UTC)
         for key in keys.values():
-            row = await connection.fetchrow(access.FIND, access.key_id_of(key) or "")
-            found = access.Credential(**{**dict(row), "roles": frozenset(row["roles"])}) if row else None
+            found = await access.stored_credential(connection, access.key_id_of(key) or "")
             try:
                 access.check(found, key, now)
             except access.Denied:

@@ -140,6 +140,12 @@ def permit(principal: Principal, roles: Iterable[str], method: str) -> None:
     raise Denied(403, "role_required", f"this action requires one of the roles: {needed}")
 
 
+async def stored_credential(connection: Connection | asyncpg.Pool, key_id: str) -> Credential | None:
+    """The stored credential of ``key_id``, revoked or expired ones too (None if there is none)."""
+    row = await connection.fetchrow(FIND, key_id)
+    return Credential(**{**dict(row), "roles": frozenset(row["roles"])}) if row else None
+
+
 class KeyCache:
     """Credentials by key id, each kept ``ttl`` seconds: a revocation takes effect within that time."""
 
@@ -151,8 +157,7 @@ class KeyCache:
         fetched = self._entries.get(key_id)
         if fetched is not None and time.monotonic() - fetched[0] < self.ttl:
             return fetched[1]
-        row = await pool.fetchrow(FIND, key_id)
-        credential = Credential(**{**dict(row), "roles": frozenset(row["roles"])}) if row else None
+        credential = await stored_credential(pool, key_id)
         if len(self._entries) > 10_000:  # unknown key ids must not grow the cache without bound
             self._entries.clear()
         self._entries[key_id] = (time.monotonic(), credential)
