@@ -144,6 +144,8 @@ def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
     event = envelope.payload
     if _void_after_withdrawal(case, event):
         return case, None
+    if isinstance(event, ExportRecorded):  # first: most events of a log are exports
+        return _exported_once(case, envelope, event)
     if isinstance(event, ApplicationSubmitted):
         return _submitted(case, envelope, event), None
     if isinstance(event, ApplicationRejected):
@@ -152,8 +154,6 @@ def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
         return _decided(case, envelope, ApplicationStatus.ESCALATED, reasons=event.reasons), None
     if isinstance(event, LicenseGranted):
         return _granted(case, envelope, event), None
-    if isinstance(event, ExportRecorded):
-        return _exported_once(case, envelope, event)
     if isinstance(event, ExportRefused):
         return case, _entry(case, envelope, event, event.reason)
     if isinstance(event, LicenseExpired):

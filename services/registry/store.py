@@ -345,6 +345,11 @@ async def _save(
         await connection.execute(INSERT_EXPORTS, *_columns([_export_args(e) for e in exports]))
 
 
+def _vins_json(vins: tuple[str, ...]) -> str:
+    """A row's VINs as the JSON array the statements take; only used vehicles' rows have any."""
+    return to_json(vins).decode() if vins else "[]"
+
+
 def _reasons_json(reasons: Iterable[Reason]) -> str:
     return json.dumps([r.model_dump() for r in reasons])
 
@@ -380,7 +385,7 @@ def _license_args(lic: LicenseEntry) -> tuple[Any, ...]:
         lic.port_of_exit,
         lic.destination_country,
         lic.batch_mode.value,
-        json.dumps(lic.vins),
+        _vins_json(lic.vins),
         lic.granted_at,
     )
 
@@ -397,7 +402,7 @@ def _export_args(e: ExportEntry) -> tuple[Any, ...]:
         e.quantity,
         e.port_of_exit,
         e.export_date,
-        json.dumps(e.vins),
+        _vins_json(e.vins),
         e.value,
         e.currency,
         e.recorded_at,
