@@ -213,21 +213,27 @@ class Watcher:
         self.decided: dict[uuid.UUID, float] = {}
         self.statuses: Counter[str] = Counter()
         self.licenses = licenses if licenses is not None else []  # granted, in the order they appeared
+        # Kept as they go, not found again in ``sent`` at every poll: the harness shares the cores it measures.
+        self.pending: set[uuid.UUID] = set()
+
+    def expect(self, application_id: uuid.UUID, sent: float) -> None:
+        self.sent[application_id] = sent
+        self.pending.add(application_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or len(self.decided) < len(self.sent):
-            pending = [a for a in self.sent if a not in self.decided]
-            if pending:
+        while not stop.is_set() or self.pending:
+            if self.pending:
                 rows = await self.pool.fetch(
                     "SELECT application_id, status, license_number FROM registry.applications "
                     "WHERE application_id = ANY($1::uuid[])",
-                    pending,
+                    list(self.pending),
                 )
                 now = time.perf_counter()
                 for row in rows:
                     app_id = row["application_id"]
                     self.seen.setdefault(app_id, now)
                     if row["status"] != "submitted":
+                        self.pending.discard(app_id)
                         self.decided[app_id] = now
                         self.statuses[row["status"]] += 1
                         if row["license_number"] is not None:
@@ -244,19 +250,29 @@ class ExportWatcher:
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
         self.outcomes: Counter[str] = Counter()
+        self.pending: set[str] = set()
+
+    def expect(self, declaration: str, sent: float) -> None:
+        self.sent[declaration] = sent
+        self.pending.add(declaration)
+
+    def forget(self, declaration: str) -> None:
+        """A declaration that was never sent: not waited for in the ledger."""
+        del self.sent[declaration]
+        self.pending.discard(declaration)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or len(self.seen) < len(self.sent):
-            pending = [d for d in self.sent if d not in self.seen]
-            if pending:
+        while not stop.is_set() or self.pending:
+            if self.pending:
                 rows = await self.pool.fetch(
                     "SELECT declaration_number, outcome, reason_code FROM registry.exports "
                     "WHERE declaration_number = ANY($1::text[])",
-                    pending,
+                    list(self.pending),
                 )
                 now = time.perf_counter()
                 for row in rows:
-                    if row["declaration_number"] not in self.seen:
+                    if row["declaration_number"] in self.pending:
+                        self.pending.discard(row["declaration_number"])
                         self.seen[row["declaration_number"]] = now
                         outcome = row["outcome"] + (f" ({row['reason_code']})" if row["reason_code"] else "")
                         self.outcomes[outcome] += 1
@@ -312,7 +328,7 @@ async def submit_load(
         post_latency.append(time.perf_counter() - started)
         if status != 202:
             return str(status)
-        watcher.sent[uuid.UUID(json.loads(answer)["application_id"])] = started
+        watcher.expect(uuid.UUID(json.loads(answer)["application_id"]), started)
         return None
 
     return await open_loop(rate, seconds, one) | {"post": summary_ms(post_latency)}
@@ -350,11 +366,11 @@ async def export_load(
         }
         value = json.dumps(command).encode()
         headers = signing.signature_headers(value, key)
-        watcher.sent[declaration] = time.perf_counter()
+        watcher.expect(declaration, time.perf_counter())
         try:
             await producer.send(topic, value, key=number.encode(), headers=headers)
         except Exception:
-            del watcher.sent[declaration]  # never sent: not waited for in the ledger
+            watcher.forget(declaration)
             raise
         return None
 
