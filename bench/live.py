@@ -203,80 +203,89 @@ class RawHttp:
             writer.close()
 
 
-class Watcher:
-    """Polls the registry's ledger for pending applications; records when each row appears and is decided."""
+class LedgerPoll:
+    """Polls the registry's ledger for what was sent and is still pending: ``QUERY`` takes the pending keys,
+    and ``saw`` is told of each row found, with when; it says whether that key is done with.
+
+    The pending keys are kept as they go, not found again in ``sent`` at every poll: the harness shares the
+    cores it measures."""
+
+    QUERY: str
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.sent: dict[Any, float] = {}
+        self.pending: set[Any] = set()
+
+    def expect(self, key: Any, sent: float) -> None:
+        self.sent[key] = sent
+        self.pending.add(key)
+
+    def forget(self, key: Any) -> None:
+        """Something that was never sent: not waited for in the ledger."""
+        del self.sent[key]
+        self.pending.discard(key)
+
+    def saw(self, row: asyncpg.Record, now: float) -> bool:
+        raise NotImplementedError
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() or self.pending:
+            if self.pending:
+                rows = await self.pool.fetch(self.QUERY, list(self.pending))
+                now = time.perf_counter()
+                for row in rows:
+                    if self.saw(row, now):
+                        self.pending.discard(row[0])
+            await asyncio.sleep(POLL_SECONDS)
+
+
+class Watcher(LedgerPoll):
+    """The applications sent: when each one's row appears, and when it is decided."""
+
+    QUERY = (
+        "SELECT application_id, status, license_number FROM registry.applications "
+        "WHERE application_id = ANY($1::uuid[])"
+    )
 
     def __init__(self, pool: asyncpg.Pool, licenses: list[str] | None = None) -> None:
-        self.pool = pool
-        self.sent: dict[uuid.UUID, float] = {}
+        super().__init__(pool)
         self.seen: dict[uuid.UUID, float] = {}
         self.decided: dict[uuid.UUID, float] = {}
         self.statuses: Counter[str] = Counter()
         self.licenses = licenses if licenses is not None else []  # granted, in the order they appeared
-        # Kept as they go, not found again in ``sent`` at every poll: the harness shares the cores it measures.
-        self.pending: set[uuid.UUID] = set()
 
-    def expect(self, application_id: uuid.UUID, sent: float) -> None:
-        self.sent[application_id] = sent
-        self.pending.add(application_id)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or self.pending:
-            if self.pending:
-                rows = await self.pool.fetch(
-                    "SELECT application_id, status, license_number FROM registry.applications "
-                    "WHERE application_id = ANY($1::uuid[])",
-                    list(self.pending),
-                )
-                now = time.perf_counter()
-                for row in rows:
-                    app_id = row["application_id"]
-                    self.seen.setdefault(app_id, now)
-                    if row["status"] != "submitted":
-                        self.pending.discard(app_id)
-                        self.decided[app_id] = now
-                        self.statuses[row["status"]] += 1
-                        if row["license_number"] is not None:
-                            self.licenses.append(row["license_number"])
-            await asyncio.sleep(POLL_SECONDS)
+    def saw(self, row: asyncpg.Record, now: float) -> bool:
+        app_id = row["application_id"]
+        self.seen.setdefault(app_id, now)
+        if row["status"] == "submitted":
+            return False
+        self.decided[app_id] = now
+        self.statuses[row["status"]] += 1
+        if row["license_number"] is not None:
+            self.licenses.append(row["license_number"])
+        return True
 
 
-class ExportWatcher:
-    """Polls the registry's ledger for the declarations sent; records when each one's row appears, and how
-    the ledger judged it."""
+class ExportWatcher(LedgerPoll):
+    """The declarations sent: when each one's row appears, and how the ledger judged it."""
+
+    QUERY = (
+        "SELECT declaration_number, outcome, reason_code FROM registry.exports "
+        "WHERE declaration_number = ANY($1::text[])"
+    )
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.sent: dict[str, float] = {}
+        super().__init__(pool)
         self.seen: dict[str, float] = {}
         self.outcomes: Counter[str] = Counter()
-        self.pending: set[str] = set()
 
-    def expect(self, declaration: str, sent: float) -> None:
-        self.sent[declaration] = sent
-        self.pending.add(declaration)
-
-    def forget(self, declaration: str) -> None:
-        """A declaration that was never sent: not waited for in the ledger."""
-        del self.sent[declaration]
-        self.pending.discard(declaration)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() or self.pending:
-            if self.pending:
-                rows = await self.pool.fetch(
-                    "SELECT declaration_number, outcome, reason_code FROM registry.exports "
-                    "WHERE declaration_number = ANY($1::text[])",
-                    list(self.pending),
-                )
-                now = time.perf_counter()
-                for row in rows:
-                    if row["declaration_number"] in self.pending:
-                        self.pending.discard(row["declaration_number"])
-                        self.seen[row["declaration_number"]] = now
-                        outcome = row["outcome"] + (f" ({row['reason_code']})" if row["reason_code"] else "")
-                        self.outcomes[outcome] += 1
-            await asyncio.sleep(POLL_SECONDS)
+    def saw(self, row: asyncpg.Record, now: float) -> bool:
+        if row["declaration_number"] in self.seen:
+            return True
+        self.seen[row["declaration_number"]] = now
+        self.outcomes[row["outcome"] + (f" ({row['reason_code']})" if row["reason_code"] else "")] += 1
+        return True
 
 
 Request = Callable[[int], Coroutine[Any, Any, str | None]]  # request number i: what went wrong, or None
