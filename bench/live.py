@@ -523,8 +523,12 @@ async def run_live(
     finally:
         if services is not None:
             services.stop()
+        # Only the bench's own clients are ended here: an autovacuum worker on the database (after a load that
+        # wrote much) runs as a superuser, which only a superuser may end, and DROP DATABASE asks it to stop itself.
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            " AND usename = current_user",
             database,
         )
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
