@@ -362,8 +362,8 @@ def table(result: dict[str, Any]) -> str:
             ("submission → decision in ledger", "to_decision_in_ledger"),
         ):
             d = live[key]
-            out += f"| {name} p50 / p95 / p99, ms | {d['p50_ms']:.0f} / {d['p95_ms']:.0f} / {d['p99_ms']:.0f} |\n"
-        out += f"| POST /applications p50 / p99, ms | {s['post']['p50_ms']:.1f} / {s['post']['p99_ms']:.1f} |\n"
+            out += f"| {name} p50 / p95 / p99, ms | {fmt(d['p50_ms'])} / {fmt(d['p95_ms'])} / {fmt(d['p99_ms'])} |\n"
+        out += f"| POST /applications p50 / p99, ms | {fmt(s['post']['p50_ms'], 1)} / {fmt(s['post']['p99_ms'], 1)} |\n"
         x, xr = live.get("exports") or {}, live.get("export_to_ledger_row") or {}
         if x:
             rates = f"{x['offered_per_s']:.0f} / {x['achieved_per_s']:.0f}"
@@ -375,7 +375,7 @@ def table(result: dict[str, Any]) -> str:
         if q:
             out += (
                 f"| GET /licenses/{{n}} at {q['offered_per_s']:.0f} rps (achieved {q['achieved_per_s']:.0f}) "
-                f"p50 / p99, ms | {q['latency']['p50_ms']:.1f} / {q['latency']['p99_ms']:.1f} |\n"
+                f"p50 / p99, ms | {fmt(q['latency']['p50_ms'], 1)} / {fmt(q['latency']['p99_ms'], 1)} |\n"
             )
         cpu = live.get("cpu_ms_per_submission") or {}
         if cpu:

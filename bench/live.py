@@ -47,21 +47,21 @@ declarations a license allows (rule 8), so every declaration the load sends shou
 CUSTOMS_SENDER = "customs-bench"
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float | None:
     if not values:
-        return float("nan")
+        return None  # nothing measured: the table prints "-", the JSON null
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def summary_ms(values: list[float]) -> dict[str, float]:
+def summary_ms(values: list[float]) -> dict[str, float | None]:
     ms = [v * 1000 for v in values]
     return {
         "n": len(ms),
         "p50_ms": percentile(ms, 50),
         "p95_ms": percentile(ms, 95),
         "p99_ms": percentile(ms, 99),
-        "max_ms": max(ms) if ms else float("nan"),
+        "max_ms": max(ms) if ms else None,
     }
 
 

@@ -1,0 +1,47 @@
+"""The bench's table and JSON when a live load measured nothing (``--export-rate 0``): "-" and null, never NaN."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench.__main__ import table, verdicts
+from bench.live import percentile, summary_ms
+
+
+def _live(exports: list[float]) -> dict[str, Any]:
+    post = summary_ms([0.004, 0.005])
+    return {
+        "registries": 1,
+        "submissions": {"offered_per_s": 200.0, "achieved_per_s": 199.0, "sent": 2, "errors": {}, "post": post},
+        "to_ledger_row": summary_ms([0.05, 0.1]),
+        "to_decision_in_ledger": summary_ms([0.08, 0.2]),
+        "exports": {"offered_per_s": 0.0, "achieved_per_s": 0.0, "sent": len(exports), "errors": {}},
+        "export_to_ledger_row": summary_ms(exports),
+        "export_outcomes": {},
+        "exports_missing": 0,
+        "lookups": {"offered_per_s": 500.0, "achieved_per_s": 500.0, "errors": {}, "latency": summary_ms([])},
+        "cpu_ms_per_submission": {"applications": 1.9, "review": 1.5, "registry": 1.5},
+        "machine_cpu_busy": 0.9,
+        "peak_rss_mb": {"applications": 86.0, "review": 89.0, "registry": 88.0},
+    }
+
+
+def test_nothing_measured_is_null_not_nan() -> None:
+    assert percentile([], 99) is None
+    assert summary_ms([]) == {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    assert summary_ms([0.2, 0.1])["p99_ms"] == 200.0
+
+
+def test_a_live_run_without_exports_prints_dashes_and_writes_strict_json() -> None:
+    result: dict[str, Any] = {"sizes": [], "live": _live(exports=[])}
+    result["targets"] = verdicts(result)
+    printed = table(result)
+
+    assert "| export → ledger row p50 / p95 / p99, ms | - / - / - |" in printed
+    assert "| GET /licenses/{n} at 500 rps (achieved 500) p50 / p99, ms | - / - |" in printed
+    assert "| submission → ledger row p50 / p95 / p99, ms | 50 / 100 / 100 |" in printed
+    assert "nan" not in printed.lower()
+    assert result["targets"]["lookup p99 ms at 500 rps"]["met"] is None
+    assert result["targets"]["live submission-to-ledger p99 ms"]["met"] is True
+    json.dumps(result, allow_nan=False)  # raises on NaN, as a strict JSON reader would
