@@ -151,8 +151,9 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
         description="Each license's state after each ledger commit; compacted, keyed by license number.",
     )
 
-    async def publish(license_number: str, state: bytes) -> None:
-        await changes.publish(state, key=license_number.encode(), headers={"content-type": "application/json"})
+    async def publish(license_number: str, state: bytes) -> asyncio.Future[Any]:
+        headers = {"content-type": "application/json"}
+        return await changes.publish(state, key=license_number.encode(), headers=headers, no_confirm=True)
 
     async def stored() -> dict[int, int]:
         return await store.stored_offsets(runtime.pool, settings.topics.cases)

@@ -8,7 +8,9 @@ license's states in order on the compacted topic.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -16,7 +18,8 @@ RELAY_LOCK = f"SELECT pg_try_advisory_xact_lock({0x4F555442})"  # "OUTB"
 PENDING = "SELECT id, license_number, state::text AS state FROM outbox ORDER BY id LIMIT $1"
 DONE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
-Publish = Callable[[str, bytes], Awaitable[None]]  # (license number, state as JSON)
+# (license number, state as JSON) -> the broker's acknowledgement, once the state is on its way.
+Publish = Callable[[str, bytes], Awaitable["asyncio.Future[Any]"]]
 
 
 async def relay(pool: asyncpg.Pool, publish: Publish, *, limit: int = 1000) -> int:
@@ -27,8 +30,10 @@ async def relay(pool: asyncpg.Pool, publish: Publish, *, limit: int = 1000) -> i
             if not await connection.fetchval(RELAY_LOCK):
                 return published  # another relay is at work; it publishes these
             rows = await connection.fetch(PENDING, limit)
-            for row in rows:
-                await publish(row["license_number"], row["state"].encode())
+            # Sent one after another without waiting for each: the producer keeps their order within each
+            # license's partition, and the rows go only once the broker has acknowledged every one of them.
+            acknowledgements = [await publish(row["license_number"], row["state"].encode()) for row in rows]
+            await asyncio.gather(*acknowledgements)
             await connection.execute(DONE, [row["id"] for row in rows])
         published += len(rows)
         if len(rows) < limit:
