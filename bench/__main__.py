@@ -386,6 +386,12 @@ def table(result: dict[str, Any]) -> str:
             )
         if live.get("machine_cpu_busy") is not None:
             out += f"| machine CPU busy while the load ran (all cores) | {live['machine_cpu_busy']:.0%} |\n"
+        if quiet := live.get("quiet_before_load"):
+            out += (
+                f"| waited before the load for cores under {quiet['busy_below']:.0%} busy and disk writes under "
+                f"{quiet['writes_below_mb_s']:g} MB/s, s | {quiet['waited_s']:.1f} (then {quiet['busy']:.0%}, "
+                f"{quiet['writes_mb_s']:.1f} MB/s) |\n"
+            )
         if q.get("registry_cpu_ms_per_lookup") is not None:
             out += f"| registry CPU per lookup, ms | {q['registry_cpu_ms_per_lookup']:.2f} |\n"
         rss = live["peak_rss_mb"]
@@ -462,6 +468,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 query_seconds=args.query_seconds,
                 export_rate=args.export_rate,
                 registries=registries,
+                quiet_seconds=args.quiet_seconds,
             )
         except Exception as exc:
             result[key] = {"error": repr(exc)}
@@ -493,6 +500,12 @@ def main() -> None:
         help="offered export declarations/s in the live phase, through the Kafka intake, alongside the submissions",
     )
     parser.add_argument("--query-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=120.0,
+        help="wait up to this long for quiet cores and disks (under 20%% busy, 2 MB/s written) before the live load",
+    )
     parser.add_argument(
         "--peer-max-size",
         type=lambda s: parse_size(s),

@@ -65,6 +65,39 @@ def summary_ms(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def disk_written_mb() -> float:
+    """MB the machine has written to its disks so far (``/proc/vmstat`` ``pgpgout``, in KiB)."""
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == "pgpgout":
+            return int(value) / 1024
+    return 0.0
+
+
+async def quiet_machine(
+    *, busy_below: float = 0.2, writes_below_mb_s: float = 2.0, window: float = 2.0, limit: float = 120.0
+) -> dict[str, float]:
+    """Wait until the machine's cores and disks are quiet, at most ``limit`` seconds, before a load is measured.
+
+    What an earlier phase leaves behind (PostgreSQL's checkpoint writing out a replay's millions of rows, the
+    broker deleting its topics) would otherwise be timed as the services' latency."""
+    started = time.monotonic()
+    while True:
+        before, written = machine_cpu(), disk_written_mb()
+        await asyncio.sleep(window)
+        after, writes = machine_cpu(), (disk_written_mb() - written) / window
+        busy = (after[0] - before[0]) / max(after[1] - before[1], 1e-9)
+        waited = time.monotonic() - started
+        if (busy < busy_below and writes < writes_below_mb_s) or waited >= limit:
+            return {
+                "waited_s": round(waited, 1),
+                "busy": round(busy, 3),
+                "busy_below": busy_below,
+                "writes_mb_s": round(writes, 2),
+                "writes_below_mb_s": writes_below_mb_s,
+            }
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlparse(url)
     return urlunparse(parts._replace(path=f"/{name}"))
@@ -426,6 +459,7 @@ async def run_live(
     query_seconds: float = 10,
     export_rate: float = 100,
     registries: int = 1,
+    quiet_seconds: float = 120,
 ) -> dict[str, Any]:
     database = namespace.replace("-", "_")
     admin = await asyncpg.connect(database_url)
@@ -465,6 +499,7 @@ async def run_live(
                 await submit_load(submit, warm, rate=5, seconds=2, quantity=VEHICLES_PER_LICENSE)
                 stop.set()
                 await asyncio.wait_for(poll, timeout=90)
+                quiet = await quiet_machine(limit=quiet_seconds)
                 watcher, exported = Watcher(pool, licenses), ExportWatcher(pool)
                 stop = asyncio.Event()
                 polls = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(exported.run(stop))]
@@ -516,6 +551,8 @@ async def run_live(
             "missing": len(watcher.sent) - len(watcher.decided),
             # How busy the machine's cores were while the load ran (services, broker, database, load generator).
             "machine_cpu_busy": (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]),
+            # How long the load waited for quiet cores and disks, and how busy they were when it started.
+            "quiet_before_load": quiet,
             "lookups": queries,
             "licenses_in_ledger": len(numbers),
             "peak_rss_mb": rss,

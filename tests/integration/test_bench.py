@@ -23,6 +23,7 @@ def test_the_bench_measures_every_figure_of_the_issue(
     command = [
         *(sys.executable, "-m", "bench", "--sizes", "3k", "--peer-max-size", "3k", "--profile"),
         *("--rate", "20", "--export-rate", "10", "--seconds", "4", "--query-rate", "50", "--query-seconds", "2"),
+        *("--quiet-seconds", "10"),
         *("--results", str(tmp_path)),
     ]
     environment = {**os.environ, **infrastructure.kafka.environment(), "DATABASE_URL": database_url}
@@ -66,6 +67,9 @@ def test_the_bench_measures_every_figure_of_the_issue(
         assert live["export_outcomes"] == {"accepted": 40}
         assert live["lookups"]["sent"] == 100 and not live["lookups"]["errors"]
         assert 0 < live["machine_cpu_busy"] <= 1
+        quiet = live["quiet_before_load"]  # the load started once the machine was quiet, or after the limit
+        calm = quiet["busy"] < quiet["busy_below"] and quiet["writes_mb_s"] < quiet["writes_below_mb_s"]
+        assert calm or quiet["waited_s"] >= 10
 
     assert set(result["targets"]) >= {"replay_events_per_s (min over sizes)", "live submission-to-ledger p99 ms"}
     for line in ("| replay ÷ COPY |", "| export → ledger row p50 / p95 / p99, ms |", "| replay ÷ peer |"):

@@ -23,6 +23,13 @@ def _live(exports: list[float]) -> dict[str, Any]:
         "lookups": {"offered_per_s": 500.0, "achieved_per_s": 500.0, "errors": {}, "latency": summary_ms([])},
         "cpu_ms_per_submission": {"applications": 1.9, "review": 1.5, "registry": 1.5},
         "machine_cpu_busy": 0.9,
+        "quiet_before_load": {
+            "waited_s": 14.0,
+            "busy": 0.12,
+            "busy_below": 0.2,
+            "writes_mb_s": 0.5,
+            "writes_below_mb_s": 2.0,
+        },
         "peak_rss_mb": {"applications": 86.0, "review": 89.0, "registry": 88.0},
     }
 
@@ -41,6 +48,9 @@ def test_a_live_run_without_exports_prints_dashes_and_writes_strict_json() -> No
     assert "| export → ledger row p50 / p95 / p99, ms | - / - / - |" in printed
     assert "| GET /licenses/{n} at 500 rps (achieved 500) p50 / p99, ms | - / - |" in printed
     assert "| submission → ledger row p50 / p95 / p99, ms | 50 / 100 / 100 |" in printed
+    quiet = "| waited before the load for cores under 20% busy and disk writes under 2 MB/s, s "
+    quiet += "| 14.0 (then 12%, 0.5 MB/s) |"
+    assert quiet in printed
     assert "nan" not in printed.lower()
     assert result["targets"]["lookup p99 ms at 500 rps"]["met"] is None
     assert result["targets"]["live submission-to-ledger p99 ms"]["met"] is True
