@@ -18,11 +18,12 @@ import subprocess
 import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bench import machine_cpu
 from licensectl import samples
 from shared import access, signing
+from shared.db import drop_database
 from shared.events import china_today
 from shared.kafka_access import KafkaConnection
 from shared.kafka_admin import ensure_topics
@@ -236,14 +238,14 @@ class RawHttp:
             writer.close()
 
 
-class LedgerPoll:
+class LedgerPoll(ABC):
     """Polls the registry's ledger for what was sent and is still pending: ``QUERY`` takes the pending keys,
     and ``saw`` is told of each row found, with when; it says whether that key is done with.
 
     The pending keys are kept as they go, not found again in ``sent`` at every poll: the harness shares the
     cores it measures."""
 
-    QUERY: str
+    QUERY: ClassVar[str]
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -259,8 +261,9 @@ class LedgerPoll:
         del self.sent[key]
         self.pending.discard(key)
 
+    @abstractmethod
     def saw(self, row: asyncpg.Record, now: float) -> bool:
-        raise NotImplementedError
+        """Note ``row``, found at ``now``; whether its key is done with (no longer polled for)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set() or self.pending:
@@ -416,9 +419,9 @@ async def export_load(
             raise
         return None
 
-    sent = await open_loop(rate, seconds, one)
+    load = await open_loop(rate, seconds, one)
     await producer.flush()
-    return sent
+    return load
 
 
 async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, seconds: float) -> dict[str, Any]:
@@ -560,13 +563,5 @@ async def run_live(
     finally:
         if services is not None:
             services.stop()
-        # Only the bench's own clients are ended here: an autovacuum worker on the database (after a load that
-        # wrote much) runs as a superuser, which only a superuser may end, and DROP DATABASE asks it to stop itself.
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-            " AND usename = current_user",
-            database,
-        )
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
+        await drop_database(admin, database)
         await admin.close()

@@ -21,6 +21,23 @@ SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 SHARED_MIGRATIONS = {"access": Path(__file__).resolve().parent / "access_migrations"}
 
 
+# This role's own clients of a database; not an autovacuum worker, which runs as a superuser that only a
+# superuser may end (and which DROP DATABASE asks to stop by itself).
+END_OWN_CLIENTS = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND usename = current_user
+"""
+
+
+async def drop_database(connection: asyncpg.Connection, name: str) -> None:
+    """Drop the database ``name`` (a test's, the bench's), ending this role's clients still connected to it.
+
+    ``DROP DATABASE ... WITH (FORCE)`` would end every backend, and fails without a superuser's rights when
+    autovacuum is at work on the database after a load that wrote much."""
+    await connection.execute(END_OWN_CLIENTS, name)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def redact(text: str, database_url: str) -> str:
     """``text`` without the password of ``database_url`` (in its user part or its query): safe to log or answer.
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from shared import access, signing
-from shared.db import migrate_all
+from shared.db import drop_database, migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
@@ -56,13 +56,13 @@ def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
 
     async def create() -> None:
         connection = await _admin(infrastructure.database_url)
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(connection, name)
         await connection.execute(f'CREATE DATABASE "{name}"')
         await connection.close()
 
     async def drop() -> None:
         connection = await _admin(infrastructure.database_url)
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(connection, name)
         await connection.close()
 
     asyncio.run(create())
@@ -101,19 +101,8 @@ async def database_url(infrastructure: infra.Infrastructure, template_database: 
     connection = await _admin(infrastructure.database_url)
     await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield with_database(infrastructure.database_url, name)
-    await _drop(connection, name)
+    await drop_database(connection, name)
     await connection.close()
-
-
-async def _drop(connection: asyncpg.Connection, name: str) -> None:
-    for _ in range(40):
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except asyncpg.InsufficientPrivilegeError:
-            # An autovacuum worker is on it (after a test that wrote much), and only a superuser may end one.
-            await asyncio.sleep(0.25)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
