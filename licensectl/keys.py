@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared import access, signing
+from shared.refusal import Refusal
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ def _kept(file: Path) -> dict[str, str] | None:
             found = await access.stored_credential(connection, access.key_id_of(key) or "")
             try:
                 access.check(found, key, now)
-            except access.Denied:
+            except Refusal:
                 return False
             if found is not None and "officer" in found.roles and found.officer is None:
                 return False  # made before keys named their officer: it could not act as one

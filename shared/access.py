@@ -25,12 +25,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.db import Connection
 from shared.events import OFFICER_ID
-from shared.limits import RateLimited
+from shared.http import ROLES_ATTRIBUTE
+from shared.limits import rate_limited
+from shared.refusal import Refusal
 
 Role = Literal["submitter", "officer", "customs", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("submitter", "officer", "customs", "auditor", "admin")
@@ -70,20 +71,20 @@ class Principal:
         """The officer an action is attributed to: the credential's own. Refused (403) when the credential
         names no officer, or when the request declares another one."""
         if self.officer is None:
-            raise Denied(
+            raise denied(
                 403,
                 "officer_identity_required",
                 f"credential {self.key_id} names no officer: an officer acts with a key issued to them "
                 "(licensectl keys create --role officer --officer <id>) or a token whose 'sub' is their id",
             )
         if declared is not None and declared != self.officer:
-            raise Denied(403, "officer_mismatch", f"this credential is officer {self.officer}'s, not {declared}'s")
+            raise denied(403, "officer_mismatch", f"this credential is officer {self.officer}'s, not {declared}'s")
         return self.officer
 
     def ensure_agency(self, agency_code: str, *, unless: Iterable[str] = ()) -> None:
         """Refuse (403 ``other_agency``) a caller of another agency, but for one holding a role in ``unless``."""
         if agency_code != self.agency_code and not self.roles & set(unless):
-            raise Denied(403, "other_agency", f"this credential is of agency {self.agency_code}, not {agency_code}")
+            raise denied(403, "other_agency", f"this credential is of agency {self.agency_code}, not {agency_code}")
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,10 @@ class Credential:
     revoked_at: datetime | None
 
 
-class Denied(Exception):
-    """A request refused for want of a credential (401) or of a right (403); answered as an ErrorBody."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+def denied(status: int, code: str, message: str) -> Refusal:
+    """A request refused for want of a credential (401, with WWW-Authenticate) or of a right (403)."""
+    headers = {"WWW-Authenticate": f'Bearer error="{code}"'} if status == 401 else None
+    return Refusal(status, code, message, headers=headers)
 
 
 def new_key() -> tuple[str, str]:
@@ -122,13 +121,13 @@ def digest(key: str) -> str:
 
 
 def check(credential: Credential | None, key: str, now: datetime) -> None:
-    """Raise :class:`Denied` unless ``credential`` is the stored form of ``key`` and still in force at ``now``."""
+    """Raise :func:`denied` unless ``credential`` is the stored form of ``key`` and still in force at ``now``."""
     if credential is None or not hmac.compare_digest(credential.hash, digest(key)):
-        raise Denied(401, "invalid_credential", "the bearer key is not one this system issued")
+        raise denied(401, "invalid_credential", "the bearer key is not one this system issued")
     if credential.revoked_at is not None:
-        raise Denied(401, "invalid_credential", f"key {credential.key_id} was revoked")
+        raise denied(401, "invalid_credential", f"key {credential.key_id} was revoked")
     if credential.expires_at is not None and credential.expires_at <= now:
-        raise Denied(401, "expired_credential", f"key {credential.key_id} expired at {credential.expires_at}")
+        raise denied(401, "expired_credential", f"key {credential.key_id} expired at {credential.expires_at}")
 
 
 def permit(principal: Principal, roles: Iterable[str], method: str) -> None:
@@ -137,7 +136,7 @@ def permit(principal: Principal, roles: Iterable[str], method: str) -> None:
     if principal.roles & wanted or (method in READS and "auditor" in principal.roles):
         return
     needed = ", ".join(sorted(wanted))
-    raise Denied(403, "role_required", f"this action requires one of the roles: {needed}")
+    raise denied(403, "role_required", f"this action requires one of the roles: {needed}")
 
 
 async def stored_credential(connection: Connection | asyncpg.Pool, key_id: str) -> Credential | None:
@@ -186,7 +185,7 @@ class TokenIssuer:
         self.algorithm = found[0]
 
     def principal(self, token: str) -> Principal:
-        """The principal a valid token names, or :class:`Denied` saying what is wrong with it."""
+        """The principal a valid token names, or :func:`denied` saying what is wrong with it."""
         try:
             claims = jwt.decode(
                 token,
@@ -197,18 +196,18 @@ class TokenIssuer:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Denied(401, "expired_credential", "the token has expired") from None
+            raise denied(401, "expired_credential", "the token has expired") from None
         except jwt.InvalidTokenError as wrong:
-            raise Denied(401, "invalid_credential", f"the token is not valid: {wrong}") from None
+            raise denied(401, "invalid_credential", f"the token is not valid: {wrong}") from None
         return _grants(claims)
 
 
 def _grants(claims: dict[str, Any]) -> Principal:
     agency, roles = claims.get("agency"), claims.get("roles")
     if not (isinstance(agency, str) and len(agency) == 2 and agency.isdigit()):
-        raise Denied(401, "invalid_credential", "the token names no agency (an 'agency' claim of two digits)")
+        raise denied(401, "invalid_credential", "the token names no agency (an 'agency' claim of two digits)")
     if not (isinstance(roles, list) and roles and set(roles) <= set(ROLES)):
-        raise Denied(401, "invalid_credential", f"the token's 'roles' claim must list some of {', '.join(ROLES)}")
+        raise denied(401, "invalid_credential", f"the token's 'roles' claim must list some of {', '.join(ROLES)}")
     subject = str(claims["sub"])
     # A token is a person's: its subject is the officer an officer action is attributed to.
     officer = subject if "officer" in roles and OFFICER.match(subject) else None
@@ -223,18 +222,18 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
 async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | None) -> Principal:
-    """The principal of the request's bearer key, or :class:`Denied` saying what is wrong with it."""
+    """The principal of the request's bearer key, or :func:`denied` saying what is wrong with it."""
     if bearer is None:
-        raise Denied(401, "missing_credential", "send an API key or a JWT: Authorization: Bearer <credential>")
+        raise denied(401, "missing_credential", "send an API key or a JWT: Authorization: Bearer <credential>")
     runtime = request.app.state.runtime
     if bearer.credentials.count(".") == 2:  # a JWT's three parts; a key has no dot
         if runtime.tokens is None:
-            raise Denied(401, "invalid_credential", "this service accepts no JWTs: no issuer is configured")
+            raise denied(401, "invalid_credential", "this service accepts no JWTs: no issuer is configured")
         found: Principal = runtime.tokens.principal(bearer.credentials)
         return found
     key_id = key_id_of(bearer.credentials)
     if key_id is None:
-        raise Denied(401, "invalid_credential", "the bearer key is not of the form lk_<key id>_<secret>")
+        raise denied(401, "invalid_credential", "the bearer key is not of the form lk_<key id>_<secret>")
     credential = await runtime.keys.find(runtime.pool, key_id)
     check(credential, bearer.credentials, datetime.now(UTC))
     assert credential is not None
@@ -243,28 +242,30 @@ async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | 
     )
 
 
+async def authorize(request: Request, roles: tuple[str, ...]) -> Principal:
+    """The caller's principal if it holds one of ``roles`` (auditors: any GET), and is within its rate."""
+    found = await authenticate(request, await BEARER(request))
+    permit(found, roles, request.method)
+    limits = request.app.state.runtime.credential_limits
+    if limits is not None:
+        wait = limits.take(found.key_id)
+        if wait > 0:
+            raise rate_limited(wait, "credential")
+    return found
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller's :class:`Principal` if it holds one of ``roles`` (auditors: any GET)."""
+    """A dependency: the caller's :class:`Principal` if it holds one of ``roles`` (auditors: any GET).
+
+    ``shared.http.LedgerRoute`` runs the check before it reads the body and keeps the principal on the
+    request; the dependency then hands it over (and declares the bearer scheme in the OpenAPI document)."""
 
     async def principal(request: Request, bearer: Bearer) -> Principal:
-        found = await authenticate(request, bearer)
-        permit(found, roles, request.method)
-        limits = request.app.state.runtime.credential_limits
-        if limits is not None:
-            wait = limits.take(found.key_id)
-            if wait > 0:
-                raise RateLimited(wait)
-        return found
+        checked: Principal | None = getattr(request.state, "principal", None)
+        return checked if checked is not None else await authorize(request, roles)
 
+    setattr(principal, ROLES_ATTRIBUTE, roles)
     return principal
-
-
-def denied(_: Request, exc: Exception) -> JSONResponse:
-    """The answer to :class:`Denied`, in the shape of every error (shared.service.ErrorBody)."""
-    assert isinstance(exc, Denied)
-    content: dict[str, Any] = {"detail": exc.message, "errors": [{"code": exc.code, "message": exc.message}]}
-    headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'} if exc.status == 401 else None
-    return JSONResponse(status_code=exc.status, content=content, headers=headers)
 
 
 async def create(

@@ -7,6 +7,7 @@ Events are frozen and past tense. Their wire form is the envelope as JSON, the t
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,9 +20,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializeAsAny,
+    Strict,
     StringConstraints,
     create_model,
     field_validator,
@@ -91,14 +94,43 @@ AgencyCode = Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
 CommodityCode = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
 
 
-def _no_nul(text: str) -> str:
-    # PostgreSQL text cannot hold NUL: one would pass validation and then stall the ledger's partition.
-    if "\x00" in text:
-        raise ValueError("text must not contain the NUL character")
+# Characters no text of the ledger may hold, whatever path it comes by (HTTP, intake, an officer's reason):
+# control characters (NUL, BEL, ...; PostgreSQL text cannot even hold NUL), format characters (bidirectional
+# overrides, zero-width spaces and joiners: they make a contract number read as another), surrogates (not
+# encodable as UTF-8), private-use characters, and line or paragraph separators.
+_UNCLEAN = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+
+
+def unclean_characters(text: str) -> list[str]:
+    """The characters of ``text`` no text field may hold, each spelled ``U+XXXX``, in order of appearance."""
+    if text.isprintable():
+        return []
+    found = [c for c in text if unicodedata.category(c) in _UNCLEAN]
+    return list(dict.fromkeys(f"U+{ord(c):04X}" for c in found))
+
+
+def _clean(text: str) -> str:
+    bad = unclean_characters(text)
+    if bad:
+        raise ValueError(f"text must not contain control, format or separator characters; found {', '.join(bad)}")
     return text
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_clean)]
+"""Free text of a person's: one line of printable characters (no control, bidirectional or zero-width ones)."""
+
+
+def _iso_day(value: Any) -> Any:
+    # Lax date parsing takes 0 for 1970-01-01, and a bool for an int: a day is written as a day, or not at all.
+    if isinstance(value, date | str):
+        return value
+    raise ValueError("a date is written as a string, YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+"""A calendar day, written ``YYYY-MM-DD`` (never a number)."""
+Count = Annotated[int, Strict()]
+"""A whole number written as one: not ``true``, not ``5.0``, not ``"5"``."""
 
 
 class Role(StrEnum):
@@ -133,9 +165,9 @@ class UsedVehicle(Frozen):
     """One used vehicle of an application: its VIN and registration history."""
 
     vin: VIN
-    first_registration_date: date
+    first_registration_date: Day
     registered_owner: USCC
-    transfer_date: date
+    transfer_date: Day
 
     @model_validator(mode="after")
     def _transfer_follows_registration(self) -> UsedVehicle:
@@ -154,7 +186,7 @@ class Application(Frozen):
     model_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]{3,20}$")]
     brand: Text
     condition: Condition
-    quantity: Annotated[int, Field(ge=1, le=100_000)]
+    quantity: Annotated[Count, Field(ge=1, le=100_000)]
     unit_price: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
     currency: CurrencyCode
     destination_country: CountryCode
@@ -164,7 +196,7 @@ class Application(Frozen):
     payment_mode: Text
     transport_mode: Text
     used_vehicles: tuple[UsedVehicle, ...] = ()
-    license_year: Annotated[int, Field(ge=2000, le=2100)] | None = None
+    license_year: Annotated[Count, Field(ge=2000, le=2100)] | None = None
     """The year the license is for; None means the year of the decision. Next year's from mid-December."""
 
     @property
@@ -191,7 +223,7 @@ class Reason(Frozen):
     """Why something was refused: a code a machine can act on and a message a person can."""
 
     code: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]
-    message: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+    message: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_clean)]
 
 
 class Event(Frozen):
@@ -229,7 +261,7 @@ class ApplicationEscalated(Event):
 
     TYPE: ClassVar[str] = "ApplicationEscalated"
     reasons: Annotated[tuple[Reason, ...], Field(min_length=1)]
-    due: date
+    due: Day
 
 
 class LicenseGranted(Event):
@@ -241,9 +273,9 @@ class LicenseGranted(Event):
     TYPE: ClassVar[str] = "LicenseGranted"
     license_number: LicenseNumber
     applicant_code: USCC
-    valid_from: date
-    valid_to: date
-    quantity: Annotated[int, Field(ge=1)]
+    valid_from: Day
+    valid_to: Day
+    quantity: Annotated[Count, Field(ge=1)]
     value: Decimal
     currency: CurrencyCode
     port_of_exit: PortCode
@@ -260,28 +292,44 @@ class LicenseGranted(Event):
         return self
 
 
-class ExportDeclaration(Frozen):
-    """What customs declares: an export of vehicles against one license, at one port, on one day."""
+class DeclaredExport(Frozen):
+    """The terms of an export declaration, as the events that record it carry them."""
 
     declaration_number: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{6,24}$")]
     license_number: LicenseNumber
     port_of_exit: PortCode
-    export_date: date
+    export_date: Day
     # At most what the ledger's int column holds: a larger count passed, was appended, and stalled the fold.
-    quantity: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    quantity: Annotated[Count, Field(ge=1, le=2**31 - 1)]
     vins: tuple[VIN, ...] = ()
     value: Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
     currency: CurrencyCode
 
 
-class ExportRecorded(Event, ExportDeclaration):
+
+class ExportDeclaration(DeclaredExport):
+    """What customs declares: an export of vehicles against one license, at one port, on one day.
+
+    Checked as it comes in (not in the events of a log, which keep what was declared then): the VINs, when
+    given, are one per vehicle declared."""
+
+    @model_validator(mode="after")
+    def _vins_match_quantity(self) -> ExportDeclaration:
+        if self.vins and len(self.vins) != self.quantity:
+            raise ValueError(
+                f"a declaration that lists VINs lists one per vehicle: {self.quantity} declared, {len(self.vins)} VINs"
+            )
+        return self
+
+
+class ExportRecorded(Event, DeclaredExport):
     """Customs declared an export against a license; the ledger's fold admits or refuses it."""
 
     TYPE: ClassVar[str] = "ExportRecorded"
     SCHEMA_VERSION: ClassVar[int] = 2
 
 
-class ExportRefused(Event, ExportDeclaration):
+class ExportRefused(Event, DeclaredExport):
     """The registry's intake refused a declaration the fold cannot judge alone, kept on record with why.
 
     Rule 9 (a VIN leaves once, across all licenses) spans cases and so partitions; the intake decides it
@@ -301,7 +349,7 @@ class LicenseExpired(Event):
 
     TYPE: ClassVar[str] = "LicenseExpired"
     license_number: LicenseNumber
-    expired_on: date
+    expired_on: Day
 
 
 Reasons = Annotated[tuple[Reason, ...], Field(min_length=1)]
@@ -368,11 +416,11 @@ class LicenseReplaced(Event):
     successor_license_number: LicenseNumber
     officer: OfficerId
     reason: Reason
-    valid_from: date
-    valid_to: date
+    valid_from: Day
+    valid_to: Day
     port_of_exit: PortCode
     destination_country: CountryCode
-    quantity: Annotated[int, Field(ge=1)] | None = None
+    quantity: Annotated[Count, Field(ge=1)] | None = None
     """A cap on the successor's quantity; None carries the whole remaining balance over."""
 
     @model_validator(mode="after")
@@ -418,10 +466,10 @@ class Envelope(Frozen):
 
     event_id: uuid.UUID
     type: str
-    schema_version: int = Field(ge=1)
+    schema_version: Annotated[Count, Field(ge=1)]
     case_id: uuid.UUID
     occurred_at: AwareDatetime
-    producer: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    producer: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_clean)]
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None
     payload: SerializeAsAny[Event]
@@ -495,11 +543,11 @@ class LicenseState(Frozen):
     case_id: uuid.UUID
     status: str
     applicant_code: USCC
-    quantity: int
-    balance: int
-    declarations_used: int
-    valid_from: date
-    valid_to: date
+    quantity: Count
+    balance: Count
+    declarations_used: Count
+    valid_from: Day
+    valid_to: Day
     port_of_exit: PortCode
     destination_country: CountryCode
     batch_mode: BatchMode

@@ -7,32 +7,18 @@ What cannot be accepted is refused with a :class:`Reason` and goes to the dead-l
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError
 
-from shared.events import Application, ExportDeclaration, Frozen, Reason
+from shared import strict_json
+from shared.events import Application, Count, ExportDeclaration, Frozen, Reason, unclean_characters
+from shared.refusal import Refusal, invalid_fields
 
 if TYPE_CHECKING:  # only the services' consumers need faststream; the fold processes and licensectl do not
     from faststream.message import StreamMessage
-
-
-class BadInput(Exception):
-    """Input refused for a reason its sender can read and act on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        message = readable(message)
-        super().__init__(message)
-        self.reason = Reason(code=code, message=message)
-
-
-def readable(text: str, limit: int = 2000) -> str:
-    """``text`` fit to be a reason's message: NUL spelled out (it may echo the input), length bounded."""
-    text = text.replace("\x00", "\\u0000")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class SubmitApplication(Frozen):
@@ -54,99 +40,54 @@ COMMAND_TYPES: dict[str, type[BaseModel]] = {cls.TYPE: cls for cls in (SubmitApp
 SUPPORTED_SCHEMA_VERSION = 1
 
 
+def _sender(name: str) -> str:
+    if unclean_characters(name):
+        raise ValueError("a sender's name holds printable characters only")
+    return name
+
+
 class IntakeMessage(Frozen):
     """The wire form of a command: who sent it, its id (a retry reuses it), then the payload."""
 
     command_id: uuid.UUID
     type: str
-    schema_version: int
-    sender: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    schema_version: Count
+    sender: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_sender)]
     payload: dict[str, Any]
 
 
 def describe(error: ValidationError) -> str:
     """A validation error as one readable line: each field with what is wrong with it."""
-    parts = []
-    for item in error.errors(include_url=False):
-        field = ".".join(str(p) for p in item["loc"]) or "(message)"
-        parts.append(f"{field}: {item['msg']}")
-    return readable("; ".join(parts))
+    return invalid_fields(error.errors(include_url=False)).message
 
 
 def decode_command(raw: bytes, *, expected: str, max_bytes: int) -> tuple[IntakeMessage, BaseModel]:
-    """Read one intake message; raise :class:`BadInput` with the first reason it cannot be taken."""
+    """Read one intake message; raise a :class:`Refusal` with the first reason it cannot be taken."""
     if not raw:
-        raise BadInput("empty_message", "message has no body (empty, or a tombstone); send a JSON command")
+        raise Refusal(422, "empty_message", "message has no body (empty, or a tombstone); send a JSON command")
     if len(raw) > max_bytes:
-        raise BadInput("oversize", f"message is {len(raw)} bytes; the limit is {max_bytes}")
-    data = _read_json(raw)
+        raise Refusal(413, "oversize", f"message is {len(raw)} bytes; the limit is {max_bytes}")
+    data = strict_json.loads(raw)
     if not isinstance(data, dict):
-        raise BadInput("not_an_object", "message must be a JSON object")
+        raise Refusal(422, "not_an_object", "message must be a JSON object")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in COMMAND_TYPES:
-        raise BadInput("unknown_type", f"unknown message type {kind!r}; this topic takes {expected}")
+        raise Refusal(422, "unknown_type", f"unknown message type {kind!r}; this topic takes {expected}")
     if kind != expected:
-        raise BadInput("wrong_topic", f"{kind} does not belong on this topic; it takes {expected}")
+        raise Refusal(422, "wrong_topic", f"{kind} does not belong on this topic; it takes {expected}")
     version = data.get("schema_version")
     if isinstance(version, bool) or version != SUPPORTED_SCHEMA_VERSION:
-        raise BadInput(
+        raise Refusal(
+            422,
             "unsupported_schema_version",
             f"schema_version {version!r} is not supported; send {SUPPORTED_SCHEMA_VERSION}",
-        )
-    nul = [path for path, text in _strings(data) if "\x00" in text]
-    if nul:
-        raise BadInput(
-            "invalid_text", f"{', '.join(nul)}: contains a NUL character (\\u0000), which no text field may hold"
         )
     try:
         message = IntakeMessage.model_validate(data)
         command = COMMAND_TYPES[kind].model_validate(message.payload)
     except ValidationError as exc:
-        raise BadInput("invalid_fields", describe(exc)) from None
+        raise invalid_fields(exc.errors(include_url=False)) from None
     return message, command
-
-
-def _read_json(raw: bytes) -> Any:
-    """The JSON value of ``raw``; refused if it is not JSON, names a key twice, or nests too deep to read."""
-    try:
-        return json.loads(raw, object_pairs_hook=_unique_keys)
-    except RecursionError:
-        raise BadInput(
-            "too_deeply_nested", "message nests arrays or objects too deeply to be read; no command needs that"
-        ) from None
-    except _DuplicateKey as exc:
-        raise BadInput("duplicate_key", f"message names key {exc.key!r} twice in one object; name each once") from None
-    except ValueError as exc:  # not JSON, not UTF-8, or a number too long to convert
-        raise BadInput("malformed_json", f"message is not valid JSON: {exc}") from None
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise _DuplicateKey(key)
-        data[key] = value
-    return data
-
-
-def _strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """Every string in a JSON value (keys too), with where it is."""
-    if isinstance(value, str):
-        yield path or "(message)", value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            yield where, key
-            yield from _strings(item, where)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}.{index}" if path else str(index))
 
 
 Parser = Callable[[Any], Awaitable["StreamMessage[Any]"]]

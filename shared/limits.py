@@ -1,7 +1,7 @@
 """What the HTTP edge of every service refuses: a body too large, a client too fast, a URL holding NUL.
 
 Each is plain ASGI middleware, so it refuses a request before FastAPI reads or parses anything of it.
-A refusal has the shape of every other error answer: ``{"detail": ..., "errors": [{"code", "message"}]}``.
+A refusal has the shape of every other error answer (``shared.http.ErrorBody``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from shared.events import Reason
+from shared.http import refused
+from shared.refusal import Refusal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,8 +31,7 @@ UNMETERED = frozenset({"/health", "/metrics"})
 
 def refusal(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error answer in the shape of every other one."""
-    body = {"detail": message, "errors": [Reason(code=code, message=message).model_dump()]}
-    return JSONResponse(status_code=status, content=body, headers=headers)
+    return refused(Refusal(status, code, message, headers=headers))
 
 
 class RequestTooLarge(HTTPException):
@@ -158,7 +158,7 @@ class RateLimit:
 
     The client is its address as the server sees it (behind a proxy, run uvicorn with ``--proxy-headers``
     so that it is the caller's, not the proxy's). Each credential has a bucket of its own as well, taken
-    once the credential is checked (:class:`RateLimited`): a key spread over many addresses gets one rate.
+    once the credential is checked (``shared.access.authorize``): a key spread over many addresses gets one rate.
     """
 
     def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, unmetered: Collection[str] = UNMETERED) -> None:
@@ -177,19 +177,15 @@ class RateLimit:
         await too_many(wait, "client")(scope, receive, send)
 
 
-class RateLimited(Exception):
-    """A credential past its own rate, found once the credential is checked (shared.access.require)."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"rate limited for {wait:.3f} s")
-        self.wait = wait
-
-
-def too_many(wait: float, who: str) -> JSONResponse:
+def rate_limited(wait: float, who: str) -> Refusal:
     """429 with the whole seconds to wait, in Retry-After and in words."""
     retry_after = max(1, math.ceil(wait))
     message = f"too many requests from this {who}; retry after {retry_after} s"
-    return refusal(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
+    return Refusal(429, "rate_limited", message, headers={"Retry-After": str(retry_after)})
+
+
+def too_many(wait: float, who: str) -> JSONResponse:
+    return refused(rate_limited(wait, who))
 
 
 def _client(scope: Scope) -> str:

@@ -18,33 +18,23 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 
 from shared import signing
-from shared.access import Denied, KeyCache, TokenIssuer, denied, require
+from shared.access import KeyCache, TokenIssuer, authorize, require
 from shared.collector import freeze_startup_objects
 from shared.db import create_pool, redact
 from shared.events import Envelope, Reason, case_event_schema
-from shared.intake import BadInput, dead_letter_headers
+from shared.http import ErrorBody, LedgerRoute, add_error_handlers
+from shared.intake import dead_letter_headers
 from shared.kafka_admin import ensure_topics
-from shared.limits import (
-    UNMETERED,
-    BodySizeLimit,
-    NoNulInURL,
-    RateLimit,
-    RateLimited,
-    RequestTooLarge,
-    TokenBuckets,
-    too_large,
-    too_many,
-)
+from shared.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.metrics import Metrics, committed_positions
+from shared.refusal import Refusal
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -118,12 +108,12 @@ class Runtime:
                 )
 
     async def check_signature(self, record: ConsumerRecord[bytes, bytes] | Any, sender: str) -> None:
-        """Refuse (:class:`BadInput`) an intake record not signed by a key trusted now for its ``sender``."""
+        """Refuse (:class:`Refusal`) an intake record not signed by a key trusted now for its ``sender``."""
         trust = await self._trusted_keys()
         value = record.value or b""
         reason = trust.problem(value, list(record.headers), producer=sender, at=datetime.now(UTC))
         if reason is not None:
-            raise BadInput(reason.code, reason.message)
+            raise Refusal(403, reason.code, reason.message)
 
     def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` while the service runs (call it from a start hook); it is cancelled when the service stops."""
@@ -206,43 +196,6 @@ def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
     return TokenIssuer(settings.jwt_issuer, settings.jwt_public_key, settings.jwt_audience)
 
 
-class ErrorBody(BaseModel):
-    """Every 4xx answer: what was wrong, as codes a program reads and messages a person reads."""
-
-    detail: str
-    errors: list[dict[str, Any]] = []
-
-
-def _validation_errors(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
-            "code": e["type"],
-            "message": e["msg"],
-        }
-        for e in exc.errors()
-    ]
-    body = ErrorBody(detail=f"{len(errors)} field(s) failed validation", errors=errors)
-    return JSONResponse(status_code=422, content=body.model_dump())
-
-
-def _bad_input(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BadInput)
-    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
-    return JSONResponse(status_code=422, content=body.model_dump())
-
-
-def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RateLimited)
-    return too_many(exc.wait, "credential")
-
-
-def _too_large(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestTooLarge)
-    return too_large(exc.limit)
-
-
 def _add_limits(app: FastAPI, settings: ServiceSettings) -> None:
     # The last added runs first: a client over its rate is refused before a byte of its body is read.
     app.add_middleware(NoNulInURL)
@@ -272,7 +225,10 @@ def _document_error_answers(app: FastAPI) -> None:
 
 def _declare_error_answers(document: dict[str, Any]) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+    body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, schema in body.pop("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    schemas.setdefault("ErrorBody", body)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path, operations in document.get("paths", {}).items():
@@ -355,11 +311,9 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     broker.publisher(settings.topics.cases, title="cases", schema=case_event_schema(), description=CASES_DOC)
     broker.publisher(settings.topics.dead_letter, title="dead-letter", description=DEAD_LETTER_DOC)
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
-    app.add_exception_handler(RequestValidationError, _validation_errors)
-    app.add_exception_handler(BadInput, _bad_input)
-    app.add_exception_handler(RequestTooLarge, _too_large)
-    app.add_exception_handler(Denied, denied)
-    app.add_exception_handler(RateLimited, _rate_limited)
+    app.router.route_class = LedgerRoute  # credentials before the body; the body read strictly
+    app.state.authorize = authorize
+    add_error_handlers(app)
     _add_limits(app, settings)
     _document_error_answers(app)
 

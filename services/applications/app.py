@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
@@ -16,7 +16,9 @@ from services.applications.lifecycle import add_lifecycle
 from services.applications.submission import fingerprint, submitted
 from shared.access import Principal, require
 from shared.events import Application
-from shared.intake import BadInput, SubmitApplication, decode_command, keep_intake_body, parse_intake_record
+from shared.http import IdempotencyKey
+from shared.intake import SubmitApplication, decode_command, keep_intake_body, parse_intake_record
+from shared.refusal import Refusal
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -54,7 +56,7 @@ def _add_http(app: FastAPI, runtime: Runtime) -> None:
     async def submit(
         application: Application,
         principal: Annotated[Principal, Depends(require("submitter"))],
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Accepted:
         """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
         returns the same id."""
@@ -69,9 +71,10 @@ def _add_http(app: FastAPI, runtime: Runtime) -> None:
                     fingerprint=fingerprint(application),
                 )
             except idempotency.KeyReused:
-                raise HTTPException(
-                    status_code=422,
-                    detail="Idempotency-Key was already used for a different application; use a new key",
+                raise Refusal(
+                    422,
+                    "idempotency_key_reused",
+                    "Idempotency-Key was already used for a different application; use a new key",
                 ) from None
         envelope = submitted(application, application_id=application_id, channel="http")
         await runtime.append(envelope)
@@ -99,7 +102,7 @@ def _add_intake(runtime: Runtime) -> None:
                 message.body, expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
             )
             await runtime.check_signature(message.raw_message, intake.sender)
-        except BadInput as refused:
+        except Refusal as refused:
             await runtime.dead_letter(message.raw_message, refused.reason)
             return
         assert isinstance(command, SubmitApplication)

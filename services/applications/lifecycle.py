@@ -10,8 +10,7 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
@@ -20,20 +19,13 @@ from services.applications import cases
 from services.applications.submission import resubmitted, withdrawn
 from shared.access import Principal, require
 from shared.events import Application, Envelope, Reason, Text
+from shared.http import ErrorBody
 from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
-from shared.service import ErrorBody, Runtime
+from shared.refusal import Refusal
+from shared.service import Runtime
 
 log = logging.getLogger(__name__)
 BATCH = 500  # case events followed per transaction and per Kafka commit
-
-
-class Refused(Exception):
-    """The request does not fit the application's status: answered with ``status`` and the reason."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = Reason(code=code, message=message)
 
 
 class Withdrawal(BaseModel):
@@ -52,21 +44,14 @@ class Changed(BaseModel):
 
 
 def add_lifecycle(app: FastAPI, runtime: Runtime) -> None:
-    app.add_exception_handler(Refused, _refused)
     _add_routes(app, runtime)
     _follow_cases(runtime)
-
-
-def _refused(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Refused)
-    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
-    return JSONResponse(status_code=exc.status, content=body.model_dump())
 
 
 async def _status(runtime: Runtime, application_id: uuid.UUID, principal: Principal) -> cases.CaseStatus:
     case = await cases.load(runtime.pool, application_id)
     if case is None:
-        raise Refused(404, "unknown_application", f"no application {application_id} (yet)")
+        raise Refusal(404, "unknown_application", f"no application {application_id} (yet)")
     if case.agency_code is not None:  # None: followed before agencies were kept (migration 0003)
         principal.ensure_agency(case.agency_code)
     return case
@@ -80,7 +65,7 @@ def _add_routes(app: FastAPI, runtime: Runtime) -> None:
         """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
         case = await _status(runtime, application_id, principal)
         if case.status not in cases.UNDECIDED:
-            raise Refused(409, f"application_{case.status}", f"application {application_id} is already {case.status}")
+            raise Refusal(409, f"application_{case.status}", f"application {application_id} is already {case.status}")
         envelope = withdrawn(application_id, body.reason if body else None)
         await runtime.append(envelope)
         return Changed(application_id=application_id, status="withdrawn", event_id=envelope.event_id)
@@ -91,11 +76,11 @@ def _add_routes(app: FastAPI, runtime: Runtime) -> None:
         principal.ensure_agency(application.agency_code)
         case = await _status(runtime, application_id, principal)
         if case.status != "returned" or case.returned_event_id is None:
-            raise Refused(
+            raise Refusal(
                 409, "application_not_returned", f"application {application_id} is {case.status}, not returned"
             )
         if application.applicant.code != case.applicant_code:
-            raise Refused(422, "applicant_changed", "a corrected application keeps its applicant; apply anew instead")
+            raise Refusal(422, "applicant_changed", "a corrected application keeps its applicant; apply anew instead")
         envelope = resubmitted(application, application_id=application_id, returned_event_id=case.returned_event_id)
         await runtime.append(envelope)
         return Changed(application_id=application_id, status="submitted", event_id=envelope.event_id)

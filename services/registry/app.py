@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Path, Query
+from fastapi import Depends, FastAPI, Path, Query
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel
@@ -29,8 +29,8 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
+from shared.http import ErrorBody
 from shared.intake import (
-    BadInput,
     RecordExport,
     decode_command,
     keep_batch_bodies,
@@ -38,7 +38,8 @@ from shared.intake import (
     records_by_partition,
 )
 from shared.metrics import stored_positions
-from shared.service import ErrorBody, Runtime, create_service
+from shared.refusal import Refusal
+from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
 PRODUCER = "registry"
@@ -213,7 +214,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         """An application's status, the reasons of a rejection, and its license once granted."""
         entry = await store.application(runtime.pool, application_id)
         if entry is None:
-            raise HTTPException(404, f"no application {application_id} in the ledger (yet)")
+            raise Refusal(404, "unknown_application", f"no application {application_id} in the ledger (yet)")
         principal.ensure_agency(entry.agency_code, unless=("officer", "auditor", "admin"))
         return ApplicationView(
             application_id=entry.application_id,
@@ -243,15 +244,15 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
     ) -> LicenseView:
         """A license's status, balance, declarations used, validity, port and destination; now or as of."""
         if as_of is not None and as_of_offset is not None:
-            raise HTTPException(422, "give as_of or as_of_offset, not both")
+            raise Refusal(422, "conflicting_parameters", "give as_of or as_of_offset, not both")
         if as_of is None and as_of_offset is None:
             entry = await store.license_(runtime.pool, license_number)
             if entry is None:
-                raise HTTPException(404, f"no license {license_number}")
+                raise Refusal(404, "unknown_license", f"no license {license_number}")
             return _license_view(entry)
         state = await store.license_as_of(runtime.pool, license_number, at=as_of, before_offset=as_of_offset)
         if state is None:
-            raise HTTPException(404, f"license {license_number} did not exist at that point")
+            raise Refusal(404, "unknown_license", f"license {license_number} did not exist at that point")
         return LicenseView.model_validate(state.model_dump())
 
     @app.get("/licenses", response_model=LicensePage, tags=["queries"], dependencies=LICENSES)
@@ -283,7 +284,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         """Every state of the license in stream order, with the event and stream position that made it."""
         versions = await store.license_history(runtime.pool, license_number)
         if not versions:
-            raise HTTPException(404, f"no license {license_number}")
+            raise Refusal(404, "unknown_license", f"no license {license_number}")
         return [LicenseVersion(partition=p, offset=o, state=s) for p, o, s in versions]
 
     @app.get(
@@ -297,7 +298,7 @@ def _add_queries(app: FastAPI, runtime: Runtime) -> None:
         """How the ledger judged a declaration: accepted, or refused with its reason."""
         rows = await store.exports_of_declaration(runtime.pool, declaration_number)
         if not rows:
-            raise HTTPException(404, f"declaration {declaration_number} is not in the ledger (yet)")
+            raise Refusal(404, "unknown_declaration", f"declaration {declaration_number} is not in the ledger (yet)")
         return [_export_view(r) for r in rows]
 
     @app.get("/vins/{vin}/exports", response_model=list[ExportView], tags=["exports"], dependencies=CUSTOMS)
@@ -351,7 +352,7 @@ async def admit(runtime: Runtime, declaration: ExportDeclaration) -> Envelope:
     """
     case_id = await store.license_case(runtime.pool, declaration.license_number)
     if case_id is None:
-        raise BadInput("unknown_license", f"no license {declaration.license_number} in the ledger")
+        raise Refusal(422, "unknown_license", f"no license {declaration.license_number} in the ledger")
     event_id = declaration_event_id(declaration)
     async with runtime.pool.acquire() as connection, connection.transaction():
         # Shared like a ledger batch, so a replay's swap carries the claims over with nothing in flight.
@@ -433,5 +434,5 @@ def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None
                 await runtime.check_signature(record, intake.sender)
                 assert isinstance(command, RecordExport)
                 await admit(runtime, command.declaration)
-            except BadInput as refused:
+            except Refusal as refused:
                 await runtime.dead_letter(record, refused.reason)

@@ -33,22 +33,15 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
-from shared.intake import BadInput
+from shared.refusal import Refusal
 
 Append = Callable[[Envelope], Awaitable[None]]
 MakeEvent = Callable[[cases.Connection], Awaitable[Event]]
 
 
-class Conflict(Exception):
-    """The action cannot apply to the application or license as it stands (answered with 409)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = Reason(code=code, message=message)
-
-
-class Unknown(LookupError):
-    """No such escalated application or license in review's records (answered with 404)."""
+def conflict(code: str, message: str) -> Refusal:
+    """The action cannot apply to the application or license as it stands (409)."""
+    return Refusal(409, code, message)
 
 
 # Application decisions: the queue status each leaves.
@@ -86,12 +79,12 @@ def approved_grant(app: Application, today: date, *, quantity: int | None, valid
     valid_from, longest = validity(license_start(app, today))
     granted = quantity or app.quantity
     if granted > app.quantity:
-        raise BadInput("quantity_above_application", f"an officer grants at most the {app.quantity} applied for")
+        raise Refusal(422, "quantity_above_application", f"an officer grants at most the {app.quantity} applied for")
     if app.condition is Condition.USED and granted != app.quantity:
-        raise BadInput("used_batch_is_whole", "a used-vehicle license is one batch of exactly its VINs")
+        raise Refusal(422, "used_batch_is_whole", "a used-vehicle license is one batch of exactly its VINs")
     ends = valid_to or longest
     if not valid_from <= ends <= longest:
-        raise BadInput("validity_out_of_range", f"valid_to must fall from {valid_from} to {longest} (rule 7)")
+        raise Refusal(422, "validity_out_of_range", f"valid_to must fall from {valid_from} to {longest} (rule 7)")
     batch = BatchMode.SINGLE if app.condition is Condition.USED else BatchMode.MULTI
     return Grant(valid_from=valid_from, valid_to=ends, quantity=granted, batch_mode=batch)
 
@@ -136,13 +129,13 @@ async def _decide(
     async with pool.acquire() as connection, connection.transaction():
         entry = await cases.queued_for_update(connection, case_id)
         if entry is None:
-            raise Unknown(f"no escalated application {case_id}")
+            raise Refusal(404, "unknown_application", f"no escalated application {case_id}")
         # One officer decision per escalation: a retry finds it; another decision is refused.
         event_id = derived_event_id(entry.submission_event_id, "officer-decision")
         if (taken := await cases.action(connection, event_id)) is not None:
             return await _replay(taken, action, append)
         if entry.status != "open":
-            raise Conflict(f"application_{entry.status}", f"application {case_id} is {entry.status}, not open")
+            raise conflict(f"application_{entry.status}", f"application {case_id} is {entry.status}, not open")
         escalation = Envelope.from_bytes(await connection.fetchval(STORED, entry.submission_event_id))
         event = await make(connection, entry.application)
         envelope = Envelope.wrap(event, case_id=case_id, producer=PRODUCER, event_id=event_id, causation=escalation)
@@ -186,14 +179,17 @@ def successor_terms(old: cases.License, request: Replacement, today: date) -> di
     valid_to = request.valid_to or old.valid_to
     longest = validity(valid_from)[1]
     if valid_from < today or not valid_from <= valid_to <= longest:
-        raise BadInput(
+        raise Refusal(
+            422,
             "validity_out_of_range",
             f"a successor starts {today} or later and ends by {longest} (rule 7): {valid_from} to {valid_to} given",
         )
     if request.quantity is not None and request.quantity > old.quantity:
-        raise BadInput("quantity_above_license", f"a successor carries at most the {old.quantity} licensed")
+        raise Refusal(422, "quantity_above_license", f"a successor carries at most the {old.quantity} licensed")
     if request.quantity is not None and old.batch_mode == BatchMode.SINGLE and request.quantity != old.quantity:
-        raise BadInput("used_batch_is_whole", "a used-vehicle license is one batch: its successor carries all of it")
+        raise Refusal(
+            422, "used_batch_is_whole", "a used-vehicle license is one batch: its successor carries all of it"
+        )
     return {
         "valid_from": valid_from,
         "valid_to": valid_to,
@@ -236,7 +232,7 @@ async def _act(
     async with pool.acquire() as connection, connection.transaction():
         license_ = await cases.license_for_update(connection, number)
         if license_ is None:
-            raise Unknown(f"no license {number} granted by review")
+            raise Refusal(404, "unknown_license", f"no license {number} granted by review")
         # With a key, a retry finds the action it repeats; without one, the id names the license's version,
         # so a retry after a failed commit appends the same event and one after a success is refused.
         event_id = derived_event_id(f"{number}:{key or f'v{license_.version}'}", action)
@@ -257,7 +253,7 @@ def _check_applies(license_: cases.License, action: str) -> None:
         return
     code = "license_not_suspended" if license_.status == "active" else f"license_{license_.status}"
     successor = f" by {license_.successor}" if license_.successor else ""
-    raise Conflict(
+    raise conflict(
         code,
         f"license {license_.license_number} is {license_.status}{successor}: "
         f"only an {' or '.join(sorted(applies_to))} license can be {DONE[action]}",
@@ -275,6 +271,6 @@ async def _record(
 
 async def _replay(taken: cases.Action, action: str, append: Append) -> Envelope:
     if taken.action != action:
-        raise Conflict("already_decided", f"an officer already took action {taken.action!r} here")
+        raise conflict("already_decided", f"an officer already took action {taken.action!r} here")
     await append(taken.envelope)  # the first attempt may not have reached the broker
     return taken.envelope

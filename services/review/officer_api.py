@@ -10,15 +10,16 @@ from enum import Enum
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from services.review import cases, officer
 from shared.access import Principal, require
 from shared.events import (
     Application,
+    Count,
     CountryCode,
+    Day,
     Envelope,
     LicenseReplaced,
     OfficerId,
@@ -27,13 +28,13 @@ from shared.events import (
     Reasons,
     Text,
 )
-from shared.service import ErrorBody, Runtime
+from shared.http import ErrorBody, IdempotencyKey
+from shared.service import Runtime
 
 TAGS: list[str | Enum] = ["officers"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
 Officer = Annotated[Principal, Depends(require("officer"))]
 LICENSE_NUMBER = re.compile(r"^\d{2}-(\w+)-\d+$")  # YY-AA-NNNNNN: AA is the issuing agency
-IdempotencyKey = Annotated[str | None, Header(max_length=200, description="a retry with the same key repeats nothing")]
 
 
 class QueueItem(BaseModel):
@@ -57,8 +58,8 @@ ActingOfficer = Annotated[
 
 class Approve(BaseModel):
     officer: ActingOfficer = None
-    quantity: Annotated[int | None, Field(ge=1, description="grant fewer vehicles than applied for")] = None
-    valid_to: Annotated[date | None, Field(description="end the validity earlier than rule 7 allows")] = None
+    quantity: Annotated[Count | None, Field(ge=1, description="grant fewer vehicles than applied for")] = None
+    valid_to: Annotated[Day | None, Field(description="end the validity earlier than rule 7 allows")] = None
 
 
 class Refuse(BaseModel):
@@ -77,9 +78,9 @@ class Reinstate(BaseModel):
 
 
 class Replace(WithReason):
-    quantity: Annotated[int | None, Field(ge=1, description="cap the balance carried over")] = None
-    valid_from: date | None = None
-    valid_to: date | None = None
+    quantity: Annotated[Count | None, Field(ge=1, description="cap the balance carried over")] = None
+    valid_from: Day | None = None
+    valid_to: Day | None = None
     port_of_exit: PortCode | None = None
     destination_country: CountryCode | None = None
 
@@ -105,19 +106,7 @@ def _taken(envelope: Envelope) -> ActionTaken:
     )
 
 
-def _conflict(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, officer.Conflict)
-    body = ErrorBody(detail=exc.reason.message, errors=[exc.reason.model_dump()])
-    return JSONResponse(status_code=409, content=body.model_dump())
-
-
-def _unknown(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=404, content=ErrorBody(detail=str(exc)).model_dump())
-
-
 def add_officer_routes(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
-    app.add_exception_handler(officer.Conflict, _conflict)
-    app.add_exception_handler(officer.Unknown, _unknown)
     _add_queue(app, runtime, today)
     _add_license_actions(app, runtime, today)
 

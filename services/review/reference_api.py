@@ -3,25 +3,25 @@ changes to it after start-up (each logged with who and why, and in force for the
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel, Field, model_validator
 
 from services.review import reference_store as store
 from services.review.reference import ListingStatus
 from services.review.reference_store import ReferenceCache
 from shared.access import ROLES, require
-from shared.events import USCC, CountryCode, OfficerId, Text
-from shared.service import ErrorBody, Runtime
+from shared.events import USCC, Count, CountryCode, Day, OfficerId, Text
+from shared.http import ErrorBody
+from shared.service import Runtime
 
 TAGS: list[str | Enum] = ["reference"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 422)}
 ADMIN = [Depends(require("admin"))]
-Year = Annotated[int, Field(ge=2000, le=2100)]
+Year = Annotated[Count, Field(ge=2000, le=2100)]
 CODE = r"^[0-9A-HJ-NP-RTUW-Y]{2}\d{6}[0-9A-HJ-NP-RTUW-Y]{10}$"  # USCC, as shared.events spells it
 MODEL_CODE = r"^[A-Z0-9-]{1,40}$"
 MAX_PRICE_CNY = 100_000_000  # far above any car, and inside the column's int
@@ -59,9 +59,9 @@ class AuthorisationChange(_Change):
 
 class ModelChange(_Change):
     ccc_certificate: Annotated[str | None, Field(pattern=r"^\d{16}$")] = None
-    ccc_valid_until: date | None = None
+    ccc_valid_until: Day | None = None
     reference_price_cny: Annotated[
-        int | None, Field(gt=0, le=MAX_PRICE_CNY, description="null: no reference price published")
+        Count | None, Field(gt=0, le=MAX_PRICE_CNY, description="null: no reference price published")
     ] = None
 
     @model_validator(mode="after")
@@ -107,19 +107,7 @@ class LoggedChange(BaseModel):
     changed_at: datetime
 
 
-def _unknown(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(status_code=404, content=ErrorBody(detail=str(exc)).model_dump())
-
-
-def _refused(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, store.Refused)
-    body = ErrorBody(detail=str(exc), errors=[r.model_dump() for r in exc.reasons])
-    return JSONResponse(status_code=422, content=body.model_dump())
-
-
 def add_reference_routes(app: FastAPI, runtime: Runtime, cache: ReferenceCache) -> None:
-    app.add_exception_handler(store.Unknown, _unknown)
-    app.add_exception_handler(store.Refused, _refused)
 
     # Whoever holds a credential may see which data decides; only admins change it (auditors read the log).
     @app.get("/reference", tags=TAGS, dependencies=[Depends(require(*ROLES))])

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from services.review.reference import REFERENCE_DIR, Inconsistent, ListingStatus, ReferenceData, document
 from shared.db import Connection
 from shared.events import Reason
+from shared.refusal import FieldError, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +89,15 @@ OPEN_OUTLET = "INSERT INTO reference_outlets (enterprise, country, city, name) V
 CLOSE_OUTLET = "DELETE FROM reference_outlets WHERE enterprise = $1 AND country = $2 AND city = $3 AND name = $4"
 
 
-class Unknown(LookupError):
-    """A change names an enterprise, model, authorisation or outlet the reference data does not hold."""
+def unknown(message: str) -> Refusal:
+    """A change names an enterprise, model, authorisation or outlet the reference data does not hold (404)."""
+    return Refusal(404, "unknown_reference", message)
 
 
-class Refused(Exception):
-    """A change that would leave the reference data inconsistent, or that lacks what it needs."""
-
-    def __init__(self, reasons: list[Reason]) -> None:
-        super().__init__("; ".join(r.message for r in reasons))
-        self.reasons = reasons
+def refused(reasons: list[Reason]) -> Refusal:
+    """A change that would leave the reference data inconsistent, or that lacks what it needs (422)."""
+    message = "; ".join(r.message for r in reasons)
+    return Refusal(422, reasons[0].code, message, [FieldError(None, r.code, r.message) for r in reasons])
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ async def _check(connection: Connection) -> None:
     try:
         await read(connection)
     except ValidationError as exc:
-        raise Refused([Reason(code="reference_inconsistent", message=p) for p in inconsistencies(exc)]) from exc
+        raise refused([Reason(code="reference_inconsistent", message=p) for p in inconsistencies(exc)]) from exc
 
 
 def inconsistencies(exc: ValidationError) -> list[str]:
@@ -297,7 +297,7 @@ def _json(text: str | None) -> Any:
 
 async def _known_enterprise(connection: Connection, code: str) -> None:
     if not await connection.fetchval(ENTERPRISE_EXISTS, code):
-        raise Unknown(f"enterprise {code} is not in the reference data")
+        raise unknown(f"enterprise {code} is not in the reference data")
 
 
 def set_listing(code: str, year: int, status: ListingStatus) -> Edit:
@@ -324,9 +324,9 @@ def set_authorisation(
         row = await connection.fetchrow(AUTHORISATION, distributor, manufacturer, year)
         before = None if row is None else {"brands": sorted(row["brands"]), "status": row["status"]}
         if before is None and status == "withdrawn":
-            raise Unknown(f"{manufacturer} has no {year} authorisation of {distributor} to withdraw")
+            raise unknown(f"{manufacturer} has no {year} authorisation of {distributor} to withdraw")
         if before is None and not brands:
-            raise Refused([Reason(code="brands_required", message="a new authorisation names the brands it covers")])
+            raise refused([Reason(code="brands_required", message="a new authorisation names the brands it covers")])
         after = {"brands": sorted(brands) if brands else before["brands"] if before else [], "status": status}
         await connection.execute(SET_AUTHORISATION, distributor, manufacturer, year, after["brands"], status)
         return Change("authorisation", f"{distributor}/{manufacturer}/{year}", before, after)
@@ -340,7 +340,7 @@ def set_model(model_code: str, fields: dict[str, Any]) -> Edit:
     async def edit(connection: Connection) -> Change:
         row = await connection.fetchrow(MODEL, model_code)
         if row is None:
-            raise Unknown(f"model {model_code} is not in the reference data")
+            raise unknown(f"model {model_code} is not in the reference data")
         before = dict(row)
         after = {**before, **fields}
         await connection.execute(
@@ -359,7 +359,7 @@ def set_outlet(*, enterprise: str, country: str, city: str, name: str, is_open: 
         key = (enterprise, country, city, name)
         existed = await connection.fetchval(OUTLET_EXISTS, *key)
         if not existed and not is_open:
-            raise Unknown(f"{enterprise} has no outlet {name!r} in {city}, {country} to close")
+            raise unknown(f"{enterprise} has no outlet {name!r} in {city}, {country} to close")
         if is_open and not existed:
             await connection.execute(OPEN_OUTLET, *key)
         elif existed and not is_open:

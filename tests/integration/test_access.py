@@ -61,7 +61,7 @@ def _bearer(key: str) -> dict[str, str]:
 def _refusal(answer: httpx.Response, status: int) -> str:
     assert answer.status_code == status, answer.text
     body = answer.json()
-    assert body["detail"] and len(body["errors"]) == 1
+    assert body["message"] and len(body["errors"]) == 1
     code: str = body["errors"][0]["code"]
     return code
 
@@ -166,7 +166,7 @@ async def test_an_auditor_reads_everything_and_writes_nothing(system: System) ->
 async def test_customs_cannot_use_the_officers_routes_nor_submit(system: System) -> None:
     answer = await system.review.get("/officer/queue", headers=auth("customs44"))
     assert _refusal(answer, 403) == "role_required"
-    assert "officer" in answer.json()["detail"]
+    assert "officer" in answer.json()["message"]
     body = {"officer": "officer.wang", "reason": WHY}
     answer = await system.review.post("/officer/licenses/26-44-000001/suspend", json=body, headers=auth("customs44"))
     assert _refusal(answer, 403) == "role_required"
@@ -226,7 +226,7 @@ async def test_each_credential_has_a_rate_of_its_own_whatever_address_it_comes_f
     assert [a.status_code for a in answers[:2]] == [200, 200]
     assert _refusal(answers[2], 429) == "rate_limited"
     assert answers[2].headers["Retry-After"] == "2"
-    assert "this credential" in answers[2].json()["detail"]
+    assert "this credential" in answers[2].json()["message"]
     assert [a.status_code for a in others] == [200, 200]
     assert _refusal(unauthenticated, 401) == "missing_credential"
 

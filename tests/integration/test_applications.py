@@ -66,7 +66,7 @@ async def test_a_retried_submission_with_its_idempotency_key_returns_the_same_id
         reused = await client.post("/applications", json=samples.application_data(quantity=3), headers=headers)
         other = await client.post("/applications", json=samples.application_data())
     assert first.json()["application_id"] == second.json()["application_id"]
-    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["detail"]
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["message"]
     records = await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= 3)
     ids = [e.event_id for e in envelopes(records)]
     # The retry is sent again under the same event id (readers drop it); only two distinct events exist.

@@ -207,7 +207,7 @@ def bad_applications() -> list[Message]:
             "invalid_fields",
         ),
         Message("blank_brand", _json(_submit(app(brand="   "))), "invalid_fields"),
-        Message("lone_surrogate_in_brand", _json(_submit(app(brand="Qi\ud800lin"))), "invalid_fields"),
+        Message("lone_surrogate_in_brand", _json(_submit(app(brand="Qi\ud800lin"))), "invalid_text"),
         Message(
             "nul_in_applicant_name",
             _json(
@@ -215,6 +215,15 @@ def bad_applications() -> list[Message]:
             ),
             "invalid_text",
         ),
+        # Text and numbers as strictly as over HTTP (tests/integration/test_same_strictness.py).
+        Message("bel_in_trade_mode", _json(_submit(app(trade_mode="general\x07trade"))), "invalid_text"),
+        Message("rtl_override_in_contract", _json(_submit(app(contract_number="QM-\u202e2026"))), "invalid_text"),
+        Message("zero_width_in_brand", _json(_submit(app(brand="Qi\u200blin"))), "invalid_text"),
+        Message("control_char_in_a_key", _json(_submit(app(**{"brand\x1b": "x"}))), "invalid_text"),
+        Message("quantity_true", _json(_submit(app(quantity=True))), "invalid_fields"),
+        Message("quantity_a_float", _json(_submit(app(quantity=10.0))), "invalid_fields"),
+        Message("quantity_a_numeric_string", _json(_submit(app(quantity="10"))), "invalid_fields"),
+        Message("license_year_true", _json(_submit(app(license_year=True))), "invalid_fields"),
         # Too big to read at all.
         Message("oversize", _json(_submit(app(contract_number="x" * (100 * 1024)))), "oversize"),
         # Bad bodies behind headers no reader decodes as text: the headers must not hide the refusal.
@@ -307,6 +316,14 @@ def bad_exports(license_number: str) -> list[Message]:
             "invalid_fields",
             key=CUSTOMS,
         ),
+        Message(
+            "export_fewer_vins_than_vehicles",
+            export(quantity=2, vins=["LKMA7C1B9TS000901"]),
+            "invalid_fields",
+            key=CUSTOMS,
+        ),
+        Message("export_date_a_number", export(export_date=20260101), "invalid_fields", key=CUSTOMS),
+        Message("export_quantity_true", export(quantity=True), "invalid_fields", key=CUSTOMS),
         Message("export_oversize", export(currency="x" * (100 * 1024)), "oversize", key=CUSTOMS),
     ]
 

@@ -105,7 +105,8 @@ async def test_a_vin_exported_on_one_license_is_refused_on_another_and_the_repla
         check = (await client.post("/exports/check", json=_declaration(second, "531620260000000802"))).json()
         refused = await _export(client, second, "531620260000000802", vins=[VIN_X])
         # A declaration the fold refuses releases its VINs: another license may then export them.
-        over_balance = await _export(client, first, "531620260000000803", quantity=11, vins=[VIN_Y])
+        eleven = [VIN_Y, *(f"LKMA7C1B9TS0002{i:02d}" for i in range(10))]  # one VIN per vehicle declared
+        over_balance = await _export(client, first, "531620260000000803", quantity=11, vins=eleven)
         released = await _export(client, second, "531620260000000804", vins=[VIN_Y])
         history = (await client.get(f"/vins/{VIN_X}/exports")).json()
     assert accepted["outcome"] == "accepted"

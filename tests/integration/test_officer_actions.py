@@ -157,7 +157,7 @@ async def test_an_officer_rejects_an_escalated_application_with_reasons(
     rejected = await _status(system, application_id, "rejected")
     assert [r["code"] for r in rejected["reasons"]] == ["investigation"]
     unknown = await _act(system, f"/officer/applications/{uuid.uuid4()}/reject", {"reasons": [WHY]}, status=404)
-    assert "no escalated application" in unknown["detail"]
+    assert "no escalated application" in unknown["message"]
 
 
 async def test_a_returned_application_is_resubmitted_corrected_and_granted(system: System) -> None:
@@ -246,7 +246,7 @@ async def test_a_replaced_license_ends_and_its_successor_carries_the_remaining_b
     assert (await _export(system, successor, 3, quantity=7))["outcome"] == "accepted"
     await _license(system, successor, status="exhausted", balance=0)
     again = await _act(system, f"/officer/licenses/{number}/replace", {"reason": WHY}, status=409)
-    assert again["errors"][0]["code"] == "license_replaced" and successor in again["detail"]
+    assert again["errors"][0]["code"] == "license_replaced" and successor in again["message"]
 
 
 async def test_an_action_is_attributed_to_the_officer_the_credential_was_issued_to(

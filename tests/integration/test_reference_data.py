@@ -138,7 +138,7 @@ async def test_bad_changes_are_refused_with_reasons_and_change_nothing(settings:
         assert await _refused(review, f"/admin/reference/enterprises/not-a-code/listing/{year}", _listing("listed"))
         assert await _refused(review, f"/admin/reference/enterprises/{qilin}/listing/{year}", {"status": "listed"})
         unknown = f"/admin/reference/enterprises/{'9' * 18}/listing/{year}"
-        assert await _refused(review, unknown, _listing("listed"), status=404) == []
+        assert await _refused(review, unknown, _listing("listed"), status=404) == ["unknown_reference"]
         grant = {"distributor": samples.HAITONG_EXPORT, "manufacturer": qilin, "year": year, "status": "active"}
         brands = await _refused(review, "/admin/reference/authorisations", {**grant, "brands": ["Nova"], **ADMIN})
         assert brands == ["reference_inconsistent"]
@@ -146,7 +146,8 @@ async def test_bad_changes_are_refused_with_reasons_and_change_nothing(settings:
         assert await _refused(review, model, ADMIN)  # changes nothing
         assert await _refused(review, model, {"reference_price_cny": -5, **ADMIN})
         assert (
-            await _refused(review, "/admin/reference/models/ZZ9999BEV", {"reference_price_cny": 1, **ADMIN}, 404) == []
+            await _refused(review, "/admin/reference/models/ZZ9999BEV", {"reference_price_cny": 1, **ADMIN}, 404)
+            == ["unknown_reference"]
         )
         assert (await review.get("/reference")).json()["revision"] == 1
 

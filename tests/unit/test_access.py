@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.access import (
     Credential,
-    Denied,
     KeyCache,
     Principal,
     TokenIssuer,
@@ -21,6 +20,7 @@ from shared.access import (
     new_key,
     permit,
 )
+from shared.refusal import Refusal
 from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, token
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -40,7 +40,7 @@ def _credential(key: str, **changes: object) -> Credential:
     return Credential(**fields)  # type: ignore[arg-type]
 
 
-def _code(error: pytest.ExceptionInfo[Denied]) -> tuple[int, str]:
+def _code(error: pytest.ExceptionInfo[Refusal]) -> tuple[int, str]:
     return error.value.status, error.value.code
 
 
@@ -58,17 +58,17 @@ def test_text_of_another_shape_is_no_key(text: str) -> None:
 def test_a_key_in_force_passes_and_the_wrong_secret_does_not() -> None:
     _, key = new_key()
     check(_credential(key), key, NOW)
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         check(_credential(key), key + "x", NOW)
     assert _code(refused) == (401, "invalid_credential")
 
 
 def test_a_revoked_key_is_invalid_and_an_expired_one_says_expired() -> None:
     _, key = new_key()
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         check(_credential(key, revoked_at=NOW), key, NOW)
     assert _code(refused) == (401, "invalid_credential")
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         check(_credential(key, expires_at=NOW), key, NOW)
     assert _code(refused) == (401, "expired_credential")
     check(_credential(key, expires_at=NOW + timedelta(seconds=1)), key, NOW)  # in its grace period
@@ -77,7 +77,7 @@ def test_a_revoked_key_is_invalid_and_an_expired_one_says_expired() -> None:
 def test_roles_decide_and_an_auditor_reads_but_never_writes() -> None:
     auditor = Principal("k", "44", frozenset({"auditor"}))
     permit(auditor, ["customs"], "GET")
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         permit(auditor, ["customs"], "POST")
     assert _code(refused) == (403, "role_required") and "customs" in refused.value.message
     permit(Principal("k", "44", frozenset({"customs"})), ["customs", "officer"], "POST")
@@ -86,7 +86,7 @@ def test_roles_decide_and_an_auditor_reads_but_never_writes() -> None:
 def test_another_agency_is_refused_unless_a_role_sees_all() -> None:
     officer = Principal("k", "44", frozenset({"officer"}))
     officer.ensure_agency("44")
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         officer.ensure_agency("32")
     assert _code(refused) == (403, "other_agency")
     officer.ensure_agency("32", unless=["officer"])
@@ -121,7 +121,7 @@ ISSUER = TokenIssuer(JWT_ISSUER, JWT_PUBLIC_KEY, "export-license-ledger")
 
 
 def _refused_token(text: str) -> tuple[int, str]:
-    with pytest.raises(Denied) as refused:
+    with pytest.raises(Refusal) as refused:
         ISSUER.principal(text)
     return _code(refused)
 
@@ -174,7 +174,7 @@ def test_a_jwt_signed_by_another_key_or_with_no_signature_is_invalid() -> None:
 def test_an_officer_acts_as_the_officer_the_credential_names_and_no_one_else() -> None:
     officer = ISSUER.principal(token("44", ["officer"], claims={"sub": "officer.li"}))  # a token is a person's
     assert officer.acting_officer() == officer.acting_officer("officer.li") == "officer.li"
-    with pytest.raises(Denied) as mismatch:
+    with pytest.raises(Refusal) as mismatch:
         officer.acting_officer("officer.wang")
     assert _code(mismatch) == (403, "officer_mismatch")
     keyed = Principal("k", "44", frozenset({"officer"}), officer="officer.wang")
@@ -184,6 +184,6 @@ def test_an_officer_acts_as_the_officer_the_credential_names_and_no_one_else() -
         ISSUER.principal(token("44", ["customs"], claims={"sub": "officer.li"})),  # not an officer's token
         ISSUER.principal(token("44", ["officer"], claims={"sub": "not an id!"})),  # no officer id in its subject
     ):
-        with pytest.raises(Denied) as refused:
+        with pytest.raises(Refusal) as refused:
             nobody.acting_officer("officer.li")
         assert _code(refused) == (403, "officer_identity_required")

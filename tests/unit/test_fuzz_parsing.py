@@ -1,7 +1,7 @@
 """Hypothesis against the readers of what comes over Kafka: the envelope and the intake's commands.
 
 Whatever the bytes, a reader returns a value or raises its documented error (``ValidationError`` for an
-envelope, ``BadInput`` for a command), quickly. Anything else escapes the handlers' ``except`` and leaves a
+envelope, ``Refusal`` for a command), quickly. Anything else escapes the handlers' ``except`` and leaves a
 record retried forever, stalling its partition.
 """
 
@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from licensectl import samples
 from shared.events import Envelope
-from shared.intake import BadInput, RecordExport, SubmitApplication, decode_command
+from shared.intake import RecordExport, SubmitApplication, decode_command
+from shared.refusal import Refusal
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ENVELOPES = [
@@ -86,7 +87,7 @@ def _read_envelope(raw: bytes) -> None:
 
 
 def _read_command(raw: bytes, expected: str) -> None:
-    with contextlib.suppress(BadInput):  # the documented refusal; any other exception fails the test
+    with contextlib.suppress(Refusal):  # the documented refusal; any other exception fails the test
         decode_command(raw, expected=expected, max_bytes=MAX_BYTES)
 
 

@@ -10,7 +10,6 @@ from faststream.kafka.parser import AioKafkaBatchParser, AioKafkaParser
 from licensectl import samples
 from shared.events import Reason
 from shared.intake import (
-    BadInput,
     RecordExport,
     SubmitApplication,
     batch_records,
@@ -21,6 +20,7 @@ from shared.intake import (
     parse_intake_record,
     parse_record_batch,
 )
+from shared.refusal import Refusal
 
 
 def _message(kind: str = "SubmitApplication", **overrides: object) -> bytes:
@@ -56,7 +56,7 @@ def test_a_good_submission_decodes_to_its_command() -> None:
     ],
 )
 def test_bad_intake_messages_are_refused_with_their_reason_code(raw: bytes, code: str) -> None:
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(Refusal) as refused:
         decode_command(raw, expected=SubmitApplication.TYPE, max_bytes=65536)
     assert refused.value.reason.code == code
     assert refused.value.reason.message
@@ -64,7 +64,7 @@ def test_bad_intake_messages_are_refused_with_their_reason_code(raw: bytes, code
 
 def test_invalid_fields_name_each_field() -> None:
     data = samples.application_data(quantity=0, destination_country="EU")
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(Refusal) as refused:
         decode_command(
             _message(payload={"application_id": str(uuid.uuid4()), "application": data}),
             expected=SubmitApplication.TYPE,
@@ -75,7 +75,7 @@ def test_invalid_fields_name_each_field() -> None:
 
 
 def _refusal(raw: bytes) -> Reason:
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(Refusal) as refused:
         decode_command(raw, expected=SubmitApplication.TYPE, max_bytes=65536)
     return refused.value.reason
 

@@ -47,7 +47,7 @@ async def test_a_body_declared_over_the_limit_is_refused_with_413_before_it_is_r
         answer = await client.post("/echo", json={"a": "x" * 200})
     assert answer.status_code == 413
     assert answer.json()["errors"][0]["code"] == "request_too_large"
-    assert "100 bytes" in answer.json()["detail"]
+    assert "100 bytes" in answer.json()["message"]
 
 
 async def test_a_streamed_body_is_refused_once_it_passes_the_limit_and_no_further_read() -> None:
@@ -63,7 +63,8 @@ async def test_a_streamed_body_is_refused_once_it_passes_the_limit_and_no_furthe
         answer = await client.post("/echo", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413
     assert answer.json() == {
-        "detail": "the request body is larger than the limit of 100 bytes",
+        "code": "request_too_large",
+        "message": "the request body is larger than the limit of 100 bytes",
         "errors": [{"code": "request_too_large", "message": "the request body is larger than the limit of 100 bytes"}],
     }
     assert pulled < 5

@@ -20,7 +20,7 @@ from shared.events import (
     Event,
     Reason,
 )
-from shared.intake import BadInput
+from shared.refusal import Refusal
 
 TODAY = date(2026, 3, 10)
 WHY = Reason(code="investigation", message="m")
@@ -52,7 +52,7 @@ def test_an_officer_grants_fewer_vehicles_and_a_shorter_validity() -> None:
 def test_an_officer_cannot_grant_more_or_longer_than_the_rules_allow(
     quantity: int | None, valid_to: date | None, code: str
 ) -> None:
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(Refusal) as refused:
         approved_grant(samples.application(), TODAY, quantity=quantity, valid_to=valid_to)
     assert refused.value.reason.code == code
 
@@ -60,7 +60,7 @@ def test_an_officer_cannot_grant_more_or_longer_than_the_rules_allow(
 def test_a_used_vehicle_batch_is_granted_whole_or_not_at_all() -> None:
     vehicle = samples.used_vehicle_data("LA1AB2CD3EF456789", date(2025, 1, 10))
     used = samples.used_application(vehicle, samples.used_vehicle_data("LA1AB2CD3EF456780", date(2025, 1, 10)))
-    with pytest.raises(BadInput, match="one batch"):
+    with pytest.raises(Refusal, match="one batch"):
         approved_grant(used, TODAY, quantity=1, valid_to=None)
 
 
@@ -103,7 +103,7 @@ def test_a_successor_keeps_the_old_terms_unless_changed_and_starts_today() -> No
     ],
 )
 def test_a_successor_stays_within_rule_7_and_the_licensed_quantity(request_: Replacement, code: str) -> None:
-    with pytest.raises(BadInput) as refused:
+    with pytest.raises(Refusal) as refused:
         successor_terms(_license(), request_, TODAY)
     assert refused.value.reason.code == code
 

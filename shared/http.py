@@ -1,0 +1,148 @@
+"""The HTTP edge every service shares: one error body, credentials before the body, JSON read strictly.
+
+Every refusal, whatever raised it (a :class:`Refusal`, FastAPI's validation, a route that does not
+exist), is answered as an :class:`ErrorBody`: a stable ``code``, a ``message``, and the ``errors`` at
+fault (each field with its own code; at least the refusal's own). A route that requires a role checks
+the credential first, so an unauthenticated request gets 401, not a complaint about its body; then the
+body is read with ``shared.strict_json`` (a key named twice, a control or bidirectional character are
+refused as the Kafka intake refuses them).
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import strict_json
+from shared.refusal import Refusal, invalid_fields
+
+ROLES_ATTRIBUTE = "__ledger_roles__"
+"""Set on a role-checking dependency (``shared.access.require``): the roles its route requires."""
+Authorize = Callable[[Request, tuple[str, ...]], Coroutine[Any, Any, Any]]
+"""Checks a request's credential for roles and returns its principal; set as ``app.state.authorize``."""
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[!-~]+( [!-~]+)*$",
+        description="a retry with the same key repeats nothing; one to 200 printable ASCII characters, chosen "
+        "per request by the client (an empty key would be one shared by every client that sends it)",
+    ),
+]
+"""The ``Idempotency-Key`` header: a client's own name for one request, so that a retry repeats nothing."""
+
+
+class ErrorDetail(BaseModel):
+    """One thing at fault: the field (absent when the request as a whole is), a code, a message."""
+
+    field: str | None = None
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer of every service: a stable code a program acts on, a message a person reads, and
+    what is at fault (each field with its own code; at least one entry, the refusal's own)."""
+
+    code: str
+    message: str
+    errors: list[ErrorDetail]
+
+
+def error_body(refusal: Refusal) -> dict[str, Any]:
+    details = [ErrorDetail(field=f.field, code=f.code, message=f.message) for f in refusal.fields]
+    body = ErrorBody(
+        code=refusal.code,
+        message=refusal.message,
+        errors=details or [ErrorDetail(code=refusal.code, message=refusal.message)],
+    )
+    return body.model_dump(exclude_none=True)
+
+
+def refused(refusal: Refusal) -> JSONResponse:
+    """The answer to ``refusal``: its status, its headers, the error body."""
+    return JSONResponse(status_code=refusal.status, content=error_body(refusal), headers=refusal.headers)
+
+
+def _on_refusal(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return refused(exc)
+
+
+def _on_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return refused(invalid_fields(exc.errors()))
+
+
+STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "request_too_large"}
+
+
+def _on_http_exception(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return refused(Refusal(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None))
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every refusal with the one error body."""
+    app.add_exception_handler(Refusal, _on_refusal)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+
+
+def roles_of(route: APIRoute) -> tuple[str, ...] | None:
+    """The roles the route's credential check requires (None: the route is open)."""
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        roles = getattr(dependant.call, ROLES_ATTRIBUTE, None)
+        if roles is not None:
+            return tuple(roles)
+        pending.extend(dependant.dependencies)
+    return None
+
+
+class LedgerRoute(APIRoute):
+    """A route that checks the caller's credential before it reads the body, and reads a JSON body strictly.
+
+    The credential check is the route's own role dependency (``shared.access.require``), run first; its
+    principal is kept on ``request.state`` for the dependency to hand over without checking twice.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        roles = roles_of(self)
+        reads_body = self.body_field is not None
+
+        async def route(request: Request) -> Response:
+            if roles is not None:
+                authorize: Authorize = request.app.state.authorize
+                request.state.principal = await authorize(request, roles)
+            if reads_body and _is_json(request):
+                body = await request.body()
+                if body:
+                    request._json = strict_json.loads(body)  # FastAPI's request.json() returns what is cached
+            return await handler(request)
+
+        return route
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
