@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationErr
 
 from shared import strict_json
 from shared.events import Application, Count, ExportDeclaration, Frozen, Reason, unclean_characters
-from shared.refusal import Refusal, invalid_fields
+from shared.refusal import Refusal, invalid_fields, readable
 
 if TYPE_CHECKING:  # only the services' consumers need faststream; the fold processes and licensectl do not
     from faststream.message import StreamMessage
@@ -87,6 +87,8 @@ def decode_command(raw: bytes, *, expected: str, max_bytes: int) -> tuple[Intake
         command = COMMAND_TYPES[kind].model_validate(message.payload)
     except ValidationError as exc:
         raise invalid_fields(exc.errors(include_url=False)) from None
+    except Exception as exc:  # what no check anticipated: still this message's fault, and said so
+        raise Refusal(422, "unreadable_record", readable(f"{type(exc).__name__}: {exc}")) from None
     return message, command
 
 
@@ -101,19 +103,26 @@ async def parse_intake_record(record: Any, original_parser: Parser) -> StreamMes
     with those values made text, and keeps the original record for the dead-letter topic.
     """
     if all(_is_text(value) for _, value in record.headers):
-        return await original_parser(record)
+        return _no_reply(await original_parser(record))
     message = await original_parser(_TextHeaders(record))
     message.raw_message = record
-    return message
+    return _no_reply(message)
 
 
 async def parse_record_batch(records: tuple[Any, ...], original_parser: Parser) -> StreamMessage[Any]:
     """:func:`parse_intake_record` for a batch subscriber: one record with a binary or null header would
     otherwise drop the whole batch unseen. ``raw_message`` keeps the records as read, for the dead-letter topic."""
     if all(_is_text(value) for record in records for _, value in record.headers):
-        return await original_parser(records)
+        return _no_reply(await original_parser(records))
     message = await original_parser(tuple(_TextHeaders(record) for record in records))
     message.raw_message = records
+    return _no_reply(message)
+
+
+def _no_reply(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    """A record is never answered: faststream would publish a handler's result to whatever topic a ``reply_to``
+    header names (any sender's choice, a topic that cannot exist among them, which held the reader up)."""
+    message.reply_to = ""
     return message
 
 

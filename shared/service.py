@@ -34,6 +34,7 @@ from shared.intake import dead_letter_headers
 from shared.kafka_admin import ensure_topics
 from shared.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.metrics import Metrics, committed_positions
+from shared.reading import Reader, ReaderMetrics, Readers
 from shared.refusal import Refusal
 from shared.settings import ServiceSettings
 
@@ -59,6 +60,7 @@ class Runtime:
     tokens: TokenIssuer | None = field(init=False)
     # A bucket per credential (shared/limits.py): one key used from many addresses is held to one rate.
     credential_limits: TokenBuckets | None = field(init=False)
+    readers: Readers = field(init=False)  # every topic reader's health (shared/reading.py)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
     _signing_key: Ed25519PrivateKey | None = None
@@ -71,6 +73,12 @@ class Runtime:
         self.tokens = _token_issuer(self.settings)
         rate, burst = self.settings.rate_limit_per_credential_per_second, self.settings.rate_limit_per_credential_burst
         self.credential_limits = TokenBuckets(rate, burst) if rate > 0 else None
+        self.readers = Readers(self.dead_letter, ReaderMetrics(self.metrics.registry))
+        self.checks["readers"] = self.readers.health
+
+    def reader(self, name: str) -> Reader:
+        """The reader ``name`` of this service: what it cannot handle is dead-lettered, what fails is waited out."""
+        return self.readers.reader(name)
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""

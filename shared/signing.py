@@ -31,6 +31,8 @@ from pydantic import ValidationError
 from shared.db import Connection
 from shared.events import Envelope, Reason
 from shared.intake import describe
+from shared.reading import unreadable
+from shared.refusal import readable
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,7 @@ class TrustList:
         signature, signer = _header(headers, SIGNATURE_HEADER), _header(headers, KEY_ID_HEADER)
         if signature is None or signer is None:
             return Reason(code="unsigned_event", message=f"no {SIGNATURE_HEADER} and {KEY_ID_HEADER} headers")
-        named = signer.decode(errors="replace")
+        named = readable(signer.decode(errors="replace"), 64)
         candidates = self.keys.get(named, [])
         if not candidates:
             return Reason(code="untrusted_key", message=f"signed by key {named[:16]}…, which is not a trusted key")
@@ -263,11 +265,19 @@ async def untrust(connection: Connection, *, producer: str, key_id: str, at: dat
 
 def read_case_event(record: Any, trust: TrustList, *, verify: bool = True) -> Envelope | Reason:
     """The event in a record of the case stream, or why no reader may act on it: it cannot be read, or it is
-    not signed by a key ``trust`` holds for its producer at the time it occurred. The registry's fold (live
-    and in replay), review and the applications service all read the stream through this.
+    not signed by a key ``trust`` holds for its producer at the time it occurred; never an exception, whatever
+    the record's bytes and headers. The registry's fold (live and in replay), review and the applications
+    service all read the stream through this.
 
     ``verify=False`` skips the signature: only for a record a trusted checkpoint already vouches for
     (``services/registry/replay.py``)."""
+    try:
+        return _read_case_event(record, trust, verify=verify)
+    except Exception as exc:  # whatever the record holds, the reader is told why and moves on
+        return unreadable(exc, "unreadable_event")
+
+
+def _read_case_event(record: Any, trust: TrustList, *, verify: bool) -> Envelope | Reason:
     value = record.value or b""
     try:
         envelope = Envelope.from_bytes(value)

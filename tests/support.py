@@ -105,6 +105,21 @@ async def read_topic(
         await consumer.stop()
 
 
+async def everything_on(kafka: KafkaConnection, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` up to its end as of now: none left unread, none waited for."""
+    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
 def envelopes(records: list[ConsumerRecord[bytes, bytes]]) -> list[Envelope]:
     return [Envelope.from_bytes(r.value or b"") for r in records]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from faststream import AckPolicy
@@ -97,15 +98,16 @@ def _add_intake(runtime: Runtime) -> None:
         decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
     )
     async def on_submit(message: KafkaMessage) -> None:
-        try:
-            intake, command = decode_command(
-                message.body, expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
-            )
-            await runtime.check_signature(message.raw_message, intake.sender)
-        except Refusal as refused:
-            await runtime.dead_letter(message.raw_message, refused.reason)
-            return
-        assert isinstance(command, SubmitApplication)
-        envelope = submitted(command.application, application_id=command.application_id, channel="intake")
-        await runtime.append(envelope)
-        await cases.record_submitted(runtime.pool, envelope)
+        await runtime.reader("intake-applications").each(message.raw_message, partial(submit_command, runtime))
+
+
+async def submit_command(runtime: Runtime, record: Any) -> None:
+    """Take one agency backend's ``SubmitApplication``: read it, check its signature, append its event."""
+    intake, command = decode_command(
+        record.value or b"", expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
+    )
+    await runtime.check_signature(record, intake.sender)
+    assert isinstance(command, SubmitApplication)
+    envelope = submitted(command.application, application_id=command.application_id, channel="intake")
+    await runtime.append(envelope)
+    await cases.record_submitted(runtime.pool, envelope)

@@ -103,15 +103,16 @@ def _follow_cases(runtime: Runtime) -> None:
         description="Follows each application's status: submitted, escalated, returned, decided, withdrawn.",
     )
     async def on_case_events(message: KafkaMessage) -> None:
-        found = [await _read(runtime, r) for r in batch_records(message)]
-        await cases.apply(runtime.pool, [e for e in found if e is not None])
+        reader = runtime.reader("cases-applications")
+        found: list[Envelope] = []
 
+        async def read(record: Any) -> None:
+            event = await runtime.case_event(record)
+            if isinstance(event, Reason):
+                # Refused here as the registry and review refuse it: a forged withdrawal must not close a case.
+                raise Refusal(422, event.code, event.message)
+            found.append(event)
 
-async def _read(runtime: Runtime, record: Any) -> Envelope | None:
-    found = await runtime.case_event(record)
-    if isinstance(found, Reason):
-        # Skipped, as the registry and review skip it: a forged withdrawal must not close a case here either.
-        # Review and the registry dead-letter it; a third copy would add nothing.
-        log.warning("a case event is refused here: %s: %s", found.code, found.message)
-        return None
-    return found
+        for record in batch_records(message):
+            await reader.each(record, read)
+        await reader.run(lambda: cases.apply(runtime.pool, found))

@@ -8,6 +8,7 @@ partition in one database transaction, which is the consumer's own API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from services.registry import chain, outbox, store
 from shared import signing
 from shared.events import Reason
 from shared.kafka_access import KafkaConnection
+from shared.reading import Reader
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,9 @@ class Projector:
         max_records: int = 2000,
         publish: outbox.Publish | None = None,
         on_applied: Callable[[int], None] | None = None,
+        reader: Reader | None = None,
     ) -> None:
+        self._reader = reader
         self._publish = publish
         self._on_applied = on_applied
         self._group_id = group_id
@@ -115,17 +119,20 @@ class Projector:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                 if listener.ahead:
-                    raise LedgerAheadOfLog(
+                    self.failure = (
                         "the ledger is ahead of the log (" + "; ".join(listener.ahead) + "): the topic was recreated "
                         "or truncated. The ledger no longer follows from this log; restore the log, or rebuild the "
                         "ledger from it into an empty database."
                     )
+                    raise LedgerAheadOfLog(self.failure)
                 self.failure = None
                 applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
                 if applied:
                     await self._apply_all(applied)
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
                     await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
+                if self._reader is not None:
+                    self._reader.recovered()
         finally:
             await consumer.stop()
 
@@ -193,29 +200,18 @@ def raw_records(records: list[ConsumerRecord[bytes, bytes]]) -> list[chain.Raw]:
     return [chain.Raw(r.offset, r.value) for r in records]
 
 
-async def relay_forever(pool: asyncpg.Pool, publish: outbox.Publish, interval: float = 1.0) -> None:
-    """Publish what a crash or a failed publish left in the outbox; the projector relays the rest."""
+async def relay_forever(pool: asyncpg.Pool, publish: outbox.Publish, reader: Reader, interval: float = 1.0) -> None:
+    """Publish what a crash or a failed publish left in the outbox; the projector relays the rest. A failure
+    leaves the changes in the outbox and waits (growing, jittered, capped) before the next try."""
     while True:
-        try:
-            await outbox.relay(pool, publish)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("outbox relay failed; the changes stay in the outbox and are retried")
+        with contextlib.suppress(Exception):  # reader.run logged it and waited; the changes stay in the outbox
+            await reader.run(lambda: outbox.relay(pool, publish))
         await asyncio.sleep(interval)
 
 
-async def run_forever(projector: Projector) -> None:
-    """Run the projector, restarting it after a failure rather than letting the ledger stall."""
+async def run_forever(projector: Projector, reader: Reader) -> None:
+    """Run the projector, restarting it after a failure, after a wait that grows (jittered, capped), rather than
+    letting the ledger stall or spin; ``/health`` shows the failure meanwhile."""
     while True:
-        try:
-            await projector.run()
-        except asyncio.CancelledError:
-            raise
-        except LedgerAheadOfLog as stopped:
-            projector.failure = str(stopped)
-            log.error("%s", stopped)
-            await asyncio.sleep(5)
-        except Exception:
-            log.exception("projector failed; restarting from the ledger's stored offsets in 1 s")
-            await asyncio.sleep(1)
+        with contextlib.suppress(Exception):  # reader.run logged it and waited: resume from the stored offsets
+            await reader.run(projector.run)

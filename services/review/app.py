@@ -20,6 +20,8 @@ from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared.events import CHINA, ApplicationWithdrawn, Envelope, Reason, china_today
 from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.reading import Reader
+from shared.refusal import Refusal
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
 
@@ -59,23 +61,33 @@ def create_app(settings: Settings | None = None, *, clock: expiry.Clock = china_
     async def on_case_events(message: KafkaMessage) -> None:
         # The reference data as the batch starts: a change committed meanwhile counts from the next batch.
         data = await references.current()
+        reader = runtime.reader("cases-review")
         # A case lives in one partition: each partition's records are decided in order, the partitions at
         # once, each on its own connection, so one waiting on PostgreSQL does not hold the others back.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(decide_in_order(records, data)) for records in records_by_partition(message)]
+            tasks = [
+                group.create_task(decide_in_order(reader, records, data)) for records in records_by_partition(message)
+            ]
         # The batch is committed when this returns, so only once the log holds every decision in it. A crash
         # before that delivers the batch again, and decide_once answers with the decisions it recorded.
-        await asyncio.gather(*(acknowledged for task in tasks for acknowledged in task.result()))
+        acknowledged = [ack for task in tasks for ack in task.result()]
+        await reader.run(lambda: asyncio.gather(*acknowledged))
 
-    async def decide_in_order(records: list[Any], data: ReferenceData) -> list[Awaitable[Any]]:
+    async def decide_in_order(reader: Reader, records: list[Any], data: ReferenceData) -> list[Awaitable[Any]]:
         """Act on one partition's records in order; the acknowledgements of the decisions sent."""
         acknowledged: list[Awaitable[Any]] = []
         async with runtime.pool.acquire() as connection:
-            for record in records:
-                envelope = await _read(runtime, record)
-                decision = await on_case_event(connection, envelope, data) if envelope is not None else None
+
+            async def decide_record(record: Any) -> None:
+                envelope = await runtime.case_event(record)
+                if isinstance(envelope, Reason):  # unreadable or unsigned: a forged submission, say
+                    raise Refusal(422, envelope.code, envelope.message)
+                decision = await on_case_event(connection, envelope, data)
                 if decision is not None:
                     acknowledged.append(await runtime.send(decision))
+
+            for record in records:
+                await reader.each(record, decide_record)
         return acknowledged
 
     async def on_case_event(connection: cases.Connection, envelope: Envelope, data: ReferenceData) -> Envelope | None:
@@ -113,12 +125,3 @@ def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
         rt.run_in_background(expiry.run_forever(rt.pool, rt.append, clock, interval), name="expiry")
 
     runtime.on_start.append(start)
-
-
-async def _read(runtime: Runtime, record: Any) -> Envelope | None:
-    """The case event to act on; an unreadable or unsigned one (a forged submission, say) is dead-lettered."""
-    found = await runtime.case_event(record)
-    if isinstance(found, Reason):
-        await runtime.dead_letter(record, found)
-        return None
-    return found

@@ -21,17 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
 from shared.events import ApplicationSubmitted, Envelope
-from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, serving, signed
+from tests.support import eventually, everything_on, producer, read_topic, serving, signed
 
 MAX_MESSAGE_BYTES = 64 * 1024
 AGENCY = b"gd-commerce"  # the key of most application messages, bad and good: they share a partition
@@ -401,21 +400,6 @@ def _kind(record: ConsumerRecord[bytes, bytes]) -> str:
     return kind.decode()
 
 
-async def _everything_on(kafka: KafkaConnection, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` up to its end as of now: none left unread, none waited for."""
-    consumer = AIOKafkaConsumer(topic, **kafka.options(), auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
 async def test_bad_intake_messages_are_dead_lettered_whole_and_the_good_ones_around_them_still_land(
     infrastructure: Infrastructure, topics: Topics, services: httpx.AsyncClient
 ) -> None:
@@ -460,7 +444,7 @@ async def test_bad_intake_messages_are_dead_lettered_whole_and_the_good_ones_aro
     assert len(bad) == len(applications_bad) + len(exports_bad) >= 30, "each kind is named once"
     await read_topic(kafka, topics.dead_letter, until=lambda r: len(r) >= len(bad), timeout=20)
     await asyncio.sleep(1.0)  # anything dead-lettered that should not be has had time to arrive
-    dead = await _everything_on(kafka, topics.dead_letter)
+    dead = await everything_on(kafka, topics.dead_letter)
 
     assert Counter(_kind(r) for r in dead) == Counter(list(bad)), "each bad message is dead-lettered once, nothing else"
     got = {_kind(r): {name: (value or b"").decode(errors="replace") for name, value in r.headers} for r in dead}

@@ -1,0 +1,191 @@
+"""How every reader of every topic treats a record it cannot handle: it never stops the partition.
+
+A record's own fault (a :class:`Refusal` raised while reading or judging it, or an exception raised by it
+time after time) sends it to the dead-letter topic with a reason, and the reader moves on. A failure
+that is not the record's (the database or the broker unreachable) is retried after a wait that grows, with
+jitter, up to a cap: the partition waits rather than spins, and ``/health`` and ``/metrics`` show the
+reader as failing until it succeeds again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from shared.events import Reason
+from shared.refusal import Refusal, readable
+
+log = logging.getLogger(__name__)
+
+DeadLetter = Callable[[Any, Reason], Awaitable[None]]
+Work = Callable[[Any], Awaitable[None]]
+
+RECORD_FAULTS: tuple[type[BaseException], ...] = (
+    ValueError,  # pydantic's ValidationError, UnicodeError, a value out of range
+    TypeError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,
+    AssertionError,
+    RecursionError,
+    asyncpg.DataError,  # a value PostgreSQL will not store (a character, a number out of range)
+    asyncpg.IntegrityConstraintViolationError,
+)
+"""Failures a record's content can cause, so that trying it again fails again: tried ``ATTEMPTS`` times, then
+dead-lettered. Any other failure (a connection, the broker, a table gone, a server error) is not the record's:
+it is waited out for as long as it lasts, and the record is read again after it, never dead-lettered for it."""
+ATTEMPTS = 3
+"""Tries before a record that keeps failing for a reason of its own is dead-lettered (``processing_failed``)."""
+WAIT = wait_exponential_jitter(multiplier=0.2, max=30, exp_base=2, jitter=0.5)
+
+
+def is_infrastructure(error: BaseException) -> bool:
+    """Whether ``error`` is a failure of what the reader depends on, not of its record (of every one, for a group)."""
+    if isinstance(error, BaseExceptionGroup):
+        return any(is_infrastructure(inner) for inner in error.exceptions)
+    return not isinstance(error, RECORD_FAULTS)
+
+
+def wait_before(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 1``, after ``attempt`` failed ones: exponential, capped, jittered."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]  # only the count is read
+    state.attempt_number = max(attempt, 1)
+    return float(WAIT(state))
+
+
+class ReaderMetrics:
+    """The readers' series in a service's registry: failures by kind, and whether each is failing now."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failures = Counter(
+            "ledger_reader_failures",
+            "Failures of a reader: 'infrastructure' (retried after a wait) or 'record' (retried, then dead-lettered)",
+            ["reader", "kind"],
+            registry=registry,
+        )
+        self.failing = Gauge(
+            "ledger_reader_failing",
+            "1 while a reader's last try failed and it is waiting to retry",
+            ["reader"],
+            registry=registry,
+        )
+
+
+@dataclass
+class Reader:
+    """One reader of one topic: runs the work on each record, dead-letters what the record is to blame for,
+    and waits out what it is not."""
+
+    name: str
+    dead_letter: DeadLetter
+    metrics: ReaderMetrics | None = None
+    attempts: int = ATTEMPTS
+    failing: str | None = None  # why the last try failed, while it has not succeeded since (for /health)
+    _streak: int = 0  # failed tries in a row, whatever the record
+    _tries: dict[tuple[str, int, int], int] = field(default_factory=dict)  # failed tries of each record
+
+    async def each(self, record: Any, work: Work) -> None:
+        """Run ``work`` on ``record``. A :class:`Refusal` dead-letters the record with its reason. A failure of the
+        infrastructure waits, then is raised again (the record is read again). Any other failure waits and is
+        raised again ``attempts - 1`` times; then the record is dead-lettered (``processing_failed``)."""
+        try:
+            await work(record)
+        except Refusal as refused:
+            reason = refused.reason
+        except Exception as error:  # any failure of any record: dead-lettered or waited out, never left to spin
+            if is_infrastructure(error) or self._try_again(record, error):
+                await self._wait(error)
+                raise
+            reason = processing_failed(error)
+        else:
+            self._succeeded(record)
+            return
+        await self.run(lambda: self.dead_letter(record, reason))
+        self._succeeded(record)
+
+    async def run(self, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``work`` (not about one record: a batch's commit, say); a failure waits, then is raised again."""
+        try:
+            await work()
+        except Exception as error:  # waited out, then raised again: the batch is read again after the wait
+            await self._wait(error)
+            raise
+        self.recovered()
+
+    def recovered(self) -> None:
+        """The reader's work succeeded again (for a reader that runs a loop of its own, as the projector does)."""
+        if self._streak or self.failing:
+            self._streak, self.failing = 0, None
+            if self.metrics is not None:
+                self.metrics.failing.labels(self.name).set(0)
+
+    def _try_again(self, record: Any, error: BaseException) -> bool:
+        where = _position(record)
+        tries = self._tries[where] = self._tries.get(where, 0) + 1
+        if self.metrics is not None:
+            self.metrics.failures.labels(self.name, "record").inc()
+        if tries == 1:
+            log.exception("%s: %s failed on %s/%s/%s; it is tried again", self.name, type(error).__name__, *where)
+        if tries < self.attempts:
+            return True
+        del self._tries[where]
+        log.error("%s: dead-lettering %s/%s/%s after %s failed tries: %s", self.name, *where, tries, error)
+        return False
+
+    async def _wait(self, error: BaseException) -> None:
+        self._streak += 1
+        self.failing = readable(f"{type(error).__name__}: {error}", 300)
+        if self.metrics is not None:
+            if is_infrastructure(error):
+                self.metrics.failures.labels(self.name, "infrastructure").inc()
+            self.metrics.failing.labels(self.name).set(1)
+        delay = wait_before(self._streak)
+        log.warning("%s: %s; trying again in %.1f s", self.name, self.failing, delay)
+        await asyncio.sleep(delay)
+
+    def _succeeded(self, record: Any) -> None:
+        self._tries.pop(_position(record), None)
+        self.recovered()
+
+
+def processing_failed(error: BaseException) -> Reason:
+    """The reason of a record dead-lettered because handling it kept failing: what failed, never a traceback."""
+    return Reason(
+        code="processing_failed",
+        message=readable(f"handling this record failed {ATTEMPTS} times: {type(error).__name__}: {error}", 1000),
+    )
+
+
+def unreadable(error: BaseException, code: str = "unreadable_record") -> Reason:
+    """The reason of a record whose reading raised what no check anticipated: named, never raised again."""
+    return Reason(code=code, message=readable(f"the record cannot be read: {type(error).__name__}: {error}", 1000))
+
+
+def _position(record: Any) -> tuple[str, int, int]:
+    return str(getattr(record, "topic", "")), int(getattr(record, "partition", -1)), int(getattr(record, "offset", -1))
+
+
+@dataclass
+class Readers:
+    """A service's readers by name, for its health answer."""
+
+    dead_letter: DeadLetter
+    metrics: ReaderMetrics | None = None
+    readers: dict[str, Reader] = field(default_factory=dict)
+
+    def reader(self, name: str) -> Reader:
+        if name not in self.readers:
+            self.readers[name] = Reader(name, self.dead_letter, self.metrics)
+        return self.readers[name]
+
+    def health(self) -> str:
+        """``ok``, or each failing reader and why."""
+        failing = [f"{r.name}: {r.failing}" for r in self.readers.values() if r.failing]
+        return "ok" if not failing else "failing: " + "; ".join(failing)
