@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 
-from services.registry import ledger
-from services.registry.ledger import ExportEntry
+from shared import fold as ledger
 from shared.events import Envelope
+from shared.fold import ExportEntry
 from shared.kafka_access import KafkaConnection
 
 

@@ -133,6 +133,28 @@ Count = Annotated[int, Strict()]
 """A whole number written as one: not ``true``, not ``5.0``, not ``"5"``."""
 
 
+class ApplicationStatus(StrEnum):
+    """Where an application stands: the one vocabulary of every service, the ledger and the contract."""
+
+    SUBMITTED = "submitted"
+    ESCALATED = "escalated"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    RETURNED = "returned"
+    WITHDRAWN = "withdrawn"
+
+
+class LicenseStatus(StrEnum):
+    """Where a license stands: only an active one admits exports."""
+
+    ACTIVE = "active"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    REPLACED = "replaced"
+
+
 class Role(StrEnum):
     MANUFACTURER = "manufacturer"
     DISTRIBUTOR = "distributor"
@@ -304,7 +326,6 @@ class DeclaredExport(Frozen):
     vins: tuple[VIN, ...] = ()
     value: Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
     currency: CurrencyCode
-
 
 
 class ExportDeclaration(DeclaredExport):
@@ -541,7 +562,7 @@ class LicenseState(Frozen):
 
     license_number: LicenseNumber
     case_id: uuid.UUID
-    status: str
+    status: LicenseStatus
     applicant_code: USCC
     quantity: Count
     balance: Count

@@ -1,8 +1,11 @@
-"""The ledger as a pure fold over the case stream: ``case = apply(case, event)``.
+"""The case fold: what each event does to its case, ``case = apply(case, event)``, as a pure function.
 
 No clock, no randomness, no look-ups: whatever an event needs to be judged (an export against its
 license) comes from the case's own state at that point of the stream. So live processing and a
-replay from offset 0 give the same ledger.
+replay from offset 0 give the same ledger. One fold for every reader: the registry's ledger is this fold
+persisted; review and the applications service fold the same way to judge an officer's or an applicant's
+command against the state it will meet (``shared/following.py``), so no service's idea of a case can
+differ from the ledger's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from shared.events import (
     ApplicationRejected,
     ApplicationResubmitted,
     ApplicationReturned,
+    ApplicationStatus,
     ApplicationSubmitted,
     ApplicationWithdrawn,
     BatchMode,
@@ -32,29 +36,12 @@ from shared.events import (
     LicenseReinstated,
     LicenseReplaced,
     LicenseRevoked,
+    LicenseStatus,
     LicenseSuspended,
     Reason,
 )
 
 MAX_DECLARATIONS = 12
-
-
-class ApplicationStatus(StrEnum):
-    SUBMITTED = "submitted"
-    ESCALATED = "escalated"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    RETURNED = "returned"
-    WITHDRAWN = "withdrawn"
-
-
-class LicenseStatus(StrEnum):
-    ACTIVE = "active"
-    EXHAUSTED = "exhausted"
-    EXPIRED = "expired"
-    SUSPENDED = "suspended"
-    REVOKED = "revoked"
-    REPLACED = "replaced"
 
 
 class Outcome(StrEnum):

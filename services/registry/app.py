@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any
 
 import asyncpg
@@ -15,9 +16,9 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.registry import checkpoints, ledger, store
-from services.registry.ledger import LicenseEntry
+from services.registry import checkpoints, store
 from services.registry.projector import Projector, relay_forever, run_forever
+from shared import fold as ledger
 from shared.access import Principal, require
 from shared.events import (
     VIN,
@@ -29,6 +30,7 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
+from shared.fold import LicenseEntry
 from shared.http import ErrorBody
 from shared.intake import (
     RecordExport,
@@ -38,6 +40,7 @@ from shared.intake import (
     records_by_partition,
 )
 from shared.metrics import stored_positions
+from shared.reading import Reader
 from shared.refusal import Refusal
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
@@ -199,10 +202,11 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             max_records=settings.batch_size,
             publish=publish,
             on_applied=applied,
+            reader=rt.reader("projector"),
         )
         rt.checks["ledger"] = lambda: projector.failure or "ok"
-        rt.run_in_background(run_forever(projector), name="projector")
-        rt.run_in_background(relay_forever(rt.pool, publish), name="outbox-relay")
+        rt.run_in_background(run_forever(projector, rt.reader("projector")), name="projector")
+        rt.run_in_background(relay_forever(rt.pool, publish, rt.reader("outbox-relay")), name="outbox-relay")
         rt.run_in_background(checkpointer.run(), name="checkpoints")
 
     runtime.on_start.append(start)
@@ -421,18 +425,21 @@ def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None
     async def on_record_exports(message: KafkaMessage) -> None:
         # Each partition's commands are admitted in their order (customs key them by license), the partitions
         # at once. The batch is committed when this returns: every verdict in it is in the log by then.
+        reader = runtime.reader("intake-exports")
         async with asyncio.TaskGroup() as group:
             for records in records_by_partition(message):
-                group.create_task(admit_in_order(records))
+                group.create_task(admit_in_order(reader, records))
 
-    async def admit_in_order(records: list[Any]) -> None:
+    async def admit_in_order(reader: Reader, records: list[Any]) -> None:
         for record in records:
-            try:
-                intake, command = decode_command(
-                    record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
-                )
-                await runtime.check_signature(record, intake.sender)
-                assert isinstance(command, RecordExport)
-                await admit(runtime, command.declaration)
-            except Refusal as refused:
-                await runtime.dead_letter(record, refused.reason)
+            await reader.each(record, partial(record_export_command, runtime))
+
+
+async def record_export_command(runtime: Runtime, record: Any) -> None:
+    """Take one customs backend's ``RecordExport``: read it, check its signature, admit the declaration."""
+    intake, command = decode_command(
+        record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
+    )
+    await runtime.check_signature(record, intake.sender)
+    assert isinstance(command, RecordExport)
+    await admit(runtime, command.declaration)

@@ -14,10 +14,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic_core import to_json
 
-from services.registry import chain, ledger
-from services.registry.ledger import ApplicationEntry, Case, ExportEntry, LicenseEntry
+from services.registry import chain
+from shared import fold as ledger
 from shared.db import Connection
-from shared.events import BatchMode, Envelope, LicenseState, Reason
+from shared.events import ApplicationStatus, BatchMode, Envelope, LicenseState, LicenseStatus, Reason
+from shared.fold import ApplicationEntry, Case, ExportEntry, LicenseEntry
 
 YIELD_EVERY = 50
 """Events decoded or folded between two turns of the event loop, which also serves the registry's queries:
@@ -412,7 +413,7 @@ def _export_args(e: ExportEntry) -> tuple[Any, ...]:
 def _application(row: asyncpg.Record) -> ApplicationEntry:
     return ApplicationEntry(
         application_id=row["application_id"],
-        status=ledger.ApplicationStatus(row["status"]),
+        status=ApplicationStatus(row["status"]),
         applicant_code=row["applicant_code"],
         applicant_name=row["applicant_name"],
         agency_code=row["agency_code"],
@@ -430,7 +431,7 @@ def _license(row: asyncpg.Record) -> LicenseEntry:
     return LicenseEntry(
         license_number=row["license_number"],
         case_id=row["case_id"],
-        status=ledger.LicenseStatus(row["status"]),
+        status=LicenseStatus(row["status"]),
         applicant_code=row["applicant_code"],
         quantity=row["quantity"],
         balance=row["balance"],

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import asyncpg
 
-from services.registry.ledger import Case, apply
 from shared.events import Envelope
+from shared.fold import Case, apply
 from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish

@@ -145,10 +145,9 @@ async def test_bad_changes_are_refused_with_reasons_and_change_nothing(settings:
         model = f"/admin/reference/models/{samples.QILIN_MODEL}"
         assert await _refused(review, model, ADMIN)  # changes nothing
         assert await _refused(review, model, {"reference_price_cny": -5, **ADMIN})
-        assert (
-            await _refused(review, "/admin/reference/models/ZZ9999BEV", {"reference_price_cny": 1, **ADMIN}, 404)
-            == ["unknown_reference"]
-        )
+        assert await _refused(
+            review, "/admin/reference/models/ZZ9999BEV", {"reference_price_cny": 1, **ADMIN}, 404
+        ) == ["unknown_reference"]
         assert (await review.get("/reference")).json()["revision"] == 1
 
 

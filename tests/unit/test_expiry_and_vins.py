@@ -4,7 +4,6 @@ import uuid
 from datetime import date
 
 from licensectl import samples
-from services.registry.ledger import Case, ExportEntry, LicenseStatus, Outcome, apply, judge
 from services.review.expiry import KnownLicense, due_to_expire, expiry_event
 from shared.events import (
     Envelope,
@@ -16,6 +15,7 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
+from shared.fold import Case, ExportEntry, LicenseStatus, Outcome, apply, judge
 from tests.histories import granted
 
 CASE = uuid.uuid4()

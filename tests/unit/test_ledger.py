@@ -4,14 +4,6 @@ from datetime import date
 import pytest
 
 from licensectl import samples
-from services.registry.ledger import (
-    ApplicationStatus,
-    Case,
-    ExportEntry,
-    LicenseStatus,
-    Outcome,
-    apply,
-)
 from shared.events import (
     ApplicationEscalated,
     ApplicationRejected,
@@ -21,6 +13,14 @@ from shared.events import (
     ExportRecorded,
     LicenseGranted,
     Reason,
+)
+from shared.fold import (
+    ApplicationStatus,
+    Case,
+    ExportEntry,
+    LicenseStatus,
+    Outcome,
+    apply,
 )
 from tests.histories import granted
 

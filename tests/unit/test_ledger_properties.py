@@ -14,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from licensectl import samples
-from services.registry.ledger import MAX_DECLARATIONS, Case, ExportEntry, LicenseEntry, LicenseStatus, Outcome, apply
 from shared.events import (
     BatchMode,
     Envelope,
@@ -28,6 +27,7 @@ from shared.events import (
     LicenseSuspended,
     Reason,
 )
+from shared.fold import MAX_DECLARATIONS, Case, ExportEntry, LicenseEntry, LicenseStatus, Outcome, apply
 
 CASE = uuid.uuid4()
 FIRST, SUCCESSOR, UNKNOWN = "26-44-000001", "26-44-000002", "26-44-999999"

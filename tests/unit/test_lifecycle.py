@@ -7,7 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 from licensectl import samples
-from services.registry.ledger import ApplicationStatus, Case, ExportEntry, LicenseStatus, Outcome, apply
 from shared.events import (
     ApplicationEscalated,
     ApplicationRejected,
@@ -25,6 +24,7 @@ from shared.events import (
     LicenseSuspended,
     Reason,
 )
+from shared.fold import ApplicationStatus, Case, ExportEntry, LicenseStatus, Outcome, apply
 from tests.histories import granted
 
 CASE = uuid.uuid4()

@@ -5,9 +5,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from services.registry.ledger import Case, apply
 from services.registry.store import license_state_json
 from shared.events import Envelope, LicenseState, LicenseSuspended, Reason
+from shared.fold import Case, apply
 from tests.histories import export, granted
 
 VINS = ("LGWEF4A59PH000001", "LGWEF4A59PH000002")
