@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -37,6 +39,7 @@ from shared.metrics import Metrics, committed_positions
 from shared.reading import Reader, ReaderMetrics, Readers
 from shared.refusal import Refusal
 from shared.settings import ServiceSettings
+from shared.topics import case_partition
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class Runtime:
     readers: Readers = field(init=False)  # every topic reader's health (shared/reading.py)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
+    _log: AIOKafkaConsumer | None = None  # no group: asks where partitions end (case_log_end)
     _signing_key: Ed25519PrivateKey | None = None
     _trust: tuple[float, signing.TrustList] | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -152,10 +156,25 @@ class Runtime:
             raise RuntimeError(f"{self.name}: the database pool is used before start-up")
         return self._pool
 
-    async def append(self, envelope: Envelope) -> None:
+    async def append(self, envelope: Envelope) -> RecordMetadata:
         """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
-        the registry folds only events signed by a key trusted for their producer."""
-        await (await self.send(envelope))
+        the registry folds only events signed by a key trusted for their producer. Returns where it lies."""
+        written: RecordMetadata = await (await self.send(envelope))
+        return written
+
+    async def case_partition(self, case_id: uuid.UUID) -> int:
+        """The partition of the case stream that holds ``case_id`` (as the producer places its events)."""
+        partitions = await self.raw_producer.partitions_for(self.settings.topics.cases)
+        return case_partition(case_id, len(partitions))
+
+    async def case_log_end(self, case_id: uuid.UUID) -> tuple[int, int]:
+        """The partition of ``case_id`` and the offset its log ends at now (the next record's offset)."""
+        partition = await self.case_partition(case_id)
+        tp = TopicPartition(self.settings.topics.cases, partition)
+        if self._log is None:
+            raise RuntimeError(f"{self.name}: the log is read before start-up")
+        ends: dict[TopicPartition, int] = await self._log.end_offsets([tp])
+        return partition, ends[tp]
 
     async def send(self, envelope: Envelope) -> asyncio.Future[Any]:
         """Start appending an event as :meth:`append` does; the future is the broker's acknowledgement.
@@ -290,6 +309,8 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         await runtime.load_signing_key()
         runtime._raw_producer = AIOKafkaProducer(**settings.kafka.options(), acks="all", enable_idempotence=True)
         await runtime._raw_producer.start()
+        runtime._log = AIOKafkaConsumer(**settings.kafka.options(), enable_auto_commit=False)
+        await runtime._log.start()
         try:
             await broker.start()
             for hook in runtime.on_start:
@@ -302,6 +323,8 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
                 await hook(runtime)
             await broker.stop()
             await runtime.raw_producer.stop()
+            if runtime._log is not None:
+                await runtime._log.stop()
             await runtime.pool.close()
 
     broker = KafkaBroker(

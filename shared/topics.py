@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+
+from aiokafka.partitioner import murmur2
 
 CASES = "licensing.cases"
 INTAKE_APPLICATIONS = "licensing.intake.applications"
@@ -72,3 +75,11 @@ class Topics:
 
     def specs(self) -> tuple[TopicSpec, ...]:
         return tuple(TopicSpec(self.name(s.name), s.partitions, s.config) for s in SPECS)
+
+
+def case_partition(case_id: uuid.UUID | str, partitions: int) -> int:
+    """The partition of the case stream that holds case ``case_id``: its key's, by Kafka's default partitioner
+    (murmur2 of the key bytes, as the Java client and aiokafka place a keyed record). Every event of a case
+    belongs there, and only there (docs/guarantees.md: placement)."""
+    hashed: int = murmur2(str(case_id).encode())
+    return (hashed & 0x7FFFFFFF) % partitions

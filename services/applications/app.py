@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.applications import cases, idempotency
-from services.applications.lifecycle import add_lifecycle
+from services.applications import idempotency, lifecycle
 from services.applications.submission import fingerprint, submitted
 from shared.access import Principal, require
-from shared.events import Application
+from shared.events import Application, ApplicationStatus
 from shared.http import IdempotencyKey
+from shared.http import router as ledger_router
 from shared.intake import SubmitApplication, decode_command, keep_intake_body, parse_intake_record
 from shared.refusal import Refusal
 from shared.service import Runtime, create_service
 from shared.settings import ServiceSettings
+
+router = ledger_router(tags=["applications"])
 
 
 class Settings(ServiceSettings):
@@ -33,7 +36,7 @@ class Accepted(BaseModel):
     """A submission was taken: its id, and where its status can be followed."""
 
     application_id: uuid.UUID
-    status: str = "submitted"
+    status: ApplicationStatus = ApplicationStatus.SUBMITTED
     event_id: uuid.UUID
 
 
@@ -46,41 +49,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Takes license applications, validates them and appends ApplicationSubmitted; "
         "withdrawals and resubmissions after an officer's return.",
     )
-    _add_http(app, runtime)
+    app.include_router(router)
+    app.include_router(lifecycle.router)
     _add_intake(runtime)
-    add_lifecycle(app, runtime)
+    lifecycle.follow_cases(runtime)
     return app
 
 
-def _add_http(app: FastAPI, runtime: Runtime) -> None:
-    @app.post("/applications", status_code=202, response_model=Accepted, tags=["applications"])
-    async def submit(
-        application: Application,
-        principal: Annotated[Principal, Depends(require("submitter"))],
-        idempotency_key: IdempotencyKey = None,
-    ) -> Accepted:
-        """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
-        returns the same id."""
-        principal.ensure_agency(application.agency_code)
-        application_id = uuid.uuid4()
-        if idempotency_key is not None:
-            try:
-                application_id = await idempotency.claim(
-                    runtime.pool,
-                    key=idempotency_key,
-                    application_id=application_id,
-                    fingerprint=fingerprint(application),
-                )
-            except idempotency.KeyReused:
-                raise Refusal(
-                    422,
-                    "idempotency_key_reused",
-                    "Idempotency-Key was already used for a different application; use a new key",
-                ) from None
-        envelope = submitted(application, application_id=application_id, channel="http")
+@router.post("/applications", status_code=202)
+async def submit(
+    application: Application,
+    principal: Annotated[Principal, Depends(require("submitter"))],
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Accepted:
+    """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
+    returns the same id and appends nothing."""
+    principal.ensure_agency(application.agency_code)
+    runtime: Runtime = request.app.state.runtime
+    if idempotency_key is None:
+        envelope = submitted(application, application_id=uuid.uuid4(), channel="http")
         await runtime.append(envelope)
-        await cases.record_submitted(runtime.pool, envelope)
-        return Accepted(application_id=application_id, event_id=envelope.event_id)
+    else:
+        envelope = await idempotency.append_once(
+            runtime.pool,
+            key=idempotency_key,
+            fingerprint=fingerprint(application),
+            make=lambda application_id: submitted(application, application_id=application_id, channel="http"),
+            append=runtime.append,
+            reused=Refusal(
+                422,
+                "idempotency_key_reused",
+                "Idempotency-Key was already used for a different application; use a new key",
+            ),
+        )
+    return Accepted(application_id=envelope.case_id, event_id=envelope.event_id)
 
 
 def _add_intake(runtime: Runtime) -> None:
@@ -102,12 +105,21 @@ def _add_intake(runtime: Runtime) -> None:
 
 
 async def submit_command(runtime: Runtime, record: Any) -> None:
-    """Take one agency backend's ``SubmitApplication``: read it, check its signature, append its event."""
+    """Take one agency backend's ``SubmitApplication``: read it, check its signature, append its event once (a
+    command delivered again, or sent again under its id, appends nothing)."""
     intake, command = decode_command(
         record.value or b"", expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
     )
     await runtime.check_signature(record, intake.sender)
     assert isinstance(command, SubmitApplication)
-    envelope = submitted(command.application, application_id=command.application_id, channel="intake")
-    await runtime.append(envelope)
-    await cases.record_submitted(runtime.pool, envelope)
+    content = hashlib.sha256(command.model_dump_json().encode()).hexdigest()
+    await idempotency.append_once(
+        runtime.pool,
+        key=f"intake:{intake.sender}:{intake.command_id}",
+        fingerprint=content,
+        make=lambda _: submitted(command.application, application_id=command.application_id, channel="intake"),
+        append=runtime.append,
+        reused=Refusal(
+            409, "command_id_reused", f"command {intake.command_id} was already sent with other content; use a new id"
+        ),
+    )

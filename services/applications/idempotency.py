@@ -1,30 +1,47 @@
-"""The idempotency keys of HTTP submissions, in the service's own schema."""
+"""Submissions appended once: a retry under the same key (an HTTP ``Idempotency-Key``, a Kafka command's id)
+returns the event the first one appended, and appends nothing. Each key's row in the service's own schema
+keeps the event; the row is locked while the event is appended, so concurrent retries wait for the first."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from shared.events import Envelope
+from shared.refusal import Refusal
+
 CLAIM = """
-INSERT INTO idempotency_keys (key, application_id, fingerprint)
-VALUES ($1, $2, $3)
+INSERT INTO idempotency_keys (key, application_id, fingerprint) VALUES ($1, $2, $3)
 ON CONFLICT (key) DO NOTHING
 """
-LOOKUP = "SELECT application_id, fingerprint FROM idempotency_keys WHERE key = $1"
+CLAIMED = "SELECT application_id, fingerprint, event FROM idempotency_keys WHERE key = $1 FOR UPDATE"
+KEEP = "UPDATE idempotency_keys SET event = $2 WHERE key = $1"
 
 
-class KeyReused(Exception):
-    """The key was first used for a different application."""
-
-
-async def claim(pool: asyncpg.Pool, *, key: str, application_id: uuid.UUID, fingerprint: str) -> uuid.UUID:
-    """The application id that ``key`` stands for: ``application_id`` if the key is new."""
-    async with pool.acquire() as connection:
-        await connection.execute(CLAIM, key, application_id, fingerprint)
-        row = await connection.fetchrow(LOOKUP, key)
-    assert row is not None
-    if row["fingerprint"] != fingerprint:
-        raise KeyReused(key)
-    stored: uuid.UUID = row["application_id"]
-    return stored
+async def append_once(
+    pool: asyncpg.Pool,
+    *,
+    key: str,
+    fingerprint: str,
+    make: Callable[[uuid.UUID], Envelope],
+    append: Callable[[Envelope], Awaitable[object]],
+    reused: Refusal,
+) -> Envelope:
+    """The event of ``key``'s submission: appended now (``make`` given the key's application id), or, for a
+    retry, the one appended before. ``reused`` is refused if the key was first used for other content."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(CLAIM, key, uuid.uuid4(), fingerprint)
+        row = await connection.fetchrow(CLAIMED, key)
+        assert row is not None
+        if row["fingerprint"] != fingerprint:
+            raise reused
+        if row["event"] is not None:
+            return Envelope.from_bytes(row["event"])
+        envelope = make(row["application_id"])
+        # Appended before the commit, and kept with the key: a failed append keeps no key; a failed commit after
+        # a good append leaves a retry to append the event again (readers drop the copy by its id).
+        await append(envelope)
+        await connection.execute(KEEP, key, envelope.to_bytes())
+        return envelope

@@ -1,97 +1,143 @@
 """After submission: the applicant withdraws an undecided application or resubmits a returned one.
 
-The service follows each case's status from the case stream into its own table (no call to another
-service), and refuses what the status does not allow with 409 and the reason.
+The service follows every case with the ledger's own fold (``shared/following.py``), so it judges a
+withdrawal or a resubmission against the state the ledger gives the case, not a guess at it; and it answers
+202 only once it has seen its event change the case, 409 with the reason when a decision got there first.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, Request
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
-from services.applications import cases
 from services.applications.submission import resubmitted, withdrawn
+from shared import following
 from shared.access import Principal, require
-from shared.events import Application, Envelope, Reason, Text
+from shared.events import (
+    Application,
+    ApplicationResubmitted,
+    ApplicationReturned,
+    ApplicationStatus,
+    Envelope,
+    Reason,
+    Text,
+    derived_event_id,
+)
+from shared.following import CaseView, InEffect
 from shared.http import ErrorBody
-from shared.intake import batch_records, keep_batch_bodies, parse_record_batch
+from shared.http import router as ledger_router
+from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
 from shared.refusal import Refusal
 from shared.service import Runtime
 
-log = logging.getLogger(__name__)
 BATCH = 500  # case events followed per transaction and per Kafka commit
+UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
+Submitter = Annotated[Principal, Depends(require("submitter"))]
+RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422, 503)}
+router = ledger_router(tags=["applications"], responses=RESPONSES)
 
 
 class Withdrawal(BaseModel):
     reason: Text | None = None
 
 
-Submitter = Annotated[Principal, Depends(require("submitter"))]
-
-
 class Changed(BaseModel):
-    """The applicant's change is on the case stream; the registry shows the status once it has folded it."""
+    """The applicant's change is in the log and took effect: the case is now in ``status``."""
 
     application_id: uuid.UUID
-    status: str
+    status: ApplicationStatus
     event_id: uuid.UUID
 
 
-def add_lifecycle(app: FastAPI, runtime: Runtime) -> None:
-    _add_routes(app, runtime)
-    _follow_cases(runtime)
+def runtime_of(request: Request) -> Runtime:
+    found: Runtime = request.app.state.runtime
+    return found
 
 
-async def _status(runtime: Runtime, application_id: uuid.UUID, principal: Principal) -> cases.CaseStatus:
-    case = await cases.load(runtime.pool, application_id)
-    if case is None:
-        raise Refusal(404, "unknown_application", f"no application {application_id} (yet)")
-    if case.agency_code is not None:  # None: followed before agencies were kept (migration 0003)
-        principal.ensure_agency(case.agency_code)
-    return case
+def _known(view: CaseView, application_id: uuid.UUID, principal: Principal) -> None:
+    """Refuse a case the service has not seen (404), or one of another agency (403)."""
+    if view.case.application is None:
+        raise Refusal(404, "unknown_application", f"no application {application_id}")
+    principal.ensure_agency(view.case.application.agency_code)
 
 
-def _add_routes(app: FastAPI, runtime: Runtime) -> None:
-    responses: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+@router.post("/applications/{application_id}/withdraw", status_code=202)
+async def withdraw(
+    application_id: uuid.UUID, principal: Submitter, request: Request, body: Withdrawal | None = None
+) -> Changed:
+    """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
+    runtime = runtime_of(request)
+    event_id = derived_event_id(application_id, "withdrawn")
 
-    @app.post("/applications/{application_id}/withdraw", status_code=202, tags=["applications"], responses=responses)
-    async def withdraw(application_id: uuid.UUID, principal: Submitter, body: Withdrawal | None = None) -> Changed:
-        """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
-        case = await _status(runtime, application_id, principal)
-        if case.status not in cases.UNDECIDED:
-            raise Refusal(409, f"application_{case.status}", f"application {application_id} is already {case.status}")
-        envelope = withdrawn(application_id, body.reason if body else None)
-        await runtime.append(envelope)
-        return Changed(application_id=application_id, status="withdrawn", event_id=envelope.event_id)
+    async def judge(view: CaseView) -> Refusal | InEffect | None:
+        _known(view, application_id, principal)
+        status = view.case.application.status if view.case.application else None
+        if status is ApplicationStatus.WITHDRAWN:
+            return InEffect(event_id)
+        if status not in UNDECIDED:
+            return Refusal(409, f"application_{status}", f"application {application_id} is already {status}")
+        return None
 
-    @app.post("/applications/{application_id}/resubmit", status_code=202, tags=["applications"], responses=responses)
-    async def resubmit(application_id: uuid.UUID, application: Application, principal: Submitter) -> Changed:
-        """Resubmit a returned application, corrected; review decides it again."""
-        principal.ensure_agency(application.agency_code)
-        case = await _status(runtime, application_id, principal)
-        if case.status != "returned" or case.returned_event_id is None:
-            raise Refusal(
-                409, "application_not_returned", f"application {application_id} is {case.status}, not returned"
-            )
-        if application.applicant.code != case.applicant_code:
-            raise Refusal(422, "applicant_changed", "a corrected application keeps its applicant; apply anew instead")
-        envelope = resubmitted(application, application_id=application_id, returned_event_id=case.returned_event_id)
-        await runtime.append(envelope)
-        return Changed(application_id=application_id, status="submitted", event_id=envelope.event_id)
+    async def event(_: CaseView) -> Envelope:
+        return withdrawn(application_id, body.reason if body else None)
+
+    done = await following.judged_append(runtime, application_id, judge=judge, event=event)
+    return Changed(application_id=application_id, status=ApplicationStatus.WITHDRAWN, event_id=_id(done))
 
 
-def _follow_cases(runtime: Runtime) -> None:
+@router.post("/applications/{application_id}/resubmit", status_code=202)
+async def resubmit(
+    application_id: uuid.UUID, application: Application, principal: Submitter, request: Request
+) -> Changed:
+    """Resubmit a returned application, corrected; review decides it again."""
+    runtime = runtime_of(request)
+    principal.ensure_agency(application.agency_code)
+
+    async def returned_by(view: CaseView) -> uuid.UUID | None:
+        return await following.last_change(runtime.pool, view.case.case_id, ApplicationReturned.TYPE)
+
+    async def judge(view: CaseView) -> Refusal | InEffect | None:
+        _known(view, application_id, principal)
+        assert view.case.application is not None
+        if view.case.application.applicant_code != application.applicant.code:
+            return Refusal(422, "applicant_changed", "a corrected application keeps its applicant; apply anew instead")
+        returned = await returned_by(view)
+        if view.case.application.status is ApplicationStatus.RETURNED and returned is not None:
+            return None
+        answer = derived_event_id(returned, "resubmitted") if returned else None
+        if answer is not None and answer == await following.last_change(
+            runtime.pool, application_id, ApplicationResubmitted.TYPE
+        ):
+            return InEffect(answer)
+        status = view.case.application.status
+        return Refusal(409, "application_not_returned", f"application {application_id} is {status}, not returned")
+
+    async def event(view: CaseView) -> Envelope:
+        returned = await returned_by(view)
+        assert returned is not None
+        return resubmitted(application, application_id=application_id, returned_event_id=returned)
+
+    done = await following.judged_append(runtime, application_id, judge=judge, event=event)
+    return Changed(application_id=application_id, status=ApplicationStatus.SUBMITTED, event_id=_id(done))
+
+
+def _id(done: Envelope | InEffect) -> uuid.UUID:
+    return done.event_id
+
+
+def follow_cases(runtime: Runtime) -> None:
+    """Follow every case with the ledger's fold: what withdrawals and resubmissions are judged against."""
     topic = runtime.settings.topics.cases
 
     @runtime.broker.subscriber(
         topic,
-        group_id=runtime.consumes(runtime.settings.topics.group("applications-cases"), topic),
+        group_id=runtime.consumes(runtime.settings.topics.group("applications-follow"), topic),
         group_instance_id=runtime.settings.instance_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -100,19 +146,28 @@ def _follow_cases(runtime: Runtime) -> None:
         parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
         decoder=keep_batch_bodies,
         title="cases-applications",
-        description="Follows each application's status: submitted, escalated, returned, decided, withdrawn.",
+        description="Follows each case with the ledger's fold, to judge withdrawals and resubmissions.",
     )
     async def on_case_events(message: KafkaMessage) -> None:
         reader = runtime.reader("cases-applications")
-        found: list[Envelope] = []
+        for records in records_by_partition(message):
+            read: list[following.Followed] = []
+            for record in records:
+                await reader.each(record, partial(_read, runtime, into=read))
+            await reader.run(partial(_follow, runtime, records[0].partition, read, records[-1].offset + 1))
 
-        async def read(record: Any) -> None:
-            event = await runtime.case_event(record)
-            if isinstance(event, Reason):
-                # Refused here as the registry and review refuse it: a forged withdrawal must not close a case.
-                raise Refusal(422, event.code, event.message)
-            found.append(event)
 
-        for record in batch_records(message):
-            await reader.each(record, read)
-        await reader.run(lambda: cases.apply(runtime.pool, found))
+async def _read(runtime: Runtime, record: Any, *, into: list[following.Followed]) -> None:
+    found = await runtime.case_event(record)
+    if isinstance(found, Reason):
+        into.append(following.Followed(record.offset, None))
+        # Refused here as the registry and review refuse it: a forged withdrawal must not close a case.
+        raise Refusal(422, found.code, found.message)
+    into.append(following.Followed(record.offset, found))
+
+
+async def _follow(runtime: Runtime, partition: int, read: list[following.Followed], next_offset: int) -> None:
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        await following.follow(
+            connection, partition=partition, records=read, next_offset=next_offset, skip_exports=True
+        )

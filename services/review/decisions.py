@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
-from services.review import cases
+import asyncpg
+
+from services.review import queue
 from services.review.rules import Decision, Escalate, Grant
+from shared.db import Connection
 from shared.events import (
     Application,
     ApplicationEscalated,
@@ -17,6 +21,7 @@ from shared.events import (
     LicenseGranted,
     derived_event_id,
 )
+from shared.following import SAVE_LICENSES
 
 PRODUCER = "review"
 SUBMISSIONS = (ApplicationSubmitted, ApplicationResubmitted)
@@ -24,6 +29,8 @@ SUBMISSIONS = (ApplicationSubmitted, ApplicationResubmitted)
 
 LOCK_CASE = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
 STORED = "SELECT event FROM decisions WHERE submission_event_id = $1"
+STORED_UNSENT = "SELECT event, sent FROM decisions WHERE submission_event_id = $1"
+MARK_SENT = "UPDATE decisions SET sent = true WHERE submission_event_id = ANY($1::uuid[]) AND NOT sent"
 RECORD = """
 INSERT INTO decisions (submission_event_id, case_id, decision_type, event) VALUES ($1, $2, $3, $4)
 """
@@ -40,7 +47,7 @@ def license_number(issue_year: int, agency_code: str, sequence: int) -> str:
     return f"{issue_year % 100:02d}-{agency_code}-{sequence:06d}"
 
 
-async def next_license_number(connection: cases.Connection, issue_year: int, agency_code: str) -> str:
+async def next_license_number(connection: Connection, issue_year: int, agency_code: str) -> str:
     """The next number of the agency's sequence for the year, in the caller's transaction."""
     sequence = await connection.fetchval(NEXT_NUMBER, issue_year, agency_code)
     return license_number(issue_year, agency_code, sequence)
@@ -87,28 +94,38 @@ def decision_event(submission: Envelope, decision: Decision, number: str | None)
     )
 
 
-async def decide_once(connection: cases.Connection, submission: Envelope, decision: Decision, today: date) -> Envelope:
+async def decide_once(
+    connection: Connection, submission: Envelope, decision: Decision, today: date
+) -> tuple[Envelope, bool]:
     """The decision on ``submission``: the one recorded before if there is one, else ``decision``; in a
-    transaction of its own on ``connection``."""
+    transaction of its own on ``connection``. With it, whether it is still to be sent: a decision recorded and
+    sent before (a submission delivered again) is not sent again, so that the log holds it once."""
     submitted = submission.payload
     assert isinstance(submitted, SUBMISSIONS)
     async with connection.transaction():
         await connection.execute(LOCK_CASE, submission.case_id)
-        stored = await connection.fetchval(STORED, submission.event_id)
+        stored = await connection.fetchrow(STORED_UNSENT, submission.event_id)
         if stored is not None:
-            return Envelope.from_bytes(stored)
+            return Envelope.from_bytes(stored["event"]), not stored["sent"]
         number = None
         if isinstance(decision, Grant):
             number = await next_license_number(connection, today.year, submitted.application.agency_code)
         envelope = decision_event(submission, decision, number)
         await connection.execute(RECORD, submission.event_id, submission.case_id, envelope.type, envelope.to_bytes())
         await _remember(connection, submitted.application, envelope)
-        return envelope
+        return envelope, True
 
 
-async def _remember(connection: cases.Connection, app: Application, decision: Envelope) -> None:
-    """Review's own rows: an escalation joins the officers' queue; a license is there to act on."""
+async def mark_sent(connection: Connection | asyncpg.Pool, submissions: list[uuid.UUID]) -> None:
+    """The decisions on these submissions are in the log (their acknowledgements came back)."""
+    if submissions:
+        await connection.execute(MARK_SENT, submissions)
+
+
+async def _remember(connection: Connection, app: Application, decision: Envelope) -> None:
+    """Review's own rows: an escalation joins the officers' queue; a license's case is known at once (an
+    officer may act on it before review has followed the grant back)."""
     if isinstance(decision.payload, ApplicationEscalated):
-        await cases.enqueue(connection, app, decision)
+        await queue.enqueue(connection, app, decision)
     elif isinstance(decision.payload, LicenseGranted):
-        await cases.remember_license(connection, decision.case_id, decision.payload)
+        await connection.execute(SAVE_LICENSES, [decision.payload.license_number], [decision.case_id])

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from services.review.cases import Connection
+from shared.db import Connection
 from shared.events import (
     Envelope,
     LicenseExpired,

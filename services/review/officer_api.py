@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any
 
-import asyncpg
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from services.review import cases, officer
+from services.review import officer, queue
+from services.review.reference import ReferenceData
+from services.review.reference_store import ReferenceCache
 from shared.access import Principal, require
 from shared.events import (
     Application,
@@ -29,10 +31,11 @@ from shared.events import (
     Text,
 )
 from shared.http import ErrorBody, IdempotencyKey
+from shared.http import router as ledger_router
 from shared.service import Runtime
 
 TAGS: list[str | Enum] = ["officers"]
-RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422)}
+RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422, 503)}
 Officer = Annotated[Principal, Depends(require("officer"))]
 LICENSE_NUMBER = re.compile(r"^\d{2}-(\w+)-\d+$")  # YY-AA-NNNNNN: AA is the issuing agency
 
@@ -106,58 +109,77 @@ def _taken(envelope: Envelope) -> ActionTaken:
     )
 
 
-def add_officer_routes(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
-    _add_queue(app, runtime, today)
-    _add_license_actions(app, runtime, today)
+router = ledger_router(tags=TAGS)
 
 
-def _add_queue(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
-    tags, responses = TAGS, RESPONSES
+@dataclass(frozen=True)
+class OfficerDesk:
+    """What the officers' routes need of the review service: its runtime, the reference data, China's date."""
 
-    @app.get("/officer/queue", response_model=list[QueueItem], tags=tags)
-    async def queue(principal: Officer, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
-        """Escalated applications no officer has decided yet, oldest first, with their reasons and due date.
-        An officer sees the own agency's; an auditor sees all."""
-        agency = None if "officer" not in principal.roles else principal.agency_code
-        return [
-            QueueItem(
-                application_id=q.case_id,
-                application=q.application,
-                reasons=list(q.reasons),
-                due=q.due,
-                escalated_at=q.escalated_at,
-            )
-            for q in await cases.open_queue(runtime.pool, limit, agency)
-        ]
+    runtime: Runtime
+    references: ReferenceCache
+    today: Callable[[], date]
 
-    @app.post("/officer/applications/{application_id}/approve", status_code=202, tags=tags, responses=responses)
-    async def approve(application_id: uuid.UUID, body: Approve, principal: Officer) -> ActionTaken:
-        """Grant a license: the application's terms, or fewer vehicles and a shorter validity."""
-        await _own_application(runtime, principal, application_id)
-        acting = principal.acting_officer(body.officer)
-        approval = officer.Approval(officer=acting, quantity=body.quantity, valid_to=body.valid_to)
-        return _taken(await officer.approve(runtime.pool, runtime.append, application_id, approval, today()))
+    async def reference(self) -> ReferenceData:
+        return await self.references.current()
 
-    @app.post("/officer/applications/{application_id}/reject", status_code=202, tags=tags, responses=responses)
-    async def reject(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
-        """Reject the application, with the reasons the applicant reads."""
-        await _own_application(runtime, principal, application_id)
-        acting = principal.acting_officer(body.officer)
-        return _taken(await officer.reject(runtime.pool, runtime.append, application_id, acting, body.reasons))
 
-    @app.post("/officer/applications/{application_id}/return", status_code=202, tags=tags, responses=responses)
-    async def return_(application_id: uuid.UUID, body: Refuse, principal: Officer) -> ActionTaken:
-        """Return the application for correction; the reasons say what to correct before resubmitting."""
-        await _own_application(runtime, principal, application_id)
-        acting = principal.acting_officer(body.officer)
-        envelope = await officer.return_for_correction(
-            runtime.pool, runtime.append, application_id, acting, body.reasons
+def desk(request: Request) -> OfficerDesk:
+    found: OfficerDesk = request.app.state.officer_desk
+    return found
+
+
+Desk = Annotated[OfficerDesk, Depends(desk)]
+
+
+@router.get("/officer/queue", response_model=list[QueueItem])
+async def officer_queue(
+    principal: Officer, desk: Desk, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[QueueItem]:
+    """Escalated applications no officer has decided yet, oldest first, with their reasons and due date.
+    An officer sees the own agency's; an auditor sees all."""
+    agency = None if "officer" not in principal.roles else principal.agency_code
+    return [
+        QueueItem(
+            application_id=q.case_id,
+            application=q.application,
+            reasons=list(q.reasons),
+            due=q.due,
+            escalated_at=q.escalated_at,
         )
-        return _taken(envelope)
+        for q in await queue.open_queue(desk.runtime.pool, limit, agency)
+    ]
+
+
+@router.post("/officer/applications/{application_id}/approve", status_code=202, responses=RESPONSES)
+async def approve(application_id: uuid.UUID, body: Approve, principal: Officer, desk: Desk) -> ActionTaken:
+    """Grant a license: the application's terms, or fewer vehicles and a shorter validity. The rules of a first
+    grant are applied again, to the terms granted and the reference data in force now."""
+    await _own_application(desk.runtime, principal, application_id)
+    approval = officer.Approval(
+        officer=principal.acting_officer(body.officer), quantity=body.quantity, valid_to=body.valid_to
+    )
+    return _taken(await officer.approve(desk.runtime, application_id, approval, desk.today(), await desk.reference()))
+
+
+@router.post("/officer/applications/{application_id}/reject", status_code=202, responses=RESPONSES)
+async def reject(application_id: uuid.UUID, body: Refuse, principal: Officer, desk: Desk) -> ActionTaken:
+    """Reject the application, with the reasons the applicant reads."""
+    await _own_application(desk.runtime, principal, application_id)
+    acting = principal.acting_officer(body.officer)
+    return _taken(await officer.reject(desk.runtime, application_id, acting, body.reasons))
+
+
+@router.post("/officer/applications/{application_id}/return", status_code=202, responses=RESPONSES)
+async def return_(application_id: uuid.UUID, body: Refuse, principal: Officer, desk: Desk) -> ActionTaken:
+    """Return the application for correction; the reasons say what to correct before resubmitting."""
+    await _own_application(desk.runtime, principal, application_id)
+    acting = principal.acting_officer(body.officer)
+    return _taken(await officer.return_for_correction(desk.runtime, application_id, acting, body.reasons))
 
 
 async def _own_application(runtime: Runtime, principal: Principal, application_id: uuid.UUID) -> None:
-    agency = await cases.agency_of_case(runtime.pool, application_id)
+    agency = await queue.agency_of_case(runtime.pool, application_id)
     if agency is not None:  # an application never escalated is answered 404 by the action itself
         principal.ensure_agency(agency)
 
@@ -168,44 +190,48 @@ def _own_license(principal: Principal, number: str) -> None:
         principal.ensure_agency(found.group(1))
 
 
-def _add_license_actions(app: FastAPI, runtime: Runtime, today: Callable[[], date]) -> None:
-    tags, responses, append = TAGS, RESPONSES, runtime.append
+@router.post("/officer/licenses/{number}/suspend", status_code=202, responses=RESPONSES)
+async def suspend(
+    number: str, principal: Officer, body: WithReason, desk: Desk, idempotency_key: IdempotencyKey = None
+) -> ActionTaken:
+    """Suspend an active license: exports on it are refused until it is reinstated."""
+    _own_license(principal, number)
+    acting = principal.acting_officer(body.officer)
+    return _taken(await officer.suspend(desk.runtime, number, acting, body.reason, idempotency_key))
 
-    def pool() -> asyncpg.Pool:
-        return runtime.pool
 
-    @app.post("/officer/licenses/{number}/suspend", status_code=202, tags=tags, responses=responses)
-    async def suspend(
-        number: str, principal: Officer, body: WithReason, idempotency_key: IdempotencyKey = None
-    ) -> ActionTaken:
-        """Suspend an active license: exports on it are refused until it is reinstated."""
-        _own_license(principal, number)
-        acting = principal.acting_officer(body.officer)
-        return _taken(await officer.suspend(pool(), append, number, acting, body.reason, idempotency_key))
+@router.post("/officer/licenses/{number}/reinstate", status_code=202, responses=RESPONSES)
+async def reinstate(
+    number: str, principal: Officer, body: Reinstate, desk: Desk, idempotency_key: IdempotencyKey = None
+) -> ActionTaken:
+    """Reinstate a suspended license: it is active again on its remaining balance, if the rules of a first grant
+    still pass on its terms."""
+    _own_license(principal, number)
+    acting = principal.acting_officer(body.officer)
+    reference = await desk.reference()
+    envelope = await officer.reinstate(
+        desk.runtime, number, acting, body.note, idempotency_key, desk.today(), reference
+    )
+    return _taken(envelope)
 
-    @app.post("/officer/licenses/{number}/reinstate", status_code=202, tags=tags, responses=responses)
-    async def reinstate(
-        number: str, principal: Officer, body: Reinstate, idempotency_key: IdempotencyKey = None
-    ) -> ActionTaken:
-        """Reinstate a suspended license: it is active again on its remaining balance."""
-        _own_license(principal, number)
-        acting = principal.acting_officer(body.officer)
-        return _taken(await officer.reinstate(pool(), append, number, acting, body.note, idempotency_key))
 
-    @app.post("/officer/licenses/{number}/revoke", status_code=202, tags=tags, responses=responses)
-    async def revoke(
-        number: str, principal: Officer, body: WithReason, idempotency_key: IdempotencyKey = None
-    ) -> ActionTaken:
-        """Revoke an active or suspended license for good."""
-        _own_license(principal, number)
-        acting = principal.acting_officer(body.officer)
-        return _taken(await officer.revoke(pool(), append, number, acting, body.reason, idempotency_key))
+@router.post("/officer/licenses/{number}/revoke", status_code=202, responses=RESPONSES)
+async def revoke(
+    number: str, principal: Officer, body: WithReason, desk: Desk, idempotency_key: IdempotencyKey = None
+) -> ActionTaken:
+    """Revoke an active, suspended or exhausted license for good."""
+    _own_license(principal, number)
+    acting = principal.acting_officer(body.officer)
+    return _taken(await officer.revoke(desk.runtime, number, acting, body.reason, idempotency_key))
 
-    @app.post("/officer/licenses/{number}/replace", status_code=202, tags=tags, responses=responses)
-    async def replace(
-        number: str, principal: Officer, body: Replace, idempotency_key: IdempotencyKey = None
-    ) -> ActionTaken:
-        """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance."""
-        _own_license(principal, number)
-        request = officer.Replacement(**{**body.model_dump(), "officer": principal.acting_officer(body.officer)})
-        return _taken(await officer.replace(pool(), append, number, request, idempotency_key, today()))
+
+@router.post("/officer/licenses/{number}/replace", status_code=202, responses=RESPONSES)
+async def replace(
+    number: str, principal: Officer, body: Replace, desk: Desk, idempotency_key: IdempotencyKey = None
+) -> ActionTaken:
+    """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance. The
+    terms pass the rules of a first grant (a known port, after-sales coverage in the destination, ...)."""
+    _own_license(principal, number)
+    request = officer.Replacement(**{**body.model_dump(), "officer": principal.acting_officer(body.officer)})
+    reference = await desk.reference()
+    return _taken(await officer.replace(desk.runtime, number, request, idempotency_key, desk.today(), reference))

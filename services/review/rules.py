@@ -231,14 +231,15 @@ def price_is_plausible(
 
 
 Rule = Callable[[Application, ReferenceData, date, Policy], Iterable[Reason]]
-REJECTING: tuple[Rule, ...] = (
+TERMS: tuple[Rule, ...] = (
     applicant_is_qualified,
     model_is_listed,
     one_destination_port_and_contract,
     after_sales_coverage,
     zero_mileage_guard,
-    license_year_is_open,
 )
+"""The rules a license's terms must pass, on every path that creates or changes them (``terms_refusals``)."""
+REJECTING: tuple[Rule, ...] = (*TERMS, license_year_is_open)
 ESCALATING: tuple[Rule, ...] = (zero_mileage_borderline, price_is_plausible)
 
 
@@ -294,6 +295,43 @@ def _failures(
     return tuple(reason for rule in rules for reason in rule(app, ref, today, policy))
 
 
+@dataclass(frozen=True)
+class Terms:
+    """A license's terms as a path sets them: the first grant, an officer's approval, a replacement, a
+    reinstatement (the terms it would be active on again)."""
+
+    valid_from: date
+    valid_to: date
+    quantity: int
+    port_of_exit: str
+    destination_country: str
+
+
+def terms_refusals(
+    app: Application, terms: Terms, ref: ReferenceData, today: date, policy: Policy = DEFAULT_POLICY
+) -> tuple[Reason, ...]:
+    """Why a license may not stand on ``terms`` (none if it may), whichever path sets them: the rules of the
+    application (``TERMS``) on the application as these terms change it (its port, destination, quantity),
+    and rule 7 on the validity. The one check of grants, approvals, replacements and reinstatements."""
+    changed = app.model_copy(
+        update={
+            "port_of_exit": terms.port_of_exit,
+            "destination_country": terms.destination_country,
+            "quantity": terms.quantity,
+        }
+    )
+    return _failures(TERMS, changed, ref, today, policy) + tuple(_validity_refusals(terms, policy))
+
+
+def _validity_refusals(terms: Terms, policy: Policy) -> Iterable[Reason]:
+    longest = validity(terms.valid_from, policy.validity_months)[1]
+    if not terms.valid_from <= terms.valid_to <= longest:
+        yield _reason(
+            "validity_out_of_range",
+            f"a license valid from {terms.valid_from} ends by {longest} (rule 7); {terms.valid_to} given",
+        )
+
+
 def decide(
     app: Application,
     ref: ReferenceData,
@@ -306,11 +344,15 @@ def decide(
 
     ``submitted`` is when the application became complete (default ``today``): rule 12 counts from it.
     """
-    if rejections := _failures(REJECTING, app, ref, today, policy):
+    valid_from, valid_to = validity(license_start(app, today), policy.validity_months)
+    terms = Terms(valid_from, valid_to, app.quantity, app.port_of_exit, app.destination_country)
+    rejections = terms_refusals(app, terms, ref, today, policy) + _failures(
+        (license_year_is_open,), app, ref, today, policy
+    )
+    if rejections:
         return Reject(rejections)
     if escalations := _failures(ESCALATING, app, ref, today, policy):
         due = due_date(submitted or today, policy.decision_working_days, ref.is_working_day)
         return Escalate(escalations, due=due)
-    valid_from, valid_to = validity(license_start(app, today), policy.validity_months)
     batch = BatchMode.SINGLE if app.condition is Condition.USED else BatchMode.MULTI
     return Grant(valid_from=valid_from, valid_to=valid_to, quantity=app.quantity, batch_mode=batch)

@@ -21,9 +21,10 @@ from services.registry import app as registry
 from services.review import app as review
 from shared import access
 from shared.events import ApplicationRejected, Envelope, LicenseGranted, LicenseSuspended
+from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, eventually, read_topic, serving
+from tests.support import envelopes, eventually, everything_on, read_topic, serving
 
 Body = dict[str, Any]
 OFFICER = "officer.wang"
@@ -36,6 +37,8 @@ class System:
     applications: httpx.AsyncClient
     review: httpx.AsyncClient
     registry: httpx.AsyncClient
+    kafka: KafkaConnection
+    cases: str  # the case stream's topic
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ async def system(infrastructure: Infrastructure, database_url: str, topics: Topi
         apps = await stack.enter_async_context(serving(applications.create_app(applications.Settings(**common))))
         rev = await stack.enter_async_context(serving(review.create_app(review.Settings(**common))))
         reg = await stack.enter_async_context(serving(registry.create_app(registry.Settings(**common))))
-        yield System(apps, rev, reg)
+        yield System(apps, rev, reg, infrastructure.kafka, topics.cases)
 
 
 async def _when(client: httpx.AsyncClient, path: str, ready: Callable[[Any], bool]) -> Any:
@@ -110,6 +113,18 @@ async def _export(system: System, number: str, sequence: int, quantity: int = 2)
     assert answer.status_code == 202, answer.text
     judged: list[Body] = await _when(system.registry, f"/exports/{declaration}", lambda b: bool(b))
     return judged[0]
+
+
+async def _case_events(system: System, case_id: str) -> list[Envelope]:
+    """Every event of the case in the log now (the answers above came after their events were followed)."""
+    return [e for e in envelopes(await everything_on(system.kafka, system.cases)) if str(e.case_id) == case_id]
+
+
+async def _events(system: System, number: str) -> list[Envelope]:
+    """Every event of the case that holds license ``number``."""
+    everything = envelopes(await everything_on(system.kafka, system.cases))
+    case = next(e.case_id for e in everything if getattr(e.payload, "license_number", None) == number)
+    return [e for e in everything if e.case_id == case]
 
 
 def _refused_with(code: str) -> Callable[[Body], bool]:
@@ -198,13 +213,8 @@ async def test_an_undecided_application_is_withdrawn_and_no_officer_can_decide_i
     late = await _act(system, f"/officer/applications/{application_id}/approve", {}, status=409)
     assert late["errors"][0]["code"] == "application_withdrawn"
 
-    async def refused_again() -> Body | None:
-        again = await system.applications.post(f"/applications/{application_id}/withdraw")
-        return again.json() if again.status_code == 409 else None
-
-    assert (await eventually(refused_again, what="a second withdrawal refused"))["errors"][0]["code"] == (
-        "application_withdrawn"
-    )
+    again = await system.applications.post(f"/applications/{application_id}/withdraw")
+    assert (again.status_code, again.json()["event_id"]) == (202, answer.json()["event_id"]), "a retry, in effect"
 
 
 async def test_a_suspended_license_refuses_exports_until_it_is_reinstated(system: System) -> None:
@@ -236,12 +246,12 @@ async def test_a_replaced_license_ends_and_its_successor_carries_the_remaining_b
     number = await _granted(system)
     assert (await _export(system, number, 1, quantity=3))["outcome"] == "accepted"
     await _license(system, number, balance=7)
-    replaced = await _act(system, f"/officer/licenses/{number}/replace", {"reason": WHY, "destination_country": "CL"})
+    replaced = await _act(system, f"/officer/licenses/{number}/replace", {"reason": WHY, "destination_country": "PE"})
     successor = replaced["successor_license_number"]
     assert successor != number
     await _license(system, number, status="replaced")
     carried = await _license(system, successor, status="active")
-    assert (carried["quantity"], carried["balance"], carried["destination_country"]) == (7, 7, "CL")
+    assert (carried["quantity"], carried["balance"], carried["destination_country"]) == (7, 7, "PE")
     assert _refused_with("license_replaced")(await _export(system, number, 2))
     assert (await _export(system, successor, 3, quantity=7))["outcome"] == "accepted"
     await _license(system, successor, status="exhausted", balance=0)
@@ -275,3 +285,78 @@ async def test_an_action_is_attributed_to_the_officer_the_credential_was_issued_
     suspended = (await _event(infrastructure, topics, taken.json()["event_id"])).payload
     assert isinstance(suspended, LicenseSuspended) and suspended.officer == OFFICER
     await _license(system, number, status="suspended")
+
+
+@pytest.mark.parametrize(
+    ("terms", "code"),
+    [
+        ({"port_of_exit": "CNZZZ"}, "unknown_port"),  # refused as unknown_port at application
+        ({"destination_country": "CL"}, "no_after_sales_coverage"),  # rule 4: no outlet of the applicant there
+        ({"valid_to": "2099-01-01"}, "validity_out_of_range"),  # rule 7
+    ],
+)
+async def test_a_replacement_passes_the_rules_of_a_first_grant(system: System, terms: Body, code: str) -> None:
+    number = await _granted(system)
+    refused = await _act(system, f"/officer/licenses/{number}/replace", {"reason": WHY, **terms}, status=422)
+    assert refused["code"] == code and [e["code"] for e in refused["errors"]] == [code]
+    await _license(system, number, status="active")  # nothing happened: no successor, no event
+    assert not [e for e in await _events(system, number) if e.type == "LicenseReplaced"]
+
+
+async def test_an_approval_and_a_reinstatement_pass_the_rules_of_a_first_grant_on_the_reference_data_of_now(
+    system: System,
+) -> None:
+    """The applicant's listing suspended after the escalation (or the suspension): an officer can no longer
+    approve the application, nor reinstate the license."""
+    application_id = await _escalated(system)
+    number = await _granted(system)
+    await _act(system, f"/officer/licenses/{number}/suspend", {"reason": WHY})
+    await _license(system, number, status="suspended")
+    year = date.today().year
+    listing = {"status": "suspended", "changed_by": "admin.zhao", "why": "CCC audit failed"}
+    changed = await system.review.put(
+        f"/admin/reference/enterprises/{samples.QILIN_MOTOR}/listing/{year}", json=listing
+    )
+    assert changed.status_code == 200, changed.text
+    approve = await _act(system, f"/officer/applications/{application_id}/approve", {}, status=422)
+    reinstate = await _act(system, f"/officer/licenses/{number}/reinstate", {}, status=422)
+    assert approve["code"] == reinstate["code"] == "applicant_listing_suspended"
+
+
+async def test_an_officer_approving_again_on_other_terms_is_told_it_is_decided(system: System) -> None:
+    application_id = await _escalated(system)
+    path = f"/officer/applications/{application_id}/approve"
+    first = await _act(system, path, {"quantity": 5})
+    assert (await _act(system, path, {"quantity": 5}))["event_id"] == first["event_id"], "the same request: a retry"
+    other = await _act(system, path, {"quantity": 2}, status=409)
+    assert other["code"] == "already_decided"
+    assert (await _status(system, application_id, "approved"))["license_number"] == first["license_number"]
+
+
+async def test_an_exhausted_license_cannot_be_suspended_or_replaced_and_nothing_is_appended(system: System) -> None:
+    number = await _granted(system)
+    assert (await _export(system, number, 1, quantity=10))["outcome"] == "accepted"
+    await _license(system, number, status="exhausted", balance=0)
+    for action in ("suspend", "replace"):
+        refused = await _act(system, f"/officer/licenses/{number}/{action}", {"reason": WHY}, status=409)
+        assert refused["code"] == "license_exhausted"
+    assert [e.type for e in await _events(system, number) if e.type.startswith("License")] == ["LicenseGranted"]
+
+
+async def test_a_withdrawal_after_the_decision_is_refused_and_appends_nothing(system: System) -> None:
+    application_id = await _submit(system)
+    await _status(system, application_id, "approved")
+    late = await system.applications.post(f"/applications/{application_id}/withdraw")
+    assert (late.status_code, late.json()["code"]) == (409, "application_approved")
+    assert "ApplicationWithdrawn" not in [e.type for e in await _case_events(system, application_id)]
+
+
+async def test_a_resubmission_is_judged_against_the_case_as_it_stands_now(system: System) -> None:
+    """Returned, then resubmitted at once: never told 'submitted, not returned' because it looked too early."""
+    application_id = await _escalated(system)
+    fix = {"code": "price_unexplained", "message": "correct the unit price or attach the contract"}
+    await _act(system, f"/officer/applications/{application_id}/return", {"reasons": [fix]})
+    again = await system.applications.post(
+        f"/applications/{application_id}/resubmit", json=samples.application_data(quantity=8)
+    )
+    assert again.status_code == 202, again.text

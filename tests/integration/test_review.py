@@ -13,7 +13,17 @@ from services.review.app import Settings, create_app
 from shared.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for, signed
+from tests.support import (
+    envelopes,
+    eventually,
+    everything_on,
+    producer,
+    read_topic,
+    send_signed,
+    serving,
+    settings_for,
+    signed,
+)
 
 
 def _decisions(records: list) -> list:  # type: ignore[type-arg]
@@ -32,20 +42,35 @@ async def _decided(
     return _decisions(records)
 
 
-async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_gets_the_same_decision(
+async def test_a_submission_is_granted_a_numbered_license_and_a_redelivery_appends_nothing_more(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     application_id = uuid.uuid4()
     submission = submitted(samples.application(), application_id=application_id, channel="http")
-    first, second = await _decided(infrastructure, database_url, topics, submission, deliveries=2)
-    assert first == second
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    connection = await asyncpg.connect(database_url)
+    try:
+        async with serving(create_app(settings)), producer(infrastructure.kafka) as send:
+            key = str(submission.case_id).encode()
+            await send_signed(send, topics.cases, submission.to_bytes(), key=key)
+            await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(_decisions(r)) >= 1)
+            again = await send_signed(send, topics.cases, submission.to_bytes(), key=key)
+
+            async def followed_past_the_redelivery() -> bool | None:
+                position = await connection.fetchval(
+                    "SELECT next_offset FROM review.followed_positions WHERE partition = $1", again.partition
+                )
+                return True if position is not None and position > again.offset else None
+
+            await eventually(followed_past_the_redelivery, what="review read the submission again")
+        [first] = _decisions(await everything_on(infrastructure.kafka, topics.cases))
+        assert await connection.fetchval("SELECT count(*) FROM review.decisions") == 1
+    finally:
+        await connection.close()
     assert isinstance(first.payload, LicenseGranted)
     assert re.fullmatch(r"\d{2}-44-\d{6}", first.payload.license_number)
     assert first.case_id == application_id and first.causation_id == submission.event_id
     assert first.payload.officer is None  # the rules granted it, no officer
-    connection = await asyncpg.connect(database_url)
-    assert await connection.fetchval("SELECT count(*) FROM review.decisions") == 1
-    await connection.close()
 
 
 async def test_an_ineligible_submission_is_rejected_with_reason_codes(

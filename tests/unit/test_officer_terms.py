@@ -6,20 +6,23 @@ from datetime import UTC, date, datetime
 import pytest
 
 from licensectl import samples
-from services.applications.cases import CaseStatus, follow
-from services.review.cases import License
 from services.review.officer import Replacement, approved_grant, successor_terms
+from services.review.rules import Terms
+from shared import fold
 from shared.events import (
     ApplicationEscalated,
     ApplicationResubmitted,
     ApplicationReturned,
+    ApplicationStatus,
     ApplicationSubmitted,
     ApplicationWithdrawn,
     BatchMode,
     Envelope,
     Event,
+    LicenseStatus,
     Reason,
 )
+from shared.fold import Case, LicenseEntry
 from shared.refusal import Refusal
 
 TODAY = date(2026, 3, 10)
@@ -64,34 +67,31 @@ def test_a_used_vehicle_batch_is_granted_whole_or_not_at_all() -> None:
         approved_grant(used, TODAY, quantity=1, valid_to=None)
 
 
-def _license(**overrides: object) -> License:
+def _license(**overrides: object) -> LicenseEntry:
     data: dict[str, object] = {
         "license_number": "26-44-000001",
         "case_id": uuid.uuid4(),
-        "status": "active",
+        "status": LicenseStatus.ACTIVE,
         "applicant_code": samples.QILIN_MOTOR,
         "quantity": 10,
+        "balance": 7,
+        "declarations_used": 1,
         "valid_from": date(2026, 3, 1),
         "valid_to": date(2026, 8, 31),
         "port_of_exit": "CNSZX",
         "destination_country": "MX",
-        "batch_mode": "multi",
-        "version": 0,
-        "successor": None,
+        "batch_mode": BatchMode.MULTI,
+        "vins": (),
         "granted_at": datetime(2026, 3, 1, tzinfo=UTC),
     }
-    return License(**{**data, **overrides})  # type: ignore[arg-type]
+    return LicenseEntry(**{**data, **overrides})  # type: ignore[arg-type]
 
 
-def test_a_successor_keeps_the_old_terms_unless_changed_and_starts_today() -> None:
+def test_a_successor_keeps_the_old_terms_unless_changed_starts_today_and_carries_the_balance() -> None:
     terms = successor_terms(_license(), Replacement(officer="o", reason=WHY, destination_country="CL"), TODAY)
-    assert terms == {
-        "valid_from": TODAY,
-        "valid_to": date(2026, 8, 31),
-        "port_of_exit": "CNSZX",
-        "destination_country": "CL",
-        "quantity": None,
-    }
+    assert terms == Terms(
+        valid_from=TODAY, valid_to=date(2026, 8, 31), quantity=7, port_of_exit="CNSZX", destination_country="CL"
+    )
 
 
 @pytest.mark.parametrize(
@@ -108,24 +108,25 @@ def test_a_successor_stays_within_rule_7_and_the_licensed_quantity(request_: Rep
     assert refused.value.reason.code == code
 
 
-def _follow(*events: Event) -> CaseStatus | None:
-    case_id, status = uuid.uuid4(), None
+def _follow(*events: Event) -> Case:
+    case = Case(case_id=uuid.uuid4())
     for event in events:
-        status = follow(status, Envelope.wrap(event, case_id=case_id, producer="test")) or status
-    return status
+        case, _ = fold.apply(case, Envelope.wrap(event, case_id=case.case_id, producer="test"))
+    return case
 
 
-def test_the_applications_service_follows_a_return_and_a_resubmission() -> None:
+def test_the_case_fold_follows_a_return_and_a_resubmission() -> None:
     returned = ApplicationReturned(officer="o", reasons=(WHY,))
     submitted = ApplicationSubmitted(application=samples.application(), channel="http")
     escalated = ApplicationEscalated(reasons=(WHY,), due=TODAY)
-    status = _follow(submitted, escalated, returned)
-    assert status is not None and status.status == "returned" and status.returned_event_id is not None
-    again = ApplicationResubmitted(application=samples.application(), returned_event_id=status.returned_event_id)
-    assert (_follow(submitted, escalated, returned, again) or status).status == "submitted"
+    case = _follow(submitted, escalated, returned)
+    assert case.application is not None and case.application.status is ApplicationStatus.RETURNED
+    again = ApplicationResubmitted(application=samples.application(), returned_event_id=uuid.uuid4())
+    resubmitted = _follow(submitted, escalated, returned, again)
+    assert resubmitted.application is not None and resubmitted.application.status is ApplicationStatus.SUBMITTED
 
 
 def test_a_withdrawal_after_a_return_changes_nothing() -> None:
     submitted = ApplicationSubmitted(application=samples.application(), channel="http")
-    status = _follow(submitted, ApplicationReturned(officer="o", reasons=(WHY,)), ApplicationWithdrawn())
-    assert status is not None and status.status == "returned"
+    case = _follow(submitted, ApplicationReturned(officer="o", reasons=(WHY,)), ApplicationWithdrawn())
+    assert case.application is not None and case.application.status is ApplicationStatus.RETURNED

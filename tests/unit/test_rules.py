@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from licensectl import samples
@@ -20,6 +22,7 @@ from services.review.rules import (
     Policy,
     Reject,
     Rule,
+    Terms,
     after_sales_coverage,
     applicant_is_qualified,
     decide,
@@ -28,6 +31,7 @@ from services.review.rules import (
     model_is_listed,
     one_destination_port_and_contract,
     price_is_plausible,
+    terms_refusals,
     validity,
     zero_mileage_borderline,
     zero_mileage_guard,
@@ -441,3 +445,23 @@ def test_a_decision_is_due_three_working_days_after_submission(submitted: date, 
 )
 def test_the_reference_calendar_skips_holidays_and_counts_worked_weekends(submitted: date, due: date) -> None:
     assert due_date(submitted, is_working_day=REF.is_working_day) == due
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    port=st.sampled_from(["CNSZX", "CNSHA", "CNTXG", "CNZZZ", "CNXXX"]),
+    destination=st.sampled_from(["MX", "PE", "RU", "CL", "NZ", "US", "BR"]),
+    quantity=st.integers(1, 10),
+)
+def test_every_path_that_sets_a_licenses_terms_refuses_them_as_a_first_grant_would(
+    port: str, destination: str, quantity: int
+) -> None:
+    """Rule for rule, ``terms_refusals`` (approval, replacement, reinstatement) refuses the terms a first grant
+    refuses: the same codes, in the same order, as ``decide`` on the application made out for those terms."""
+    app = samples.application()
+    made_out = samples.application(port_of_exit=port, destination_country=destination, quantity=quantity)
+    valid_from, valid_to = validity(TODAY)
+    terms = Terms(valid_from, valid_to, quantity, port, destination)
+    decided = decide(made_out, REF, TODAY)
+    expected = [r.code for r in decided.reasons] if isinstance(decided, Reject) else []
+    assert [r.code for r in terms_refusals(app, terms, REF, TODAY)] == expected
