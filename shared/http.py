@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -136,6 +136,11 @@ class LedgerRoute(APIRoute):
             return await handler(request)
 
         return route
+
+
+def router(**options: Any) -> APIRouter:
+    """A router of a service's routes: every route a :class:`LedgerRoute` (credentials first, strict JSON)."""
+    return APIRouter(route_class=LedgerRoute, **options)
 
 
 def _is_json(request: Request) -> bool:
