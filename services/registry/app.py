@@ -16,25 +16,18 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.registry import checkpoints, store
+from services.registry import admission, checkpoints, store
 from services.registry.projector import Projector, relay_forever, run_forever
-from shared import fold as ledger
 from shared.access import Principal, require
 from shared.events import (
     VIN,
-    Envelope,
     ExportDeclaration,
-    ExportRecorded,
-    ExportRefused,
     LicenseState,
     Reason,
-    derived_event_id,
 )
 from shared.fold import LicenseEntry
 from shared.http import ErrorBody
 from shared.intake import (
-    RecordExport,
-    decode_command,
     keep_batch_bodies,
     parse_record_batch,
     records_by_partition,
@@ -343,68 +336,29 @@ def _license_view(entry: LicenseEntry) -> LicenseView:
     )
 
 
-def declaration_event_id(declaration: ExportDeclaration) -> uuid.UUID:
-    """One id per declaration, whichever verdict event carries it: a resent one is a duplicate."""
-    return derived_event_id(f"{declaration.license_number}/{declaration.declaration_number}", "export")
-
-
-async def admit(runtime: Runtime, declaration: ExportDeclaration) -> Envelope:
-    """Append customs' declaration to its license's case; the fold accepts or refuses it there.
-
-    Rule 9 spans cases, which the fold cannot see across, so the VINs are claimed here first: a VIN that
-    another declaration holds makes the appended event an ``ExportRefused`` (docs/vin-uniqueness.md).
-    """
-    case_id = await store.license_case(runtime.pool, declaration.license_number)
-    if case_id is None:
-        raise Refusal(422, "unknown_license", f"no license {declaration.license_number} in the ledger")
-    event_id = declaration_event_id(declaration)
-    async with runtime.pool.acquire() as connection, connection.transaction():
-        # Shared like a ledger batch, so a replay's swap carries the claims over with nothing in flight.
-        await connection.execute(store.LEDGER_LOCK_SHARED)
-        taken = await store.claim_vins(
-            connection,
-            vins=declaration.vins,
-            declaration=declaration.declaration_number,
-            license_number=declaration.license_number,
-            event_id=event_id,
-        )
-        fields = declaration.model_dump()
-        event = ExportRecorded(**fields) if taken is None else ExportRefused(**fields, reason=taken)
-        envelope = Envelope.wrap(event, case_id=case_id, producer=PRODUCER, event_id=event_id)
-        # Appended before the claims commit: an append that fails leaves no claim behind to block the VINs.
-        await runtime.append(envelope)
-    return envelope
-
-
-async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Reason | None:
-    """Why the ledger would refuse ``declaration`` now, or None; reads the ledger and the claims, writes nothing."""
-    case_id = await store.license_case(pool, declaration.license_number)
-    if case_id is None:
-        return Reason(code="unknown_license", message=f"no license {declaration.license_number} in the ledger")
-    event_id = declaration_event_id(declaration)
-    if any(r["event_id"] == event_id for r in await store.exports_of_declaration(pool, declaration.declaration_number)):
-        return Reason(code="already_recorded", message=f"declaration {declaration.declaration_number} is recorded")
-    export = ExportRecorded(**declaration.model_dump())
-    case = await store.load_case(pool, case_id)
-    return ledger.judge(case, export) or await store.vin_claimed_elsewhere(pool, export.vins, event_id)
-
-
 def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None:
+    def ledger_problem() -> str | None:
+        """Why the ledger cannot be trusted to follow its log now (its own health checks), or None."""
+        failing = [f"{name}: {state}" for name, check in runtime.checks.items() if (state := check()) != "ok"]
+        return "the ledger does not follow its log now: " + "; ".join(failing) if failing else None
+
     @app.post("/exports", status_code=202, response_model=ExportAccepted, tags=["exports"], dependencies=CUSTOMS)
     async def record_export(declaration: ExportDeclaration) -> ExportAccepted:
         """Record an export declaration against a license (customs). Resending it changes nothing."""
-        envelope = await admit(runtime, declaration)
+        event_id = await admission.admit(runtime, declaration, ledger_problem)
         return ExportAccepted(
             declaration_number=declaration.declaration_number,
             license_number=declaration.license_number,
-            event_id=envelope.event_id,
+            event_id=event_id,
             status_url=f"/exports/{declaration.declaration_number}",
         )
 
     @app.post("/exports/check", response_model=PreCheck, tags=["exports"], dependencies=CUSTOMS)
     async def check_export(declaration: ExportDeclaration) -> PreCheck:
         """Customs' pre-check: would this declaration pass now? Judged by the ledger; nothing is recorded."""
-        reason = await would_refuse(runtime.pool, declaration)
+        if (problem := ledger_problem()) is not None:
+            raise Refusal(503, "ledger_unavailable", problem, headers={"Retry-After": "30"})
+        reason = await admission.would_refuse(runtime.pool, declaration)
         return PreCheck(would_pass=reason is None, reason=reason)
 
     @runtime.broker.subscriber(
@@ -432,14 +386,4 @@ def _add_exports(app: FastAPI, runtime: Runtime, intake_batch_size: int) -> None
 
     async def admit_in_order(reader: Reader, records: list[Any]) -> None:
         for record in records:
-            await reader.each(record, partial(record_export_command, runtime))
-
-
-async def record_export_command(runtime: Runtime, record: Any) -> None:
-    """Take one customs backend's ``RecordExport``: read it, check its signature, admit the declaration."""
-    intake, command = decode_command(
-        record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
-    )
-    await runtime.check_signature(record, intake.sender)
-    assert isinstance(command, RecordExport)
-    await admit(runtime, command.declaration)
+            await reader.each(record, partial(admission.record_export_command, runtime, ledger_problem))

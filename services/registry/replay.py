@@ -456,7 +456,7 @@ async def _swap(
                 await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
                 if await live_offsets(connection, live_schema, topic) != folded:
                     continue  # the live ledger moved on while we waited for the lock: catch up again
-                await _carry_vin_claims(connection, live_schema, schema)
+                await _carry_intake_state(connection, live_schema, schema)
                 await connection.execute(f"ALTER SCHEMA {_q(live_schema)} RENAME TO {_q(retired)}")
                 await connection.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(live_schema)}")
                 return
@@ -464,8 +464,13 @@ async def _swap(
         await pool.close()
 
 
-async def _carry_vin_claims(connection: asyncpg.Connection, live_schema: str, schema: str) -> None:
-    """The intake's VIN claims are not ledger content (pending ones precede their events): the rebuilt
-    ledger takes the live ones as they stand, under the lock the intake also holds while it claims."""
-    await connection.execute(f"DELETE FROM {_q(schema)}.vin_claims")
-    await connection.execute(f"INSERT INTO {_q(schema)}.vin_claims SELECT * FROM {_q(live_schema)}.vin_claims")
+async def _carry_intake_state(connection: asyncpg.Connection, live_schema: str, schema: str) -> None:
+    """The intake's own tables are not ledger content (a pending VIN claim, a declaration admitted, precede
+    their events): the rebuilt ledger takes the live ones as they stand, under the lock the intake also holds
+    while it admits."""
+    for table in INTAKE_TABLES:
+        await connection.execute(f"DELETE FROM {_q(schema)}.{table}")
+        await connection.execute(f"INSERT INTO {_q(schema)}.{table} SELECT * FROM {_q(live_schema)}.{table}")
+
+
+INTAKE_TABLES = ("vin_claims", "declarations")

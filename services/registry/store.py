@@ -11,10 +11,9 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from pydantic_core import to_json
 
-from services.registry import chain
+from services.registry import chain, vins
 from shared import fold as ledger
 from shared.db import Connection
 from shared.events import ApplicationStatus, BatchMode, Envelope, LicenseState, LicenseStatus, Reason
@@ -207,7 +206,7 @@ async def apply_batch(
                 (license_.license_number, envelope.event_id, partition, positioned.offset, envelope.occurred_at, state)
             )
     await _save(connection, *_changed_rows(loaded, cases), exports)
-    await _settle_claims(connection, exports)
+    await vins.settle(connection, exports)
     await _record_changes(connection, history, publish=outbox)
     if fresh:
         await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
@@ -545,93 +544,6 @@ async def license_history(pool: asyncpg.Pool, number: str) -> list[tuple[int, in
     """Every state of the license in stream order, with the partition and offset that made it."""
     rows = await pool.fetch(LICENSE_HISTORY, number)
     return [(r["partition"], r["offset"], LicenseState.model_validate_json(r["state"])) for r in rows]
-
-
-# VIN claims (rule 9 across licenses): the intake claims, the fold settles. See docs/vin-uniqueness.md.
-
-# A released claim (its declaration was refused) is free to take; a pending or accepted one is not.
-CLAIM_VINS = """
-INSERT INTO vin_claims (vin, declaration_number, license_number, event_id, state)
-SELECT vin, $2, $3, $4, 'pending' FROM unnest($1::text[]) AS vin
-ON CONFLICT (vin) DO UPDATE SET
-    declaration_number = EXCLUDED.declaration_number, license_number = EXCLUDED.license_number,
-    event_id = EXCLUDED.event_id, state = 'pending', claimed_at = now()
-WHERE vin_claims.state = 'released' AND vin_claims.event_id <> EXCLUDED.event_id
-"""
-CLAIMED_BY_OTHERS = """
-SELECT vin, declaration_number, license_number, state FROM vin_claims
-WHERE vin = ANY($1::text[]) AND event_id <> $2 AND state <> 'released' ORDER BY vin
-"""
-# An accepted export holds its VINs for good; one that reached the log without the intake claims them here.
-ACCEPT_CLAIMS = """
-INSERT INTO vin_claims (vin, declaration_number, license_number, event_id, state)
-SELECT vin, $2, $3, $4, 'accepted' FROM unnest($1::text[]) AS vin
-ON CONFLICT (vin) DO UPDATE SET
-    declaration_number = EXCLUDED.declaration_number, license_number = EXCLUDED.license_number,
-    event_id = EXCLUDED.event_id, state = 'accepted'
-WHERE vin_claims.event_id = EXCLUDED.event_id OR vin_claims.state = 'released'
-"""
-RELEASE_CLAIMS = "UPDATE vin_claims SET state = 'released' WHERE event_id = $1 AND state = 'pending'"
-
-
-class _Taken(Exception):
-    def __init__(self, reason: Reason) -> None:
-        self.reason = reason
-
-
-async def claim_vins(
-    connection: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record],
-    *,
-    vins: Iterable[str],
-    declaration: str,
-    license_number: str,
-    event_id: uuid.UUID,
-) -> Reason | None:
-    """Claim ``vins`` for the declaration in the caller's transaction, or say which another holds (then none)."""
-    wanted = sorted(set(vins))  # one order for every intake, so two claiming overlapping sets cannot deadlock
-    if not wanted:
-        return None
-    try:
-        async with connection.transaction():  # a savepoint: a refused claim leaves no VIN half-claimed
-            await connection.execute(CLAIM_VINS, wanted, declaration, license_number, event_id)
-            taken = await vin_claimed_elsewhere(connection, wanted, event_id)
-            if taken is not None:
-                raise _Taken(taken)
-    except _Taken as refused:
-        return refused.reason
-    return None
-
-
-async def vin_claimed_elsewhere(
-    connection: asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy[asyncpg.Record],
-    vins: Iterable[str],
-    event_id: uuid.UUID,
-) -> Reason | None:
-    """``vin_already_exported`` if another declaration holds one of ``vins`` (accepted, or being judged)."""
-    rows = await connection.fetch(CLAIMED_BY_OTHERS, sorted(set(vins)), event_id)
-    if not rows:
-        return None
-    first = rows[0]
-    how = "exported" if first["state"] == "accepted" else "declared, and the ledger is judging it,"
-    return Reason(
-        code="vin_already_exported",
-        message=f"VIN {first['vin']} was {how} under declaration {first['declaration_number']} "
-        f"on license {first['license_number']}",
-    )
-
-
-async def _settle_claims(connection: Connection, exports: list[ExportEntry]) -> None:
-    """Settle the intake's claims as the fold judged: accepted VINs stay claimed, a refusal releases them."""
-    accepted = [
-        (sorted(set(e.vins)), e.declaration_number, e.license_number, e.event_id)
-        for e in exports
-        if e.vins and e.outcome is ledger.Outcome.ACCEPTED
-    ]
-    refused = [(e.event_id,) for e in exports if e.vins and e.outcome is ledger.Outcome.REFUSED]
-    if accepted:
-        await connection.executemany(ACCEPT_CLAIMS, accepted)
-    if refused:
-        await connection.executemany(RELEASE_CLAIMS, refused)
 
 
 # ``vins <> '{}'`` is the condition of the partial index ``exports_with_vins`` (registry migration 0007).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from shared.events import Envelope, ExportRefused, LicenseExpired
 from shared.topics import Topics
 from tests.histories import TODAY, granted, publish
 from tests.infra import Infrastructure
-from tests.support import envelopes, eventually, read_topic, serving, settings_for
+from tests.support import envelopes, eventually, everything_on, producer, read_topic, serving, settings_for, signed
 
 VIN_X, VIN_Y = "LKMA7C1B9TS000101", "LKMA7C1B9TS000102"
 
@@ -171,3 +172,82 @@ async def _check(client: httpx.AsyncClient, declaration: dict[str, Any]) -> tupl
     answer = await client.post("/exports/check", json=declaration)
     body = answer.json()
     return answer.status_code, body["would_pass"], (body["reason"] or {}).get("code")
+
+
+async def test_a_declaration_is_recorded_once_and_one_resent_with_other_content_is_refused(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    first, second = "26-44-000811", "26-44-000812"
+    await publish(infrastructure.kafka, topics.cases, _grants(first, second))
+    number = "531620260000000811"
+    async with serving(create_registry(_registry(infrastructure, database_url, topics))) as client:
+        await _get_when(client, f"/licenses/{first}", balance=10)
+        await _get_when(client, f"/licenses/{second}", balance=10)
+        verdict = await _export(client, first, number, quantity=2)
+        again = await client.post("/exports", json=samples.declaration_data(first, number, quantity=2))
+        changed = await client.post("/exports", json=samples.declaration_data(first, number, quantity=3))
+        elsewhere = await client.post("/exports", json=samples.declaration_data(second, number, quantity=2))
+        check = await client.post("/exports/check", json=samples.declaration_data(first, number, quantity=5))
+        await _get_when(client, f"/licenses/{first}", balance=8)
+    assert verdict["outcome"] == "accepted"
+    assert again.status_code == 202, again.text
+    for refused in (changed, elsewhere):
+        assert (refused.status_code, refused.json()["code"]) == (409, "declaration_conflict"), refused.text
+    assert "quantity" in changed.json()["message"] and "license_number" in elsewhere.json()["message"]
+    assert (check.json()["would_pass"], check.json()["reason"]["code"]) == (False, "declaration_conflict")
+    exports = [
+        e for e in envelopes(await everything_on(infrastructure.kafka, topics.cases)) if e.producer == "registry"
+    ]
+    assert len(exports) == 1, "the declaration sent again appended nothing"
+
+
+async def test_a_vin_claim_deleted_by_sql_does_not_free_the_vin(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """An insider deletes every row of vin_claims: what holds an exported VIN is the export's row of the
+    ledger (in the checksum), so a second license still cannot export it."""
+    first, second = "26-44-000821", "26-44-000822"
+    await publish(infrastructure.kafka, topics.cases, _grants(first, second))
+    async with serving(create_registry(_registry(infrastructure, database_url, topics))) as client:
+        await _get_when(client, f"/licenses/{first}", balance=10)
+        await _get_when(client, f"/licenses/{second}", balance=10)
+        assert (await _export(client, first, "531620260000000821", vins=[VIN_X]))["outcome"] == "accepted"
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute("DELETE FROM registry.vin_claims")
+        finally:
+            await connection.close()
+        second_export = await _export(client, second, "531620260000000822", vins=[VIN_X])
+        history = (await client.get(f"/vins/{VIN_X}/exports")).json()
+    assert (second_export["outcome"], second_export["reason"]["code"]) == ("refused", "vin_already_exported")
+    assert [e["outcome"] for e in history] == ["accepted", "refused"]
+
+
+async def test_over_kafka_a_declaration_resent_with_other_content_is_dead_lettered_as_a_conflict(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    number, declaration = "26-44-000831", "531620260000000831"
+    await publish(infrastructure.kafka, topics.cases, _grants(number))
+
+    def command(quantity: int) -> bytes:
+        body = {
+            "command_id": str(uuid.uuid4()),
+            "type": "RecordExport",
+            "schema_version": 1,
+            "sender": "gac-shenzhen",
+            "payload": {"declaration": samples.declaration_data(number, declaration, quantity=quantity)},
+        }
+        return json.dumps(body).encode()
+
+    async with serving(create_registry(_registry(infrastructure, database_url, topics))) as client:
+        await _get_when(client, f"/licenses/{number}", balance=10)
+        async with producer(infrastructure.kafka) as send:
+            for value in (command(2), command(2), command(3)):
+                await send.send_and_wait(topics.intake_exports, value, key=b"gac-shenzhen", headers=signed(value))
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
+        await _get_when(client, f"/licenses/{number}", balance=8)
+    assert [dict(r.headers)["dlq.reason-code"] for r in dead] == [b"declaration_conflict"]
+    exports = [
+        e for e in envelopes(await everything_on(infrastructure.kafka, topics.cases)) if e.producer == "registry"
+    ]
+    assert len(exports) == 1
