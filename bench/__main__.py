@@ -22,9 +22,9 @@ from typing import Any
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.generate import BENCH_KEY, BENCH_PRODUCERS, SEED, publish
+from bench.generate import BENCH_ROOT, SEED, publish, trust_bench_key
 from bench.live import run_live
-from shared import signing
+from shared import signing, trust
 from shared.db import migrate_async
 from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
 from shared.kafka_admin import ensure_topics
@@ -106,19 +106,6 @@ async def drop(bootstrap: str, database_url: str, topics: list[str], schemas: li
     try:
         for schema in schemas:
             await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        # The bench key is trusted only while a bench runs (a test fixture's key, not an operator's).
-        bench_key = signing.key_id(BENCH_KEY.public_key())
-        await connection.execute("DELETE FROM access.producer_keys WHERE key_id = $1", bench_key)
-    finally:
-        await connection.close()
-
-
-async def trust_bench_key(database_url: str) -> None:
-    """Trust the generated log's key for the producers its events name, as the services' own keys are."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        for producer in BENCH_PRODUCERS:
-            await signing.trust(connection, producer=producer, public_key=BENCH_KEY.public_key(), since=signing.ALWAYS)
     finally:
         await connection.close()
 
@@ -132,7 +119,7 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
     args.results.mkdir(parents=True, exist_ok=True)
     await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
     try:
-        await trust_bench_key(url)
+        await trust.publish(KafkaConnection(bootstrap_servers=bootstrap), topics.trust, trust_bench_key(), BENCH_ROOT)
         print(f"[{label(size)}] generating {size:,} events into {topics.cases} ...", flush=True)
         generated = await publish(bootstrap, topics.cases, size, seed=args.seed)
         result["generate"] = {
@@ -445,7 +432,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "sizes": [],
     }
     started = time.perf_counter()
-    # The trusted-key table the fold verifies against lives in the access schema: have it, on any database.
+    # The run pins its own root key: every fold, in this process, in a worker or in a service, trusts only the
+    # statements the run publishes on its own trust topics.
+    os.environ["LEDGER_TRUST_ROOT_KEYS"] = signing.public_b64(BENCH_ROOT.public_key())
     await migrate_async("access", url)
     for size in args.sizes:
         result["sizes"].append(await measure_size(size, args, bootstrap, url, run_id))

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from licensectl import samples
-from shared import signing
+from shared import signing, trust
 from shared.events import (
     Application,
     ApplicationEscalated,
@@ -370,8 +370,16 @@ class LogGenerator:
 
 
 BENCH_KEY = signing.private_key_from("YmVuY2gtc2lnbmluZy1rZXktZm9yLWxvY2FsLXJ1bnM=")
-"""The generated log's signing key: trusted for the services' producers while a bench runs (__main__)."""
+"""The generated log's signing key: trusted for the services' producers on a bench run's own trust topic."""
 BENCH_PRODUCERS = ("applications", "review", "registry")
+BENCH_ROOT = signing.private_key_from("YmVuY2gtcm9vdC1rZXktZm9yLWxvY2FsLXJ1bnMhISE=")
+"""The operator root key of a bench run: it signs the run's trust statements, and the run pins it alone."""
+
+
+def trust_bench_key() -> list[trust.TrustStatement]:
+    """The statements that trust the generated log's key for the producers its events name, for all time."""
+    public = BENCH_KEY.public_key()
+    return [trust.trusting(p, public, signing.ANY_EVENT, at=signing.ALWAYS) for p in BENCH_PRODUCERS]
 
 
 @dataclass

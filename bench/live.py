@@ -32,8 +32,10 @@ from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import machine_cpu
+from bench.generate import BENCH_ROOT
 from licensectl import samples
-from shared import access, signing
+from licensectl.keys import own_statement
+from shared import access, signing, trust
 from shared.db import drop_database
 from shared.events import china_today
 from shared.kafka_access import KafkaConnection
@@ -437,16 +439,19 @@ async def query_load(clients: list[RawHttp], numbers: list[str], rate: float, se
     return await open_loop(rate, seconds, one) | {"latency": summary_ms(latencies)}
 
 
-async def _bench_keys(url: str) -> tuple[str, Ed25519PrivateKey]:
+async def _bench_keys(url: str, kafka: KafkaConnection, topics: Topics) -> tuple[str, Ed25519PrivateKey]:
     """A key of agency 44 (the sample's) that submits and reads licenses, as a portal and customs would; and
-    the signing key of customs' backend, trusted for its exports (docs/signing.md)."""
+    the signing key of customs' backend. The run's trust topic trusts it for customs' commands, and each service's
+    own key for its events, as an operator's statements would (docs/signing.md)."""
     customs = Ed25519PrivateKey.generate()
     connection = await asyncpg.connect(url)
     try:
         _, key = await access.create(connection, agency_code="44", roles=["submitter", "customs"], label="bench")
-        await signing.trust(connection, producer=CUSTOMS_SENDER, public_key=customs.public_key(), since=signing.ALWAYS)
     finally:
         await connection.close()
+    statements = [trust.trusting(CUSTOMS_SENDER, customs.public_key(), signing.KeyScope(use="commands"))]
+    statements += [own_statement(service) for service in SERVICES]
+    await trust.publish(kafka, topics.trust, statements, BENCH_ROOT)
     return key, customs
 
 
@@ -469,7 +474,6 @@ async def run_live(
     await admin.execute(f'CREATE DATABASE "{database}"')
     url = with_database(database_url, database)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": url, "LEDGER_TOPIC_NAMESPACE": namespace}
-    env.setdefault("LEDGER_TRUST_OWN_KEYS", "true")  # a local run: each service trusts its own key (docs/signing.md)
     # The load comes from one client address with one key, which the rate limits per client and per
     # credential (200/s each) would mostly refuse at 500 lookups/s: the figure would then time 429 answers.
     for service in SERVICES:
@@ -482,7 +486,7 @@ async def run_live(
         )
         topics = Topics(namespace)
         await ensure_topics(KafkaConnection(bootstrap_servers=bootstrap), topics)
-        key, customs = await _bench_keys(url)
+        key, customs = await _bench_keys(url, KafkaConnection(bootstrap_servers=bootstrap), topics)
         services = start_services(env, logs, registries)
         async with httpx.AsyncClient(timeout=5) as health:
             await wait_healthy(health, list(services.ports.values()))

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import machine_cpu
 from services.registry import checkpoints
-from services.registry.replay import Vouched, fold_in_processes, fold_log
+from services.registry.replay import Vouched, fold_in_processes, fold_log, open_log
 from services.registry.replay import replay as replay_ledger
 from shared.collector import collect_less
 from shared.db import create_pool, migrate_async
@@ -59,14 +59,8 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
     try:
         # ``vouched``: as a replay from a checkpoint at the end of the log folds (no signature checked).
         vouched = Vouched(end) if args.get("vouched") else None
-        events = await fold_log(
-            pool,
-            KafkaConnection(bootstrap_servers=args["bootstrap"]),
-            args["topic"],
-            start={},
-            end=end,
-            vouched=vouched,
-        )
+        log = await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"])
+        events = await fold_log(pool, log, start={}, end=end, vouched=vouched)
         seconds = time.perf_counter() - started
         own_cpu, machine_busy = time.process_time() - own_before, machine_cpu()[0] - machine_before
         if profiler is not None:
@@ -97,8 +91,7 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
     events = await fold_in_processes(
         database_url=url,
         schema=schema,
-        kafka=KafkaConnection(bootstrap_servers=args["bootstrap"]),
-        topic=args["topic"],
+        log=await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"]),
         start={},
         end=end,
         processes=args["processes"],
@@ -117,7 +110,7 @@ async def replay_checkpoint(args: dict[str, Any]) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
     pool = await create_pool(url, schema=live_schema, max_size=1)
     try:
-        signed = await checkpoints.take(pool, args["topic"], instance="bench", key=key)
+        signed = await checkpoints.take(pool, args["topic"], instance="bench", key=key, sealed=False)
     finally:
         await pool.close()
     producer = AIOKafkaProducer(**kafka.options(), acks="all")

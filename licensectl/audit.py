@@ -18,11 +18,12 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from rich.console import Console
 
-from services.registry import chain
+from services.registry import chain, vins
 from services.registry.checkpoints import (
+    RAISE_ALARM,
     Checkpoint,
     Unreadable,
     key_id,
@@ -34,7 +35,7 @@ from services.registry.checkpoints import (
     signature_problem,
 )
 from services.registry.checksum import checksum
-from services.registry.replay import ReplayResult, fold_log, replay
+from services.registry.replay import CaseLog, LogIncomplete, ReplayResult, fold_log, open_log, replay
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
 
@@ -72,6 +73,10 @@ class AuditReport:
     records: int
     warnings: list[str] = field(default_factory=list)
     live: ReplayResult | None = None
+    trust: list[str] = field(default_factory=list)  # records of the trust topic no pinned root signed
+    rules: list[str] = field(default_factory=list)  # what the whole log breaks of rules no single case holds (9)
+    alarm_raised: bool = False  # the live ledger differs, and the registry was told (ledger_alarms)
+    incomplete: list[str] = field(default_factory=list)  # why the live ledger could not be replayed from the log
 
     @property
     def live_problems(self) -> list[str]:
@@ -85,7 +90,14 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.verdicts) and all(v.ok for v in self.verdicts) and not self.live_problems
+        return (
+            bool(self.verdicts)
+            and all(v.ok for v in self.verdicts)
+            and not self.live_problems
+            and not self.trust
+            and not self.rules
+            and not self.incomplete
+        )
 
 
 async def verify(
@@ -97,13 +109,20 @@ async def verify(
     database_url: str | None = None,
     ledgers: bool = True,
     live_schema: str | None = None,
+    roots: Mapping[str, Ed25519PublicKey] | None = None,
+    trust_topic: str | None = None,
+    raise_alarm: bool = False,
 ) -> AuditReport:
     """Audit the checkpoints of ``checkpoints_topic`` against the log in ``cases_topic`` (which may be a copy).
 
-    Without ``database_url`` (or ``ledgers``) only signatures and chains are checked, in memory; with
-    it, each checkpoint's ledger checksum too, in a scratch schema dropped after; with ``live_schema``,
-    the live ledger in that schema is replayed and compared as well.
+    Who was trusted to sign what comes from the trust topic alone, as the pinned ``roots`` signed it (by default
+    ``LEDGER_TRUST_ROOT_KEYS``); a record there that no pinned root signed is named. Without ``database_url``
+    (or ``ledgers``) only signatures and chains are checked, in memory; with it, each checkpoint's ledger
+    checksum too, and rule 9 over the whole log (a VIN accepted on two exports), in a scratch schema dropped
+    after; with ``live_schema``, the live ledger in that schema is replayed and compared as well, and, with
+    ``raise_alarm``, a difference stops the live registry (``ledger_alarms``) until the ledger is repaired.
     """
+    log = await open_log(kafka, cases_topic, trust_topic=trust_topic, roots=roots)
     verdicts = await _read_checkpoints(kafka, checkpoints_topic, trusted)
     readable = [v for v in verdicts if v.checkpoint is not None]
     heads, ends, records = await _recompute_chains(kafka, cases_topic, readable)
@@ -116,11 +135,35 @@ async def verify(
             if v.checkpoint and v.checkpoint.topic != cases_topic
         }
     )
+    report.trust = [f"trust topic record {offset}: {why}" for offset, why in log.skipped]
     if database_url is not None and ledgers:
-        await _check_ledgers(readable, ends, kafka, cases_topic, database_url)
+        report.rules = await _check_ledgers(readable, ends, log, database_url)
     if database_url is not None and live_schema is not None:
-        report.live = await replay(database_url=database_url, kafka=kafka, topic=cases_topic, live_schema=live_schema)
+        try:
+            report.live = await replay(
+                database_url=database_url,
+                kafka=kafka,
+                topic=cases_topic,
+                live_schema=live_schema,
+                trust_topic=log.trust_topic,
+                roots=roots,
+            )
+        except LogIncomplete as incomplete:
+            report.incomplete.append(f"live ledger: {incomplete}")
+        if raise_alarm and (report.live_problems or report.incomplete):
+            await _raise_alarm(database_url, live_schema, report.live_problems + report.incomplete)
+            report.alarm_raised = True
     return report
+
+
+async def _raise_alarm(database_url: str, schema: str, problems: list[str]) -> None:
+    """Tell the live registry its ledger differs from the log: it stops folding and admitting until repaired."""
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        reason = f"audit verify --live: {len(problems)} problem(s), the first: {problems[0]}"
+        await connection.execute(RAISE_ALARM, reason[:2000])
+    finally:
+        await connection.close()
 
 
 async def _read_checkpoints(
@@ -200,10 +243,9 @@ def _check_chains(verdicts: list[Verdict], heads: dict[tuple[int, int, int], byt
                 )
 
 
-async def _check_ledgers(
-    verdicts: list[Verdict], ends: dict[int, int], kafka: KafkaConnection, topic: str, database_url: str
-) -> None:
-    """Fold the log into a scratch schema up to each checkpoint's offsets in turn, and compare the checksums."""
+async def _check_ledgers(verdicts: list[Verdict], ends: dict[int, int], log: CaseLog, database_url: str) -> list[str]:
+    """Fold the log into a scratch schema up to each checkpoint's offsets in turn, and compare the checksums;
+    then to its end, and name every VIN the whole log accepts on more than one export (rule 9)."""
     foldable = [
         v for v in verdicts if v.checkpoint and all(o <= ends.get(p, 0) for p, o in v.checkpoint.offsets.items())
     ]
@@ -212,10 +254,12 @@ async def _check_ledgers(
     try:
         for verdict in ordered:
             assert verdict.checkpoint is not None
-            digest = await scratch.checksum_at(verdict.checkpoint.offsets, kafka, topic)
+            digest = await scratch.checksum_at(verdict.checkpoint.offsets, log)
             verdict.ledger_checked = True
             if digest != verdict.checkpoint.ledger_checksum:
                 verdict.problems.append(f"{verdict.label}: {LEDGER_DIFFERS}")
+        await scratch.checksum_at(ends, log)
+        return [f"rule 9: {found}" for found in await scratch.doubly_exported()]
     finally:
         await scratch.drop()
 
@@ -234,14 +278,20 @@ class _Scratch:
         self._pool: asyncpg.Pool | None = None
         self._folded: dict[int, int] = {}
 
-    async def checksum_at(self, offsets: dict[int, int], kafka: KafkaConnection, topic: str) -> str:
+    async def checksum_at(self, offsets: dict[int, int], log: CaseLog) -> str:
         if self._pool is None or any(self._folded.get(p, 0) > offsets.get(p, 0) for p in self._folded):
             await self._fresh()  # a checkpoint behind the last one (a rebuilt ledger): fold it from 0
         assert self._pool is not None and self._schema is not None
-        await fold_log(self._pool, kafka, topic, start=self._folded, end=offsets)
+        await fold_log(self._pool, log, start=self._folded, end=offsets)
         self._folded = dict(offsets)
         async with self._pool.acquire() as connection, connection.transaction(readonly=True):
-            return (await checksum(connection, self._schema)).digest  # type: ignore[arg-type]
+            return (await checksum(connection, self._schema)).digest
+
+    async def doubly_exported(self) -> list[str]:
+        if self._pool is None:
+            await self._fresh()
+        assert self._pool is not None
+        return await vins.doubly_exported(self._pool)
 
     async def _fresh(self) -> None:
         await self.drop()
@@ -272,11 +322,15 @@ def trusted_keys(given: list[str]) -> dict[str, Ed25519PublicKey]:
     return {key_id(k): k for k in keys}
 
 
+def registry_signing_key(settings: Any) -> Ed25519PrivateKey:
+    """The registry's signing key, from its settings; never makes a key (FileNotFoundError if none)."""
+    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+    return load_signing_key(key=secret, key_file=settings.signing_key_file, key_dir=settings.key_dir, generate=False)
+
+
 def registry_key(settings: Any) -> Ed25519PublicKey:
     """The registry's checkpoint public key, from its settings; never makes a key (FileNotFoundError if none)."""
-    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
-    key = load_signing_key(key=secret, key_file=settings.signing_key_file, key_dir=settings.key_dir, generate=False)
-    return key.public_key()
+    return registry_signing_key(settings).public_key()
 
 
 def registry_public_key(settings: Any) -> str:
@@ -300,11 +354,17 @@ def render(report: AuditReport, console: Console) -> None:
         console.print(f"[red bold]{verdict.label}: FAILED")
         for problem in verdict.problems:
             console.print(f"  {problem}", markup=False, soft_wrap=True)  # one line each, to grep
+    for problem in report.trust:
+        console.print(f"trust: {problem}", style="red", markup=False, soft_wrap=True)
+    for problem in report.rules + report.incomplete:
+        console.print(problem, style="red", markup=False, soft_wrap=True)
     if report.live is not None:
         problems = report.live_problems
         console.print("[green]live ledger: follows from the log" if not problems else "[red bold]live ledger: FAILED")
         for problem in problems:
             console.print(f"  {problem}", markup=False, soft_wrap=True)  # one line each, to grep
+        if report.alarm_raised:
+            console.print("the live registry is told: it folds and admits nothing until `replay --repair`")
     if not report.verdicts:
         console.print("[red bold]no checkpoints to verify")
     elif report.ok:

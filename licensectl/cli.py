@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -17,6 +18,8 @@ from licensectl import demo as demo_flow
 from licensectl import kafka as kafka_cli
 from licensectl import keys as keys_cli
 from licensectl.status import collect, table
+from services.registry import seal
+from services.registry.replay import FoldFailed, LogIncomplete, ReplayResult, ReplayStalled
 from services.registry.replay import replay as replay_ledger
 from shared.collector import collect_less
 from shared.db import migrate_all
@@ -72,6 +75,12 @@ def wait(urls: list[str], timeout: float = 60.0) -> None:
 @app.command()
 def replay(
     swap: bool = typer.Option(False, help="Make the rebuilt ledger live, atomically, if it matches."),
+    repair: bool = typer.Option(
+        False,
+        help="Make the rebuilt ledger live even if the live one differs (it was altered), naming every row that "
+        "changes; refused if the log itself is broken. Run where the registry's signing key is (REGISTRY_* "
+        "settings): the rebuilt ledger is sealed with it, and the registry resumes on it.",
+    ),
     keep: bool = typer.Option(False, help="Keep the rebuilt schema for inspection."),
     processes: int | None = typer.Option(
         None, min=1, help="Fold with this many processes (default: one per core for a log of 20,000 events or more)."
@@ -92,28 +101,37 @@ def replay(
     collect_less()  # this process may fold the log itself
     settings = ServiceSettings()
     keys = audit.trusted_keys(checkpoint_key or [])
-    if trust_checkpoints:
+    seal_key = None
+    if trust_checkpoints or swap or repair:
         from services.registry.app import Settings as RegistrySettings
 
         try:
-            public = audit.registry_key(RegistrySettings())
+            private = audit.registry_signing_key(RegistrySettings())
         except FileNotFoundError as missing:
-            console.print(f"[red]no registry signing key to trust checkpoints by: {missing}")
+            console.print(f"[red]no registry signing key (to trust its checkpoints, or to seal the ledger): {missing}")
             raise typer.Exit(2) from None
-        keys[key_id(public)] = public
+        seal_key = seal.key_of(private)
+        if trust_checkpoints:
+            keys[key_id(private.public_key())] = private.public_key()
+    if not settings.trust_roots:
+        console.print("[yellow]no LEDGER_TRUST_ROOT_KEYS pinned: no statement is trusted, so every event is refused")
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task("folding licensing.cases", total=None)
-        result = asyncio.run(
+        result = _replayed(
             replay_ledger(
                 database_url=settings.database_url,
                 kafka=settings.kafka,
                 topic=settings.topics.cases,
                 swap=swap,
+                repair=repair,
                 keep=keep,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 processes=processes,
                 checkpoints_topic=settings.topics.checkpoints,
                 checkpoint_keys=keys,
+                trust_topic=settings.topics.trust,
+                roots=settings.trust_roots,
+                seal_key=seal_key,
             )
         )
     rate = result.events / result.fold_seconds if result.fold_seconds else 0.0
@@ -130,15 +148,30 @@ def replay(
     if not result.matches:
         console.print("[red bold]MISMATCH: the live ledger does not follow from the log")
         for broken in result.chain_breaks:
-            console.print(f"  {broken.describe()}")
+            console.print(f"  {broken.describe()}", markup=False, soft_wrap=True)
         for difference in result.differences:
-            console.print(f"  {difference.describe()}")
+            console.print(f"  {difference.describe()}", markup=False, soft_wrap=True)
+        if result.swapped:
+            console.print("[green bold]repaired: the ledger that follows from the log is live, sealed anew")
+            console.print("the altered one is kept as a retired schema; the rows above are what changed")
+            return
+        if repair:
+            console.print("[red]not repaired: the log itself is broken (restore it first)")
         raise typer.Exit(1)
     console.print("[green bold]equal: the live ledger follows from the log")
     if result.swapped:
         console.print("the rebuilt ledger is live; the previous one is kept as a retired schema")
     elif keep:
         console.print(f"rebuilt schema kept: {result.schema}")
+
+
+def _replayed(work: Coroutine[Any, Any, ReplayResult]) -> ReplayResult:
+    """The replay's result; or exit 1 with what kept it from replaying the log (never a traceback)."""
+    try:
+        return asyncio.run(work)
+    except (LogIncomplete, ReplayStalled, FoldFailed) as failed:
+        console.print(f"[red bold]cannot replay: {failed}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 @audit_app.command("verify")
@@ -152,6 +185,17 @@ def audit_verify(
         True, help="Check each checkpoint's ledger checksum by a replay into a scratch schema."
     ),
     cases_topic: str | None = typer.Option(None, help="Read the log from this topic (a copy, say)."),
+    trust_topic: str | None = typer.Option(None, help="Read the trust statements from this topic (a copy, say)."),
+    root_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A pinned root key (base64 of the raw public key, or a file): who was trusted to sign what comes "
+            "from the trust topic's statements it signed; repeatable. Default: LEDGER_TRUST_ROOT_KEYS."
+        ),
+    ] = None,
+    alarm: bool = typer.Option(
+        True, help="With --live: if the live ledger differs from the log, stop the registry until it is repaired."
+    ),
 ) -> None:
     """Recompute the log's hash chains and check each signed checkpoint against them and a replay (exit 1 if not)."""
     settings = ServiceSettings()
@@ -164,6 +208,9 @@ def audit_verify(
             database_url=settings.database_url,
             ledgers=ledger,
             live_schema="registry" if live else None,
+            roots=audit.trusted_keys(root_key) if root_key else settings.trust_roots,
+            trust_topic=trust_topic or settings.topics.trust,
+            raise_alarm=alarm,
         )
     )
     audit.render(report, console)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.topics import CASES, CHECKPOINTS, DEAD_LETTER, INTAKE_APPLICATIONS, INTAKE_EXPORTS, LICENSE_CHANGES
+from shared.topics import CASES, CHECKPOINTS, DEAD_LETTER, INTAKE_APPLICATIONS, INTAKE_EXPORTS, LICENSE_CHANGES, TRUST
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
@@ -130,17 +130,17 @@ class Grant:
 
 # Only our three services write licensing.cases; each outside publisher writes its own intake topic.
 GRANTS: dict[Role, Grant] = {
-    Role.APPLICATIONS: Grant(reads=(INTAKE_APPLICATIONS, CASES), writes=(CASES, DEAD_LETTER), service=True),
-    Role.REVIEW: Grant(reads=(CASES,), writes=(CASES, DEAD_LETTER), service=True),
+    Role.APPLICATIONS: Grant(reads=(INTAKE_APPLICATIONS, CASES, TRUST), writes=(CASES, DEAD_LETTER), service=True),
+    Role.REVIEW: Grant(reads=(CASES, TRUST), writes=(CASES, DEAD_LETTER), service=True),
     Role.REGISTRY: Grant(
-        reads=(CASES, INTAKE_EXPORTS, CHECKPOINTS),
+        reads=(CASES, INTAKE_EXPORTS, CHECKPOINTS, TRUST),
         writes=(CASES, LICENSE_CHANGES, CHECKPOINTS, DEAD_LETTER),
         service=True,
     ),
     Role.AGENCY: Grant(writes=(INTAKE_APPLICATIONS,)),
     Role.CUSTOMS: Grant(writes=(INTAKE_EXPORTS,)),
     # Auditors replay the whole history offline (licensectl replay, audit verify): they read, never write.
-    Role.AUDITOR: Grant(reads=(CASES, CHECKPOINTS, LICENSE_CHANGES, DEAD_LETTER)),
+    Role.AUDITOR: Grant(reads=(CASES, CHECKPOINTS, LICENSE_CHANGES, DEAD_LETTER, TRUST)),
     Role.SUBSCRIBER: Grant(reads=(LICENSE_CHANGES,)),
 }
 

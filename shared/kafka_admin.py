@@ -65,6 +65,20 @@ async def ensure_topics(connection: KafkaConnection, topics: Topics, *, replicat
         await admin.close()
 
 
+async def partition_count(connection: KafkaConnection, topic: str) -> int:
+    """How many partitions ``topic`` has (LookupError if there is no such topic)."""
+    admin = AIOKafkaAdminClient(**connection.options(), client_id="ledger-admin")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    found = [d for d in described if d.get("topic") == topic and not d.get("error_code")]
+    if not found:
+        raise LookupError(f"no topic {topic}")
+    return len(found[0]["partitions"])
+
+
 async def delete_topics(connection: KafkaConnection, topics: Topics) -> None:
     """Delete the topics of ``topics`` that exist (a test namespace, once the test is done)."""
     admin = AIOKafkaAdminClient(**connection.options(), client_id="ledger-admin")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DeadLetter = Callable[[Any, Reason], Awaitable[None]]
 Work = Callable[[Any], Awaitable[None]]
+T = TypeVar("T")
 
 RECORD_FAULTS: tuple[type[BaseException], ...] = (
     ValueError,  # pydantic's ValidationError, UnicodeError, a value out of range
@@ -110,14 +111,16 @@ class Reader:
         await self.run(lambda: self.dead_letter(record, reason))
         self._succeeded(record)
 
-    async def run(self, work: Callable[[], Awaitable[Any]]) -> None:
-        """Run ``work`` (not about one record: a batch's commit, say); a failure waits, then is raised again."""
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` (not about one record: a batch's commit, say) and return what it gives; a failure waits,
+        then is raised again."""
         try:
-            await work()
+            done = await work()
         except Exception as error:  # waited out, then raised again: the batch is read again after the wait
             await self._wait(error)
             raise
         self.recovered()
+        return done
 
     def recovered(self) -> None:
         """The reader's work succeeded again (for a reader that runs a loop of its own, as the projector does)."""

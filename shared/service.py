@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,10 +40,13 @@ from shared.reading import Reader, ReaderMetrics, Readers
 from shared.refusal import Refusal
 from shared.settings import ServiceSettings
 from shared.topics import case_partition
+from shared.trust import TrustLog
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+DEAD_REMEMBERED = 100_000
+"""Records remembered as dead-lettered, so that a batch read again does not dead-letter them twice."""
 
 
 @dataclass
@@ -68,8 +71,9 @@ class Runtime:
     _raw_producer: AIOKafkaProducer | None = None
     _log: AIOKafkaConsumer | None = None  # no group: asks where partitions end (case_log_end)
     _signing_key: Ed25519PrivateKey | None = None
-    _trust: tuple[float, signing.TrustList] | None = None
+    _trust_log: TrustLog | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _dead: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)  # records dead-lettered
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name)
@@ -102,7 +106,8 @@ class Runtime:
         return self._signing_key
 
     async def load_signing_key(self) -> None:
-        """Load (or make, once) the key this service signs with; in development, trust it too."""
+        """Load (or make, once) the key this service signs with. Trusting it is an operator's statement on the
+        trust topic (``licensectl keys trust-own``), never the service's own doing."""
         settings = self.settings
         secret = settings.signing_key.get_secret_value() if settings.signing_key else None
         self._signing_key = signing.load_signing_key(
@@ -112,20 +117,22 @@ class Runtime:
             file_name=f"{self.name}-signing.key",
             setting=f"{self.name.upper()}_SIGNING_KEY",
         )
-        if settings.trust_own_keys:
-            # Valid for all time: a development log may hold this key's events from before its start.
-            async with self.pool.acquire() as connection:
-                await signing.trust(
-                    connection, producer=self.name, public_key=self._signing_key.public_key(), since=signing.ALWAYS
-                )
 
-    async def check_signature(self, record: ConsumerRecord[bytes, bytes] | Any, sender: str) -> None:
-        """Refuse (:class:`Refusal`) an intake record not signed by a key trusted now for its ``sender``."""
-        trust = await self._trusted_keys()
+    @property
+    def trust(self) -> TrustLog:
+        if self._trust_log is None:
+            raise RuntimeError(f"{self.name}: the trust log is read before start-up")
+        return self._trust_log
+
+    async def check_signature(self, record: ConsumerRecord[bytes, bytes] | Any, sender: str) -> signing.TrustedKey:
+        """The key, trusted now to sign commands for ``sender``, that signed the intake record; else a
+        :class:`Refusal`. A statement on the trust topic counts within ``access_cache_seconds``."""
+        trust = await self.trust.current(self.settings.access_cache_seconds)
         value = record.value or b""
-        reason = trust.problem(value, list(record.headers), producer=sender, at=datetime.now(UTC))
-        if reason is not None:
-            raise Refusal(403, reason.code, reason.message)
+        found = trust.signer(value, list(record.headers), producer=sender, at=datetime.now(UTC), use="commands")
+        if isinstance(found, Reason):
+            raise Refusal(403, found.code, found.message)
+        return found
 
     def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` while the service runs (call it from a start hook); it is cancelled when the service stops."""
@@ -137,18 +144,13 @@ class Runtime:
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
 
-    async def case_event(self, record: ConsumerRecord[bytes, bytes] | Any) -> Envelope | Reason:
-        """The event in a record of the case stream, or why it may not be acted on: unreadable, or not signed
-        by a key trusted for its producer when it occurred (``signing.read_case_event``)."""
-        return signing.read_case_event(record, await self._trusted_keys())
-
-    async def _trusted_keys(self) -> signing.TrustList:
-        # Cached like API keys: a key trusted or untrusted counts within access_cache_seconds.
-        now = time.monotonic()
-        if self._trust is None or now - self._trust[0] > self.settings.access_cache_seconds:
-            async with self.pool.acquire() as connection:
-                self._trust = (now, await signing.trusted(connection))
-        return self._trust[1]
+    async def case_reading(self) -> CaseReading:
+        """How to read the records of a batch of the case stream, as every reader of it reads them: the trust
+        list brought up to the end of the trust topic now (after the batch was fetched), and the stream's
+        partition count (an event outside its case's partition is refused)."""
+        trust = await self.trust.current(0)
+        partitions = len(await self.raw_producer.partitions_for(self.settings.topics.cases))
+        return CaseReading(trust, partitions)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -196,7 +198,11 @@ class Runtime:
         return acknowledged
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes] | Any, reason: Reason) -> None:
-        """Put a refused record on the dead-letter topic whole, with where it came from and why."""
+        """Put a refused record on the dead-letter topic whole, with where it came from and why; once, though a
+        batch is read again after a failure further on (a record refused again is not sent again)."""
+        where = (str(record.topic), int(record.partition), int(record.offset))
+        if where in self._dead:
+            return
         headers = dead_letter_headers(
             reason,
             service=self.name,
@@ -209,10 +215,25 @@ class Runtime:
         await self.raw_producer.send_and_wait(
             self.settings.topics.dead_letter, value=record.value, key=record.key, headers=headers
         )
+        self._dead[where] = None
+        if len(self._dead) > DEAD_REMEMBERED:
+            self._dead.popitem(last=False)
         self.metrics.dead_letters.labels(reason.code).inc()
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
         )
+
+
+@dataclass(frozen=True)
+class CaseReading:
+    """The trust list and the partition count a batch of the case stream is read against."""
+
+    trust: signing.TrustList
+    partitions: int
+
+    def read(self, record: ConsumerRecord[bytes, bytes] | Any) -> Envelope | Reason:
+        """The event in a record of the case stream, or why it may not be acted on (``signing.read_case_event``)."""
+        return signing.read_case_event(record, self.trust, partitions=self.partitions)
 
 
 def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
@@ -311,6 +332,8 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         await runtime._raw_producer.start()
         runtime._log = AIOKafkaConsumer(**settings.kafka.options(), enable_auto_commit=False)
         await runtime._log.start()
+        runtime._trust_log = TrustLog(settings.kafka, settings.topics.trust, settings.trust_roots)
+        await runtime._trust_log.start()
         try:
             await broker.start()
             for hook in runtime.on_start:
@@ -325,6 +348,8 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await runtime.raw_producer.stop()
             if runtime._log is not None:
                 await runtime._log.stop()
+            if runtime._trust_log is not None:
+                await runtime._trust_log.stop()
             await runtime.pool.close()
 
     broker = KafkaBroker(

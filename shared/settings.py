@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
 from shared.topics import Topics
+from shared.trust import root_keys
 
 DEFAULT_DATABASE_URL = "postgresql://ledger:ledger@127.0.0.1:54329/ledger"
 
@@ -59,9 +61,11 @@ class ServiceSettings(BaseSettings):
     signing_key: SecretStr | None = None
     signing_key_file: str | None = None
     key_dir: str = "~/.local/state/license-ledger"
-    # Development only: a service trusts its own public key at start-up. In production operators keep the
-    # trust list (licensectl keys trust), so that a service cannot vouch for itself (docs/signing.md).
-    trust_own_keys: bool = Field(False, validation_alias=AliasChoices("LEDGER_TRUST_OWN_KEYS", "trust_own_keys"))
+    # The operators' root keys, pinned: whose signed statements on the trust topic say who may sign what
+    # (shared/trust.py). Base64 of raw Ed25519 public keys, or files holding one, separated by commas.
+    trust_root_keys: str | None = Field(
+        None, validation_alias=AliasChoices("LEDGER_TRUST_ROOT_KEYS", "trust_root_keys")
+    )
     jwt_audience: str = Field(
         "export-license-ledger", validation_alias=AliasChoices("LEDGER_JWT_AUDIENCE", "jwt_audience")
     )
@@ -70,6 +74,11 @@ class ServiceSettings(BaseSettings):
     # `licensectl kafka setup`); without one, the shared KAFKA_USERNAME/KAFKA_PASSWORD, if any.
     kafka_username: str | None = None
     kafka_password: SecretStr | None = Field(None, repr=False)
+
+    @cached_property
+    def trust_roots(self) -> dict[str, Ed25519PublicKey]:
+        """The pinned root keys by key id (none: no statement is trusted, so no signature is either)."""
+        return root_keys(self.trust_root_keys)
 
     @property
     def topics(self) -> Topics:

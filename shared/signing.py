@@ -1,14 +1,15 @@
-"""Ed25519 keys and signed records: one implementation for the registry's checkpoints and every event.
+"""Ed25519 keys and signed records: one implementation for the registry's checkpoints, every event, every
+command, and the trust statements.
 
 A producer signs a record's value exactly as published (the canonical bytes are the bytes on the wire:
 nothing is re-serialised before verifying). The signature and the signer's key id travel in the
 record's headers, so the value, and with it the hash chain and every reader, stays as it was.
 
-Who may sign for whom is reference data: ``access.producer_keys`` maps a producer (an envelope's
-``producer``, a command's ``sender``) to its public keys, several at once while one is rotated out.
-A key verifies a record written within its validity: from ``added_at`` up to ``revoked_at``, judged
-by the record's own time (an event's ``occurred_at``), so that a replay decides as the live reader did
-(docs/signing.md).
+Who may sign what is a :class:`TrustList`, folded from the signed statements of the trust topic
+(``shared/trust.py``): a producer (an envelope's ``producer``, a command's ``sender``), its public keys,
+each valid from ``added_at`` up to ``revoked_at`` (judged by the record's own time, an event's
+``occurred_at``, so that a replay decides as the live reader did), and what each may sign
+(:class:`KeyScope`). docs/signing.md has the whole design.
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from shared.db import Connection
-from shared.events import Envelope, Reason
+from shared.events import AgencyCode, Envelope, PortCode, Reason
 from shared.intake import describe
 from shared.reading import unreadable
 from shared.refusal import readable
+from shared.topics import case_partition
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,45 @@ def signature_headers(value: bytes, key: Ed25519PrivateKey) -> list[tuple[str, b
     return [(SIGNATURE_HEADER, signature), (KEY_ID_HEADER, key_id(key.public_key()).encode())]
 
 
+Use = Literal["events", "commands"]
+
+
+class KeyScope(BaseModel):
+    """What a trusted key may sign: events (of these types; every type when none are named), or commands (an
+    agency's applications for its agency only; customs' exports at its ports only, when it names any)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    use: Use
+    event_types: tuple[str, ...] | None = None
+    agency_code: AgencyCode | None = None
+    ports: tuple[PortCode, ...] | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_use(self) -> KeyScope:
+        if self.use == "events" and (self.agency_code or self.ports):
+            raise ValueError("a key that signs events is scoped by event types, not by agency or ports")
+        if self.use == "commands" and self.event_types is not None:
+            raise ValueError("a key that signs commands is scoped by agency or ports, not by event types")
+        return self
+
+
+ANY_EVENT = KeyScope(use="events")
+
+
 @dataclass(frozen=True)
 class TrustedKey:
-    """A public key trusted to sign for ``producer`` for records of its validity."""
+    """A public key trusted to sign for ``producer`` within ``scope``, for records of its validity."""
 
     producer: str
     key_id: str
     public_key: Ed25519PublicKey
     added_at: datetime
     revoked_at: datetime | None = None
+    scope: KeyScope = ANY_EVENT
+
+    def revoked(self, at: datetime) -> TrustedKey:
+        return replace(self, revoked_at=at)
 
     def valid_at(self, moment: datetime) -> bool:
         if moment.tzinfo is None:  # an event's time without a zone is UTC (shared/events.py)
@@ -166,13 +197,24 @@ class TrustList:
             trust.keys.setdefault(k.key_id, []).append(k)
         return trust
 
-    def problem(self, value: bytes, headers: Headers, *, producer: str, at: datetime) -> Reason | None:
-        """Why ``value`` is not signed by a key trusted for ``producer`` at ``at`` (None if it is).
+    def problem(
+        self, value: bytes, headers: Headers, *, producer: str, at: datetime, use: Use, event_type: str | None = None
+    ) -> Reason | None:
+        """Why ``value`` is not signed by a key trusted for ``producer`` at ``at`` (None if it is)."""
+        found = self.signer(value, headers, producer=producer, at=at, use=use, event_type=event_type)
+        return found if isinstance(found, Reason) else None
 
-        ``unsigned_event``: no signature; ``untrusted_key``: the key is unknown, is another producer's,
-        or was not valid at ``at``; ``bad_signature``: the signature does not hold over these bytes.
+    def signer(
+        self, value: bytes, headers: Headers, *, producer: str, at: datetime, use: Use, event_type: str | None = None
+    ) -> TrustedKey | Reason:
+        """The key trusted for ``producer`` at ``at``, for ``use`` (and ``event_type``), that signed ``value``; or
+        why there is none.
+
+        ``unsigned_event``: no signature; ``untrusted_key``: the key is unknown, is another producer's, was not
+        valid at ``at``, or is not trusted to sign this (commands with a key for events, an event type its
+        producer does not append); ``bad_signature``: the signature does not hold over these bytes.
         """
-        signature, signer = _header(headers, SIGNATURE_HEADER), _header(headers, KEY_ID_HEADER)
+        signature, signer = header(headers, SIGNATURE_HEADER), header(headers, KEY_ID_HEADER)
         if signature is None or signer is None:
             return Reason(code="unsigned_event", message=f"no {SIGNATURE_HEADER} and {KEY_ID_HEADER} headers")
         named = readable(signer.decode(errors="replace"), 64)
@@ -190,100 +232,65 @@ class TrustList:
             return Reason(
                 code="untrusted_key", message=f"key {named[:16]}… of {producer!r} was not valid at {at.isoformat()}"
             )
+        key = valid[0]
+        if key.scope.use != use:
+            return Reason(
+                code="untrusted_key", message=f"key {named[:16]}… of {producer!r} is trusted to sign {key.scope.use}"
+            )
+        if event_type is not None and key.scope.event_types is not None and event_type not in key.scope.event_types:
+            return Reason(
+                code="untrusted_key",
+                message=f"key {named[:16]}… of {producer!r} is not trusted to sign {readable(event_type, 64)!r}",
+            )
         try:
-            raw = base64.b64decode(signature, validate=True)
-            valid[0].public_key.verify(raw, value)
+            key.public_key.verify(base64.b64decode(signature, validate=True), value)
         except (InvalidSignature, ValueError):
             return Reason(code="bad_signature", message=f"the signature by key {named[:16]}… does not hold")
-        return None
+        return key
 
 
-def _header(headers: Headers, name: str) -> bytes | None:
+def header(headers: Headers, name: str) -> bytes | None:
+    """The value of the first header called ``name`` (None if there is none): the one every reader takes."""
     for key, value in headers:
         if key == name:
             return value
     return None
 
 
-# The trusted keys, in the access schema: reference data every service reads, operators write.
-
-SELECT_KEYS = "SELECT producer, key_id, public_key, added_at, revoked_at FROM access.producer_keys"
-SELECT_SIGNED_FROM = "SELECT topic, partition, first_offset FROM access.signatures_from"
-TRUST = """
-INSERT INTO access.producer_keys (producer, key_id, public_key, added_at)
-VALUES ($1, $2, $3, coalesce($4, now()))
-ON CONFLICT (producer, key_id) DO NOTHING
-"""
-UNTRUST = """
-UPDATE access.producer_keys SET revoked_at = coalesce($3, now())
-WHERE producer = $1 AND key_id = $2 AND revoked_at IS NULL
-"""
-
-
-async def trusted(connection: Connection) -> TrustList:
-    """Every key of ``access.producer_keys``, revoked ones too (they still verify what came before), and
-    where each partition's signed records begin."""
-    rows = await connection.fetch(SELECT_KEYS)
-    trust = TrustList.of(
-        TrustedKey(
-            producer=r["producer"],
-            key_id=r["key_id"],
-            public_key=Ed25519PublicKey.from_public_bytes(base64.b64decode(r["public_key"])),
-            added_at=_aware(r["added_at"]),
-            revoked_at=_aware(r["revoked_at"]) if r["revoked_at"] is not None else None,
-        )
-        for r in rows
-    )
-    trust.signed_from = {
-        (r["topic"], r["partition"]): r["first_offset"] for r in await connection.fetch(SELECT_SIGNED_FROM)
-    }
-    return trust
-
-
-def _aware(moment: datetime) -> datetime:
-    # asyncpg reads PostgreSQL's -infinity and infinity as datetime.min and datetime.max, without a zone.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-async def trust(
-    connection: Connection, *, producer: str, public_key: Ed25519PublicKey, since: datetime | None = None
-) -> str:
-    """Trust ``public_key`` to sign for ``producer`` from ``since`` (now by default); return its key id.
-
-    Trusting a key already trusted changes nothing (its validity stays as it was).
-    """
-    identifier = key_id(public_key)
-    await connection.execute(TRUST, producer, identifier, public_b64(public_key), since)
-    return identifier
-
-
-async def untrust(connection: Connection, *, producer: str, key_id: str, at: datetime | None = None) -> bool:
-    """Revoke a key of ``producer`` from ``at`` (now): records from then on are refused, earlier ones stay."""
-    status: str = await connection.execute(UNTRUST, producer, key_id, at)
-    return status != "UPDATE 0"
-
-
-def read_case_event(record: Any, trust: TrustList, *, verify: bool = True) -> Envelope | Reason:
-    """The event in a record of the case stream, or why no reader may act on it: it cannot be read, or it is
-    not signed by a key ``trust`` holds for its producer at the time it occurred; never an exception, whatever
-    the record's bytes and headers. The registry's fold (live and in replay), review and the applications
-    service all read the stream through this.
+def read_case_event(
+    record: Any, trust: TrustList, *, partitions: int | None = None, verify: bool = True
+) -> Envelope | Reason:
+    """The event in a record of the case stream, or why no reader may act on it: it cannot be read, it sits
+    in a partition that is not its case's (``partitions``: how many the stream has), or it is not signed by a
+    key ``trust`` holds for its producer, for its type, at the time it occurred; never an exception, whatever
+    the record's bytes and headers. The registry's fold (live and in replay, and in an audit), review and
+    the applications service all read the stream through this.
 
     ``verify=False`` skips the signature: only for a record a trusted checkpoint already vouches for
     (``services/registry/replay.py``)."""
     try:
-        return _read_case_event(record, trust, verify=verify)
+        return _read_case_event(record, trust, partitions, verify=verify)
     except Exception as exc:  # whatever the record holds, the reader is told why and moves on
         return unreadable(exc, "unreadable_event")
 
 
-def _read_case_event(record: Any, trust: TrustList, *, verify: bool) -> Envelope | Reason:
+def _read_case_event(record: Any, trust: TrustList, partitions: int | None, *, verify: bool) -> Envelope | Reason:
     value = record.value or b""
     try:
         envelope = Envelope.from_bytes(value)
     except ValidationError as exc:
         return Reason(code="unreadable_event", message=describe(exc))
+    if partitions is not None and (home := case_partition(envelope.case_id, partitions)) != record.partition:
+        # A copy of a genuine record, or an event sent with another partitioner: its case lives elsewhere.
+        return Reason(
+            code="misplaced_event",
+            message=f"case {envelope.case_id} lives in partition {home}, not {record.partition}: every event of a "
+            "case is appended to its case's partition (keyed by its case id), and only there",
+        )
     if not verify or trust.predates_signatures(record.topic, record.partition, record.offset):
         return envelope
     headers = list(record.headers or ())
-    return trust.problem(value, headers, producer=envelope.producer, at=envelope.occurred_at) or envelope
+    found = trust.problem(
+        value, headers, producer=envelope.producer, at=envelope.occurred_at, use="events", event_type=envelope.type
+    )
+    return found or envelope

@@ -13,6 +13,7 @@ INTAKE_EXPORTS = "licensing.intake.exports"
 LICENSE_CHANGES = "licensing.license-changes"
 DEAD_LETTER = "licensing.dead-letter"
 CHECKPOINTS = "licensing.checkpoints"
+TRUST = "licensing.trust"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     # The registry's signed checkpoints: kept forever (each one is evidence) in one partition, in one order.
     TopicSpec(CHECKPOINTS, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
+    # Who is trusted to sign what: root-signed statements, kept forever in one order (shared/trust.py).
+    TopicSpec(TRUST, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
 )
 
 
@@ -69,6 +72,10 @@ class Topics:
     def checkpoints(self) -> str:
         return self.name(CHECKPOINTS)
 
+    @property
+    def trust(self) -> str:
+        return self.name(TRUST)
+
     def group(self, base: str) -> str:
         """A consumer group's id under the same namespace as the topics it reads."""
         return self.name(base)
@@ -83,3 +90,11 @@ def case_partition(case_id: uuid.UUID | str, partitions: int) -> int:
     belongs there, and only there (docs/guarantees.md: placement)."""
     hashed: int = murmur2(str(case_id).encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+def sibling(topic: str, base: str) -> str:
+    """The topic ``base`` of the namespace ``topic`` is in (``t1.licensing.cases`` -> ``t1.licensing.trust``)."""
+    for known in (CASES, INTAKE_APPLICATIONS, INTAKE_EXPORTS, LICENSE_CHANGES, DEAD_LETTER, CHECKPOINTS, TRUST):
+        if topic == known or topic.endswith("." + known):
+            return topic[: len(topic) - len(known)] + base
+    raise ValueError(f"{topic} is none of the ledger's topics: name its trust topic")

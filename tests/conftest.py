@@ -11,16 +11,16 @@ import asyncpg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from shared import access, signing
+from shared import access, signing, trust
 from shared.db import drop_database, migrate_all
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests import infra
-from tests.support import CREDENTIALS, OFFICERS, SIGNING_KEY, SIGNING_PRODUCERS, key
+from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, key, test_trust
 
-# Services started by the tests (in-process or as processes) trust their own signing keys, as under
-# scripts/up; production leaves the trust list to operators (docs/signing.md).
-os.environ.setdefault("LEDGER_TRUST_OWN_KEYS", "true")
+# Services started by the tests (in-process or as processes), replay and audit pin the tests' root key: each
+# test's trust topic holds its statements (the topics fixture), as an operator's would (docs/signing.md).
+os.environ.setdefault("LEDGER_TRUST_ROOT_KEYS", signing.public_b64(ROOT_KEY.public_key()))
 
 # Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
 # local runs keep exploring new ones (and keep what they find in .hypothesis/).
@@ -73,8 +73,8 @@ def template_database(infrastructure: infra.Infrastructure) -> Iterator[str]:
 
 
 async def _add_credentials(url: str) -> None:
-    """One credential per role of agency 44, submitter and officer of 32, and one of every role, and the
-    test signing key trusted for each test producer (copied with the template into each test's database)."""
+    """One credential per role of agency 44, submitter and officer of 32, and one of every role (copied with the
+    template into each test's database)."""
     connection = await asyncpg.connect(url)
     try:
         for name, (agency, roles) in CREDENTIALS.items():
@@ -82,9 +82,6 @@ async def _add_credentials(url: str) -> None:
             await access.create(
                 connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name), officer=officer
             )
-        for producer in SIGNING_PRODUCERS:
-            public = SIGNING_KEY.public_key()
-            await signing.trust(connection, producer=producer, public_key=public, since=signing.ALWAYS)
     finally:
         await connection.close()
 
@@ -110,5 +107,6 @@ async def topics(infrastructure: infra.Infrastructure) -> AsyncIterator[Topics]:
     """A topic namespace of this test's own, so tests never read each other's events; deleted after."""
     names = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(infrastructure.kafka, names)
+    await trust.publish(infrastructure.kafka, names.trust, test_trust(), ROOT_KEY)
     yield names
     await delete_topics(infrastructure.kafka, names)

@@ -11,8 +11,10 @@ from licensectl import samples
 from services.applications.submission import submitted
 from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, china_today
 from shared.kafka_access import KafkaConnection
+from shared.topics import CASES, SPECS, case_partition
 from tests.support import producer, signed
 
+CASE_PARTITIONS = next(s.partitions for s in SPECS if s.name == CASES)
 TODAY = china_today()  # the regulation counts validity in China's dates, as review and the samples do
 
 
@@ -48,9 +50,18 @@ def export(number: str, sequence: int, quantity: int, **overrides: object) -> Ex
     return ExportRecorded.model_validate(data)
 
 
-def case(number: str, *exports: tuple[int, int]) -> list[Envelope]:
-    """A granted case with the given (sequence, quantity) exports, as its events in order."""
-    case_id = uuid.uuid4()
+def case_in(partition: int, partitions: int = CASE_PARTITIONS) -> uuid.UUID:
+    """A new case id whose events belong to ``partition`` of the case stream (as producers place them)."""
+    while True:
+        case_id = uuid.uuid4()
+        if case_partition(case_id, partitions) == partition:
+            return case_id
+
+
+def case(number: str, *exports: tuple[int, int], partition: int | None = None) -> list[Envelope]:
+    """A granted case with the given (sequence, quantity) exports, as its events in order (in ``partition`` of
+    the case stream, if given)."""
+    case_id = uuid.uuid4() if partition is None else case_in(partition)
     events: list[Event] = [granted(number), *(export(number, s, q) for s, q in exports)]
     submission = submitted(samples.application(), application_id=case_id, channel="http")
     return [submission, *(Envelope.wrap(e, case_id=case_id, producer="test") for e in events)]

@@ -18,11 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
+from licensectl.keys import own_statement
 from shared import signing
 from shared.events import Envelope
 from shared.kafka_access import KafkaConnection
 from shared.settings import ServiceSettings
+from shared.signing import ALWAYS, ANY_EVENT, KeyScope
 from shared.topics import Topics
+from shared.trust import EVENTS_OF, TrustLog, TrustStatement, root_keys, trusting
 from tests.infra import ROOT, Infrastructure
 
 T = TypeVar("T")
@@ -147,8 +150,22 @@ async def producer(kafka: KafkaConnection) -> AsyncIterator[AIOKafkaProducer]:
 
 
 SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-"""The test producers' signing key: trusted in every test database for each of SIGNING_PRODUCERS."""
-SIGNING_PRODUCERS = ("test", "fixture", "applications", "review", "registry", "gd-commerce", "gac-shenzhen")
+"""The test producers' signing key: trusted on every test's trust topic for each of SIGNING_PRODUCERS."""
+SIGNING_PRODUCERS = ("test", "fixture", "applications", "review", "registry")
+"""Producers of events (any type): tests write events under these names."""
+COMMAND_SENDERS = {"gd-commerce": KeyScope(use="commands", agency_code="44"), "gac-shenzhen": KeyScope(use="commands")}
+"""Senders of intake commands: an agency's (of agency 44) and customs' (unscoped: any port)."""
+ROOT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
+"""The tests' operator root key: LEDGER_TRUST_ROOT_KEYS pins its public half (tests/conftest.py)."""
+
+
+def test_trust() -> list[TrustStatement]:
+    """What every test's trust topic says from the start (valid for all time): the test key for each test
+    producer and sender, and each service's own key (from its key directory, as the services load it)."""
+    public = SIGNING_KEY.public_key()
+    statements = [trusting(p, public, ANY_EVENT, at=ALWAYS) for p in SIGNING_PRODUCERS]
+    statements += [trusting(sender, public, scope, at=ALWAYS) for sender, scope in COMMAND_SENDERS.items()]
+    return statements + [own_statement(service) for service in EVENTS_OF]
 
 
 def signed(value: bytes, key: Ed25519PrivateKey = SIGNING_KEY) -> list[tuple[str, bytes]]:
@@ -184,3 +201,14 @@ def token(agency: str, roles: list[str], *, lifetime: float = 300, claims: dict[
         "roles": roles,
     }
     return jwt.encode({**body, **(claims or {})}, _JWT_KEY, algorithm="EdDSA")
+
+
+@contextlib.asynccontextmanager
+async def trust_log(kafka: KafkaConnection, topics: Topics) -> AsyncIterator[TrustLog]:
+    """The test's trust topic, read as a service reads it (under the tests' pinned root key)."""
+    log = TrustLog(kafka, topics.trust, root_keys(signing.public_b64(ROOT_KEY.public_key())))
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.stop()

@@ -110,8 +110,17 @@ async def submit_command(runtime: Runtime, record: Any) -> None:
     intake, command = decode_command(
         record.value or b"", expected=SubmitApplication.TYPE, max_bytes=runtime.settings.max_message_bytes
     )
-    await runtime.check_signature(record, intake.sender)
+    key = await runtime.check_signature(record, intake.sender)
     assert isinstance(command, SubmitApplication)
+    agency = command.application.agency_code
+    if key.scope.agency_code != agency:
+        # As over HTTP, where a credential of agency 44 cannot file for agency 31 (403 other_agency).
+        raise Refusal(
+            403,
+            "other_agency",
+            f"{intake.sender}'s key is trusted to submit for agency {key.scope.agency_code or '(none named)'}, "
+            f"not for agency {agency}",
+        )
     content = hashlib.sha256(command.model_dump_json().encode()).hexdigest()
     await idempotency.append_once(
         runtime.pool,

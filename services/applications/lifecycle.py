@@ -34,7 +34,7 @@ from shared.http import ErrorBody
 from shared.http import router as ledger_router
 from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
 from shared.refusal import Refusal
-from shared.service import Runtime
+from shared.service import CaseReading, Runtime
 
 BATCH = 500  # case events followed per transaction and per Kafka commit
 UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
@@ -150,15 +150,16 @@ def follow_cases(runtime: Runtime) -> None:
     )
     async def on_case_events(message: KafkaMessage) -> None:
         reader = runtime.reader("cases-applications")
+        reading = await reader.run(runtime.case_reading)
         for records in records_by_partition(message):
             read: list[following.Followed] = []
             for record in records:
-                await reader.each(record, partial(_read, runtime, into=read))
+                await reader.each(record, partial(_read, reading, into=read))
             await reader.run(partial(_follow, runtime, records[0].partition, read, records[-1].offset + 1))
 
 
-async def _read(runtime: Runtime, record: Any, *, into: list[following.Followed]) -> None:
-    found = await runtime.case_event(record)
+async def _read(reading: CaseReading, record: Any, *, into: list[following.Followed]) -> None:
+    found = reading.read(record)
     if isinstance(found, Reason):
         into.append(following.Followed(record.offset, None))
         # Refused here as the registry and review refuse it: a forged withdrawal must not close a case.

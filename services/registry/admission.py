@@ -117,6 +117,13 @@ async def record_export_command(runtime: Runtime, ledger_problem: LedgerProblem,
     intake, command = decode_command(
         record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
     )
-    await runtime.check_signature(record, intake.sender)
+    key = await runtime.check_signature(record, intake.sender)
     assert isinstance(command, RecordExport)
+    port = command.declaration.port_of_exit
+    if key.scope.ports is not None and port not in key.scope.ports:
+        raise Refusal(
+            403,
+            "other_customs_office",
+            f"{intake.sender}'s key is trusted to record exports at {', '.join(key.scope.ports)}, not at {port}",
+        )
     await admit(runtime, command.declaration, ledger_problem)

@@ -16,7 +16,8 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import AwareDatetime, BaseModel
 from pydantic_settings import SettingsConfigDict
 
-from services.registry import admission, checkpoints, store
+from services.registry import admission, checkpoints, seal, store
+from services.registry.guard import LogGuard
 from services.registry.projector import Projector, relay_forever, run_forever
 from shared.access import Principal, require
 from shared.events import (
@@ -171,6 +172,9 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     )
 
     async def start(rt: Runtime) -> None:
+        guard = LogGuard(rt.settings.kafka, rt.settings.topics.cases, rt.pool)
+        await guard.start()
+        rt.on_stop.append(lambda _: guard.stop())
         checkpointer = checkpoints.Checkpointer(
             pool=rt.pool,
             topic=rt.settings.topics.cases,
@@ -196,8 +200,12 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             publish=publish,
             on_applied=applied,
             reader=rt.reader("projector"),
+            trust=rt.trust,
+            guard=guard,
+            seal_key=seal.key_of(rt.signing_key),
+            altered=lambda: checkpointer.altered,
         )
-        rt.checks["ledger"] = lambda: projector.failure or "ok"
+        rt.checks["ledger"] = lambda: projector.failure or checkpointer.altered or "ok"
         rt.run_in_background(run_forever(projector, rt.reader("projector")), name="projector")
         rt.run_in_background(relay_forever(rt.pool, publish, rt.reader("outbox-relay")), name="outbox-relay")
         rt.run_in_background(checkpointer.run(), name="checkpoints")

@@ -24,11 +24,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel
 
-from services.registry import store
+from services.registry import seal, store
 from services.registry.checksum import checksum
+from shared.db import Connection
 from shared.kafka_access import KafkaConnection
+from shared.refusal import readable
 from shared.signing import key_id, load_signing_key, public_bytes, public_key_from
 
 __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.signing
@@ -103,8 +105,8 @@ def read(value: bytes | None) -> tuple[Checkpoint, dict[str, Any], bytes]:
         document = json.loads(value or b"")
         signed = SignedCheckpoint.model_validate(document)
         return signed.checkpoint, document["checkpoint"], base64.b64decode(signed.signature, validate=True)
-    except (ValueError, ValidationError) as exc:
-        raise Unreadable(str(exc)) from exc
+    except Exception as exc:  # whatever the record holds (nesting too deep, say), it is no checkpoint, and said so
+        raise Unreadable(readable(f"{type(exc).__name__}: {exc}", 500)) from exc
 
 
 def signature_problem(
@@ -192,14 +194,49 @@ async def latest_trusted(
 # Taking and publishing.
 
 
+class LedgerAltered(RuntimeError):
+    """The ledger's rows are not the ones the fold wrote (its seal does not hold), or an audit found it differs
+    from the log: the registry must not build on it, nor sign a checkpoint of it."""
+
+
+ALARMS = "SELECT raised_at, reason FROM ledger_alarms ORDER BY raised_at LIMIT 3"
+RAISE_ALARM = "INSERT INTO ledger_alarms (reason) VALUES ($1)"
+
+
+async def alarms(connection: Connection | asyncpg.Pool) -> list[str]:
+    """What audits found wrong with the live ledger and raised (``licensectl audit verify --live``), if anything."""
+    return [f"{r['raised_at'].isoformat()}: {r['reason']}" for r in await connection.fetch(ALARMS)]
+
+
 async def take(
-    pool: asyncpg.Pool, topic: str, *, instance: str, key: Ed25519PrivateKey, now: datetime | None = None
+    pool: asyncpg.Pool,
+    topic: str,
+    *,
+    instance: str,
+    key: Ed25519PrivateKey,
+    now: datetime | None = None,
+    sealed: bool = True,
 ) -> SignedCheckpoint:
-    """A signed checkpoint of the ledger in the pool's schema, its heads and checksum from one snapshot."""
+    """A signed checkpoint of the ledger in the pool's schema, its heads and checksum from one snapshot; or
+    :class:`LedgerAltered`, if the ledger's seal does not hold in that snapshot (or an audit raised an alarm).
+    ``sealed=False``: of a ledger no registry keeps a seal of (a replay's, a benchmark's), checked for nothing."""
     async with pool.acquire() as connection, connection.transaction(isolation="repeatable_read", readonly=True):
         positions = await store.stored_positions(connection, topic)
         schema = await connection.fetchval("SELECT current_schema()")
-        ledger = await checksum(connection, schema)  # type: ignore[arg-type]  # a pooled connection runs it alike
+        ledger = await checksum(connection, schema, seal.key_of(key) if sealed else None)
+        kept = await seal.stored(connection, topic) if sealed else None
+        raised = await alarms(connection)
+    if ledger.sealed != kept:
+        raise LedgerAltered(
+            "the ledger's rows are not the ones the fold wrote (its seal does not hold): a row was inserted, "
+            "changed or deleted outside the fold. Nothing is folded or admitted until `licensectl replay --repair` "
+            "rebuilds it from the log"
+        )
+    if raised:
+        raise LedgerAltered(
+            "an audit found the live ledger differs from its log (" + "; ".join(raised) + "). Nothing is folded or "
+            "admitted until `licensectl replay --repair` rebuilds it from the log"
+        )
     public = key.public_key()
     checkpoint = Checkpoint(
         topic=topic,
@@ -222,10 +259,13 @@ def default_instance() -> str:
 
 
 class Checkpointer:
-    """Publishes a checkpoint every ``interval`` seconds, or sooner after ``every_batches`` batches.
+    """Publishes a checkpoint every ``interval`` seconds, or sooner after ``every_batches`` batches; and holds the
+    ledger to its seal as it does (``altered`` says why the ledger must not be built on, while it must not).
 
     A checkpoint that would say what the last one said (same heads, same checksum) is not published:
-    an idle ledger adds nothing to the topic, while a ledger row changed with no event does.
+    an idle ledger adds nothing to the topic, while a ledger row changed with no event does. No checkpoint is
+    signed over an altered ledger; while it is altered, it is checked again every few seconds, and audits'
+    alarms are looked for as often.
     """
 
     def __init__(
@@ -238,6 +278,7 @@ class Checkpointer:
         instance: str,
         interval: float,
         every_batches: int,
+        recheck: float = 3.0,
     ) -> None:
         self._pool = pool
         self._topic = topic
@@ -246,19 +287,32 @@ class Checkpointer:
         self._instance = instance
         self._interval = interval
         self._every_batches = every_batches
+        self._recheck = recheck
         self._batches = 0
         self._due = asyncio.Event()
         self._last: tuple[Any, ...] | None = None
+        self.altered: str | None = None
 
     def batch_applied(self) -> None:
         self._batches += 1
         if self._every_batches and self._batches >= self._every_batches:
             self._due.set()
 
+    def check_now(self) -> None:
+        """Take a checkpoint (and so check the seal) at once."""
+        self._due.set()
+
     async def checkpoint(self) -> SignedCheckpoint | None:
         """Take a checkpoint and publish it if it says something new; return it if published."""
         self._batches = 0
-        signed = await take(self._pool, self._topic, instance=self._instance, key=self._key)
+        try:
+            signed = await take(self._pool, self._topic, instance=self._instance, key=self._key)
+        except LedgerAltered as altered:
+            if self.altered is None:
+                log.error("%s", altered)
+            self.altered = str(altered)
+            return None
+        self.altered = None
         said = (tuple(signed.checkpoint.partitions), signed.checkpoint.ledger_checksum)
         if said == self._last:
             return None
@@ -267,13 +321,27 @@ class Checkpointer:
         return signed
 
     async def run(self) -> None:
+        waited = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self._interval)
+                await asyncio.wait_for(self._due.wait(), self._recheck)
+            waited += self._recheck
+            due = self._due.is_set() or waited >= self._interval or self.altered is not None
+            if not due and await self._alarmed():
+                due = True
+            if not due:
+                continue
             self._due.clear()
+            waited = 0.0
             try:
                 await self.checkpoint()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("checkpoint failed; the next one is taken in %s s", self._interval)
+
+    async def _alarmed(self) -> bool:
+        try:
+            return bool(await alarms(self._pool))
+        except Exception:  # the next full checkpoint tells; a failed look for alarms is no alarm
+            return False

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from services.registry.seal import MODULUS, mac
+from shared.db import Connection
+
 # Each ledger table with the key that orders it (and names a row in a report).
 LEDGER_TABLES: dict[str, tuple[str, ...]] = {
     "applications": ("application_id",),
@@ -28,16 +31,18 @@ class Checksum:
     digest: str
     rows: int
     tables: dict[str, str]
+    sealed: int | None = None  # the sum of the rows' MACs, when asked with the seal's key (services/registry/seal.py)
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def checksum(connection: asyncpg.Connection, schema: str) -> Checksum:
-    """The checksum of the ledger in ``schema``; call inside a transaction (it streams with a cursor)."""
+async def checksum(connection: Connection, schema: str, seal_key: bytes | None = None) -> Checksum:
+    """The checksum of the ledger in ``schema``; call inside a transaction (it streams with a cursor). With
+    ``seal_key``, the sum of the rows' MACs too, from the same rows in the same pass."""
     await connection.execute("SET LOCAL TimeZone = 'UTC'")
-    whole, tables, rows = hashlib.sha256(), {}, 0
+    whole, tables, rows, sealed = hashlib.sha256(), {}, 0, 0
     for table, key in LEDGER_TABLES.items():
         part = hashlib.sha256()
         order = ", ".join(f"t.{_quote(k)}" for k in key)
@@ -46,9 +51,11 @@ async def checksum(connection: asyncpg.Connection, schema: str) -> Checksum:
             part.update(record[0].encode())
             part.update(b"\n")
             rows += 1
+            if seal_key is not None:
+                sealed += mac(seal_key, table, record[0])
         tables[table] = part.hexdigest()
         whole.update(f"{table}:{tables[table]}\n".encode())
-    return Checksum(digest=whole.hexdigest(), rows=rows, tables=tables)
+    return Checksum(whole.hexdigest(), rows, tables, sealed % MODULUS if seal_key is not None else None)
 
 
 @dataclass(frozen=True)

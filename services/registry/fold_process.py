@@ -13,10 +13,11 @@ import os
 import sys
 from typing import Any
 
-from services.registry.replay import Vouched, fold_log
+from services.registry.replay import Vouched, fold_log, open_log
 from shared.collector import collect_less
 from shared.db import create_pool
 from shared.kafka_access import KafkaConnection
+from shared.trust import root_keys
 
 
 async def _fold_share(work: dict[str, Any]) -> int:
@@ -26,10 +27,12 @@ async def _fold_share(work: dict[str, Any]) -> int:
         def report(read: int, _: int) -> None:
             print(f"progress {read}", flush=True)
 
+        log = await open_log(
+            KafkaConnection(), work["topic"], trust_topic=work["trust_topic"], roots=root_keys(work["roots"])
+        )
         return await fold_log(
             pool,
-            KafkaConnection(),
-            work["topic"],
+            log,
             start={int(p): o for p, o in work["start"].items()},
             end={int(p): o for p, o in work["end"].items()},
             progress=report,

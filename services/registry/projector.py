@@ -17,10 +17,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from services.registry import chain, outbox, store
+from services.registry.checkpoints import LedgerAltered
+from services.registry.guard import LogGuard, LogReplaced
 from shared import signing
 from shared.events import Reason
 from shared.kafka_access import KafkaConnection
 from shared.reading import Reader
+from shared.trust import TrustLog
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,16 @@ class Projector:
         publish: outbox.Publish | None = None,
         on_applied: Callable[[int], None] | None = None,
         reader: Reader | None = None,
+        trust: TrustLog,
+        guard: LogGuard | None = None,
+        seal_key: bytes | None = None,
+        altered: Callable[[], str | None] = lambda: None,
     ) -> None:
+        self._seal_key = seal_key
+        self._altered = altered
         self._reader = reader
+        self._trust = trust
+        self._guard = guard
         self._publish = publish
         self._on_applied = on_applied
         self._group_id = group_id
@@ -125,10 +136,15 @@ class Projector:
                         "ledger from it into an empty database."
                     )
                     raise LedgerAheadOfLog(self.failure)
+                await self._check_log(force=bool(batches))
+                if (altered := self._altered()) is not None:
+                    self.failure = altered
+                    raise LedgerAltered(altered)  # waited out: the fold resumes once the ledger is repaired
                 self.failure = None
                 applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
                 if applied:
-                    await self._apply_all(applied)
+                    partitions = len(consumer.partitions_for_topic(self._topic) or ())
+                    await self._apply_all(applied, partitions)
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
                     await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
                 if self._reader is not None:
@@ -136,22 +152,34 @@ class Projector:
         finally:
             await consumer.stop()
 
-    async def _apply_all(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _check_log(self, *, force: bool) -> None:
+        """Stop (``LogReplaced``, named on /health) if the log is no longer the one the ledger follows."""
+        if self._guard is None:
+            return
+        try:
+            await self._guard.check(force=force)
+        except LogReplaced as replaced:
+            self.failure = f"{replaced}. Nothing is folded or admitted: restore the log, or rebuild the ledger"
+            raise
+
+    async def _apply_all(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], partitions: int
+    ) -> None:
         """Apply each partition's batch in a transaction of its own, all at once: the partitions' folds are
         independent, and one waiting on PostgreSQL need not hold the others back. Then relay the changes."""
-        # Read per poll: a key trusted or revoked by an operator counts from the next batch on.
-        async with self._pool.acquire() as connection:
-            trust = await signing.trusted(connection)
+        # Brought up to the end of the trust topic after the batch was fetched: a key trusted before an event
+        # was appended is known when the event is judged, as in any replay.
+        trust = await self._trust.current(0)
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._apply(tp, records, trust)) for tp, records in batches.items()]
+            tasks = [group.create_task(self._apply(tp, records, trust, partitions)) for tp, records in batches.items()]
         if any(task.result() for task in tasks) and self._publish is not None:
             await outbox.relay(self._pool, self._publish)
 
     async def _apply(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList, partitions: int
     ) -> int:
         """Fold one partition's batch; return how many license changes it recorded."""
-        events, refused = await read_batch(records, trust, on_refused=self._dead_letter)
+        events, refused = await read_batch(records, trust, partitions, on_refused=self._dead_letter)
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(store.LEDGER_LOCK_SHARED)
             applied = await store.apply_batch(
@@ -162,7 +190,11 @@ class Projector:
                 next_offset=records[-1].offset + 1,
                 records=raw_records(records),
                 refused=refused,
+                seal_key=self._seal_key,
             )
+        by_offset = {r.offset: r for r in records}
+        for positioned, reason in applied.refused:  # refused by the fold itself: told once it is committed
+            await self._dead_letter(by_offset[positioned.offset], reason)
         self.applied += applied.events
         if self._on_applied is not None:
             self._on_applied(applied.events)
@@ -172,6 +204,7 @@ class Projector:
 async def read_batch(
     records: list[ConsumerRecord[bytes, bytes]],
     trust: signing.TrustList,
+    partitions: int,
     *,
     on_refused: DeadLetter | None = None,
     unchecked: Callable[[int, int], bool] | None = None,
@@ -183,7 +216,7 @@ async def read_batch(
     refused: list[store.Refused] = []
     for index, record in enumerate(records, 1):
         verify = unchecked is None or not unchecked(record.partition, record.offset)
-        read = signing.read_case_event(record, trust, verify=verify)
+        read = signing.read_case_event(record, trust, partitions=partitions, verify=verify)
         if isinstance(read, Reason):
             if on_refused is not None:
                 await on_refused(record, read)

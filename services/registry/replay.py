@@ -26,12 +26,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.registry import chain, checkpoints, store
+from services.registry import chain, checkpoints, seal, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
 from services.registry.projector import raw_records, read_batch
-from shared import signing
+from shared import signing, trust
 from shared.db import create_pool, migrate_async
 from shared.kafka_access import KafkaConnection
+from shared.kafka_admin import partition_count
+from shared.topics import TRUST, sibling
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
 STALL_SECONDS = 30
@@ -39,6 +41,41 @@ STALL_SECONDS = 30
 
 class ReplayStalled(RuntimeError):
     """The log ends before the offsets the live ledger has applied: it cannot be replayed whole."""
+
+
+class LogIncomplete(RuntimeError):
+    """The log no longer holds records the live ledger applied (deleted, or cut short): it cannot be replayed."""
+
+
+@dataclass(frozen=True)
+class CaseLog:
+    """The case stream to fold, and what its records are judged against: the trust list folded from the trust
+    topic's statements (signed by a pinned root key), and the stream's partition count (placement)."""
+
+    kafka: KafkaConnection
+    topic: str
+    trust_topic: str
+    roots: tuple[str, ...]  # the pinned root keys, base64: a fold process reads the trust topic with them
+    partitions: int
+    trust: signing.TrustList = field(compare=False, repr=False)
+    skipped: tuple[tuple[int, str], ...] = ()  # trust-topic records no pinned root signed: (offset, why)
+
+
+async def open_log(
+    kafka: KafkaConnection,
+    topic: str,
+    *,
+    trust_topic: str | None = None,
+    roots: Mapping[str, Ed25519PublicKey] | None = None,
+) -> CaseLog:
+    """The case stream ``topic``, with the trust its namespace's trust topic gives under ``roots`` (by default
+    the pinned ones of ``LEDGER_TRUST_ROOT_KEYS``)."""
+    trust_topic = trust_topic or sibling(topic, TRUST)
+    roots = dict(roots) if roots is not None else trust.root_keys(os.environ.get("LEDGER_TRUST_ROOT_KEYS"))
+    folded = await trust.read_log(kafka, trust_topic, roots)
+    partitions = await partition_count(kafka, topic)
+    texts = tuple(signing.public_b64(k) for k in roots.values())
+    return CaseLog(kafka, topic, trust_topic, texts, partitions, folded.trust, tuple(folded.skipped))
 
 
 @dataclass
@@ -59,6 +96,30 @@ class ReplayResult:
     @property
     def matches(self) -> bool:
         return self.live.digest == self.rebuilt.digest and not self.chain_breaks
+
+
+async def whole(log: CaseLog, positions: Mapping[int, store.Position]) -> None:
+    """Raise :class:`LogIncomplete`, naming the offsets, if the log no longer holds every record the ledger
+    applied: records deleted at a partition's start, or a partition ending before the ledger's offset."""
+    consumer = AIOKafkaConsumer(**log.kafka.options(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(log.topic, p) for p in positions]
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    missing = []
+    for tp in tps:
+        position = positions[tp.partition]
+        if starts[tp] > position.chain_start:
+            missing.append(f"partition {tp.partition}: offsets {position.chain_start} to {starts[tp] - 1} were deleted")
+        if ends[tp] < position.next_offset:
+            missing.append(
+                f"partition {tp.partition}: offsets {ends[tp]} to {position.next_offset - 1} are gone (it ends early)"
+            )
+    if missing:
+        raise LogIncomplete(f"{log.topic} no longer holds records the live ledger applied: " + "; ".join(missing))
 
 
 def _q(name: str) -> str:
@@ -139,11 +200,15 @@ async def replay(
     topic: str,
     live_schema: str = "registry",
     swap: bool = False,
+    repair: bool = False,
     keep: bool = False,
     progress: Progress | None = None,
     processes: int | None = None,
     checkpoints_topic: str | None = None,
     checkpoint_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    trust_topic: str | None = None,
+    roots: Mapping[str, Ed25519PublicKey] | None = None,
+    seal_key: bytes | None = None,
 ) -> ReplayResult:
     """Fold ``topic`` into a fresh schema up to the live ledger's offsets and compare the two.
 
@@ -152,22 +217,31 @@ async def replay(
     live ledger has passed vouches for the records below it (``Vouched``): they are folded without checking
     each signature, and the fold is then held to the checkpoint's chain heads and checksum. If it does not
     hold, the fold starts again checking every signature, and ``notes`` says why.
+
+    ``swap`` makes the rebuilt ledger live if it equals the live one; ``repair`` makes it live if it does not
+    (the live ledger was altered), naming every row that changed, as long as the log itself is intact. Either
+    seals the rebuilt ledger with ``seal_key`` (the registry's), so that the registry resumes on it. A failed
+    replay leaves no schema behind.
     """
     started = time.perf_counter()
+    log = await open_log(kafka, topic, trust_topic=trust_topic, roots=roots)
     connection = await asyncpg.connect(database_url)
+    schema: str | None = None
+    swapped = False
     try:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
             positions = await live_positions(connection, live_schema, topic)
             live = await checksum(connection, live_schema)
             refusals = await live_refusals(connection, live_schema, topic)
         offsets = {p: position.next_offset for p, position in positions.items()}
+        await whole(log, positions)
         anchor = None
         if checkpoint_keys and checkpoints_topic:
             anchor = await checkpoints.latest_trusted(
                 kafka, checkpoints_topic, checkpoint_keys, topic=topic, within=positions
             )
         count = processes or processes_for(sum(offsets.values()), len(offsets))
-        fold = _Fold(database_url, kafka, topic, count, sum(offsets.values()), progress)
+        fold = _Fold(database_url, log, count, sum(offsets.values()), progress)
         schema, notes = await fold.fresh(connection, live_schema), []
         at_end: Checksum | None = None  # the rebuilt ledger's checksum, if the anchor check took it at the end
         if anchor is not None:
@@ -193,26 +267,25 @@ async def replay(
         result.fold_seconds, result.checkpoint, result.notes = fold.seconds, anchor, notes
         # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
         result.chain_breaks = chain_breaks(positions, rebuilt_positions)
+        result.notes += [f"trust topic record {o} skipped: {why}" for o, why in log.skipped]
         if not result.matches:
             async with connection.transaction(readonly=True):
                 result.differences = await differences(connection, live=live_schema, rebuilt=schema)
-        elif swap:
-            await _swap(connection, database_url, kafka, topic, live_schema, schema, offsets)
-            result.swapped = True
-        if not (keep or result.swapped):
-            await connection.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
+        if (swap and result.matches) or (repair and not result.chain_breaks):
+            await _swap(connection, database_url, log, live_schema, schema, offsets, seal_key)
+            result.swapped = swapped = True
         return result
     finally:
+        if schema is not None and not (keep or swapped):
+            await connection.execute(f"DROP SCHEMA IF EXISTS {_q(schema)} CASCADE")
         await connection.close()
 
 
 class _Fold:
     """Folds parts of the log into a schema, with one process or several, counting what it folded."""
 
-    def __init__(
-        self, url: str, kafka: KafkaConnection, topic: str, processes: int, total: int, progress: Progress | None
-    ) -> None:
-        self._url, self._kafka, self._topic, self._processes = url, kafka, topic, processes
+    def __init__(self, url: str, log: CaseLog, processes: int, total: int, progress: Progress | None) -> None:
+        self._url, self._log, self._processes = url, log, processes
         self._total, self._progress = total, progress
         self.events = 0
         self.seconds = 0.0  # folding only
@@ -221,7 +294,7 @@ class _Fold:
         """A freshly migrated schema to fold into, positioned as the live one starts."""
         schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
         await migrate_async("registry", self._url, schema=schema)
-        await seed_positions(connection, live_schema, schema, self._topic)
+        await seed_positions(connection, live_schema, schema, self._log.topic)
         self.events, self.seconds = 0, 0.0
         return schema
 
@@ -245,8 +318,7 @@ class _Fold:
             self.events += await fold_in_processes(
                 database_url=self._url,
                 schema=schema,
-                kafka=self._kafka,
-                topic=self._topic,
+                log=self._log,
                 start=start,
                 end=end,
                 processes=self._processes,
@@ -256,9 +328,7 @@ class _Fold:
             return
         pool = await create_pool(self._url, schema=schema, max_size=2)
         try:
-            self.events += await fold_log(
-                pool, self._kafka, self._topic, start=start, end=end, progress=progress, vouched=vouched
-            )
+            self.events += await fold_log(pool, self._log, start=start, end=end, progress=progress, vouched=vouched)
         finally:
             await pool.close()
 
@@ -284,8 +354,7 @@ async def _anchor_problem(
 
 async def fold_log(
     pool: asyncpg.Pool,
-    kafka: KafkaConnection,
-    topic: str,
+    log: CaseLog,
     *,
     start: dict[int, int],
     end: dict[int, int],
@@ -300,10 +369,9 @@ async def fold_log(
     if not todo:
         return 0
     total, read = sum(e - start.get(p, 0) for p, e in todo.items()), 0
-    async with pool.acquire() as connection:
-        trust = await signing.trusted(connection)  # the live trust list: a replay refuses what the live ledger did
+    topic = log.topic
     consumer = AIOKafkaConsumer(
-        **kafka.options(),
+        **log.kafka.options(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -326,7 +394,7 @@ async def fold_log(
                     continue
                 wanted = [r for r in records if r.offset < todo[tp.partition]]
                 if wanted:
-                    await _apply(pool, tp, wanted, trust, vouched)
+                    await _apply(pool, tp, wanted, log, vouched)
                     read += len(wanted)
                 if records[-1].offset + 1 >= todo[tp.partition]:
                     del todo[tp.partition]
@@ -356,22 +424,22 @@ async def fold_in_processes(
     *,
     database_url: str,
     schema: str,
-    kafka: KafkaConnection,
-    topic: str,
+    log: CaseLog,
     start: dict[int, int],
     end: dict[int, int],
     processes: int,
     progress: Progress | None = None,
     vouched: Vouched | None = None,
 ) -> int:
-    """Fold ``start``..``end`` of ``topic`` into ``schema`` with ``processes`` processes; return the events folded."""
+    """Fold ``start``..``end`` of the log into ``schema`` with ``processes`` processes; return the events folded."""
     partitions = sorted(p for p, e in end.items() if e > start.get(p, 0))
     shares = [partitions[i::processes] for i in range(processes) if partitions[i::processes]]
     total = sum(end[p] - start.get(p, 0) for p in partitions)
     done = [0] * len(shares)
 
     async def run(index: int, share: list[int]) -> int:
-        work = {"schema": schema, "topic": topic, "start": {p: start.get(p, 0) for p in share}}
+        work: dict[str, Any] = {"schema": schema, "topic": log.topic, "start": {p: start.get(p, 0) for p in share}}
+        work |= {"trust_topic": log.trust_topic, "roots": list(log.roots)}
         work["end"] = {p: end[p] for p in share}
         if vouched is not None:
             work["vouched"] = Vouched(
@@ -387,7 +455,7 @@ async def fold_in_processes(
             stderr=asyncio.subprocess.PIPE,
             # This process's own KAFKA_* variables are left out: the child logs in as ``kafka`` does, no other way.
             env={k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
-            | {"DATABASE_URL": database_url, **kafka.environment()},
+            | {"DATABASE_URL": database_url, **log.kafka.environment()},
         )
         assert child.stdin is not None and child.stdout is not None and child.stderr is not None
         child.stdin.write(json.dumps(work).encode())
@@ -415,10 +483,11 @@ async def _apply(
     pool: asyncpg.Pool,
     tp: TopicPartition,
     records: list[ConsumerRecord[bytes, bytes]],
-    trust: signing.TrustList,
+    log: CaseLog,
     vouched: Vouched | None = None,
 ) -> None:
-    events, refused = await read_batch(records, trust, unchecked=vouched.covers if vouched else None)
+    unchecked = vouched.covers if vouched else None
+    events, refused = await read_batch(records, log.trust, log.partitions, unchecked=unchecked)
     async with pool.acquire() as connection, connection.transaction():
         # No outbox rows: the live ledger published these changes when they happened.
         await store.apply_batch(
@@ -436,27 +505,30 @@ async def _apply(
 async def _swap(
     connection: asyncpg.Connection,
     database_url: str,
-    kafka: KafkaConnection,
-    topic: str,
+    log: CaseLog,
     live_schema: str,
     schema: str,
     folded: dict[int, int],
+    seal_key: bytes | None,
 ) -> None:
-    """Make ``schema`` the live ledger: catch it up, then rename both schemas under the ledger lock."""
+    """Make ``schema`` the live ledger: catch it up, seal it, then rename both schemas under the ledger lock."""
     retired = f"{live_schema}_retired_{time.strftime('%Y%m%d%H%M%S')}"
     pool = await create_pool(database_url, schema=schema, max_size=2)
     try:
         while True:
-            current = await live_offsets(connection, live_schema, topic)
+            current = await live_offsets(connection, live_schema, log.topic)
             if current != folded:
-                await fold_log(pool, kafka, topic, start=folded, end=current)
+                await fold_log(pool, log, start=folded, end=current)
                 folded = current
                 continue
             async with connection.transaction():
                 await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
-                if await live_offsets(connection, live_schema, topic) != folded:
+                if await live_offsets(connection, live_schema, log.topic) != folded:
                     continue  # the live ledger moved on while we waited for the lock: catch up again
                 await _carry_intake_state(connection, live_schema, schema)
+                if seal_key is not None:
+                    sums = await checksum(connection, schema, seal_key)
+                    await seal.reseal(connection, log.topic, sums.sealed or 0, schema)
                 await connection.execute(f"ALTER SCHEMA {_q(live_schema)} RENAME TO {_q(retired)}")
                 await connection.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(live_schema)}")
                 return
@@ -473,4 +545,4 @@ async def _carry_intake_state(connection: asyncpg.Connection, live_schema: str, 
         await connection.execute(f"INSERT INTO {_q(schema)}.{table} SELECT * FROM {_q(live_schema)}.{table}")
 
 
-INTAKE_TABLES = ("vin_claims", "declarations")
+INTAKE_TABLES = ("vin_claims", "declarations", "log_identity")

@@ -6,25 +6,40 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 from pydantic_core import to_json
 
-from services.registry import chain, vins
+from services.registry import chain, seal, vins
 from shared import fold as ledger
 from shared.db import Connection
-from shared.events import ApplicationStatus, BatchMode, Envelope, LicenseState, LicenseStatus, Reason
+from shared.events import (
+    ApplicationStatus,
+    BatchMode,
+    Envelope,
+    LicenseGranted,
+    LicenseReplaced,
+    LicenseState,
+    LicenseStatus,
+    Reason,
+)
 from shared.fold import ApplicationEntry, Case, ExportEntry, LicenseEntry
 
 YIELD_EVERY = 50
 """Events decoded or folded between two turns of the event loop, which also serves the registry's queries:
 a batch of 2,000 took 150-200 ms of CPU in one go, and a lookup arriving meanwhile waited for all of it."""
 
-LOAD_APPLICATIONS = "SELECT * FROM applications WHERE application_id = ANY($1::uuid[])"
-LOAD_LICENSES = "SELECT * FROM licenses WHERE case_id = ANY($1::uuid[])"
+# Each row with its text as the checksum and the seal read it (row_to_json, under UTC): a row the batch
+# replaces takes its MAC out of the seal.
+LOAD_APPLICATIONS = (
+    "SELECT t.*, row_to_json(t)::text AS _row FROM applications t WHERE application_id = ANY($1::uuid[])"
+)
+LOAD_LICENSES = "SELECT t.*, row_to_json(t)::text AS _row FROM licenses t WHERE case_id = ANY($1::uuid[])"
+UTC = "SET LOCAL TimeZone = 'UTC'"
+RETURNING_ROWS = " RETURNING row_to_json(t)::text"
 # The partial index ``exports_case_vins`` holds exactly the rows this reads (registry migration 0007).
 LOAD_EXPORTED_VINS = """
 SELECT case_id, array_agg(vin) AS vins FROM exports, unnest(vins) AS vin
@@ -36,12 +51,14 @@ WHERE case_id = ANY($1::uuid[]) AND outcome = 'accepted' AND vins <> '{}' GROUP 
 # batch's licenses then compared every license with every case of the batch, a tenth of a replay's time in
 # batches of 600. Scoped to the batch's transaction.
 INDEXED_READS_ONLY = "SET LOCAL enable_seqscan = off"
-ALREADY_APPLIED = "SELECT event_id FROM applied_events WHERE event_id = ANY($1::uuid[])"
+ALREADY_APPLIED = "SELECT event_id, partition FROM applied_events WHERE event_id = ANY($1::uuid[])"
+# The license numbers the batch opens (grants, successors) that another case holds already.
+NUMBERS_HELD = "SELECT license_number, case_id FROM licenses WHERE license_number = ANY($1::text[])"
 # One statement per table per batch: each takes its rows as column arrays (unnest), so a batch costs
 # a handful of round trips whatever its size. A row's VINs travel as a JSON array (arrays of arrays
 # must be rectangular in PostgreSQL).
 UPSERT_APPLICATIONS = """
-INSERT INTO applications (
+INSERT INTO applications AS t (
     application_id, status, applicant_code, applicant_name, agency_code, destination_country,
     port_of_exit, quantity, reasons, license_number, submitted_at, decided_at)
 SELECT u.id, u.status, u.applicant_code, u.applicant_name, u.agency_code, u.destination_country,
@@ -59,7 +76,7 @@ ON CONFLICT (application_id) DO UPDATE SET
     quantity = EXCLUDED.quantity, submitted_at = EXCLUDED.submitted_at
 """
 UPSERT_LICENSES = """
-INSERT INTO licenses (
+INSERT INTO licenses AS t (
     license_number, case_id, status, applicant_code, quantity, balance, declarations_used,
     valid_from, valid_to, port_of_exit, destination_country, batch_mode, vins, granted_at)
 SELECT u.number, u.case_id, u.status, u.applicant_code, u.quantity, u.balance, u.used, u.valid_from, u.valid_to,
@@ -70,9 +87,10 @@ FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::int[]
           destination, batch_mode, vins, granted_at)
 ON CONFLICT (license_number) DO UPDATE SET
     status = EXCLUDED.status, balance = EXCLUDED.balance, declarations_used = EXCLUDED.declarations_used
+WHERE t.case_id = EXCLUDED.case_id  -- a license is one case's: another case never writes over it
 """
 INSERT_EXPORTS = """
-INSERT INTO exports (
+INSERT INTO exports AS t (
     event_id, declaration_number, license_number, case_id, outcome, reason_code, reason_message,
     quantity, port_of_exit, export_date, vins, value, currency, recorded_at)
 SELECT u.event_id, u.declaration, u.license_number, u.case_id, u.outcome, u.reason_code, u.reason_message,
@@ -84,7 +102,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text
           export_date, vins, value, currency, recorded_at)
 """
 INSERT_HISTORY = """
-INSERT INTO license_history (license_number, event_id, partition, "offset", occurred_at, state)
+INSERT INTO license_history AS t (license_number, event_id, partition, "offset", occurred_at, state)
 SELECT u.number, u.event_id, u.partition, u.position, u.occurred_at, u.state::jsonb
 FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[], $5::timestamptz[], $6::text[])
      AS u(number, event_id, partition, position, occurred_at, state)
@@ -93,22 +111,24 @@ INSERT_OUTBOX = """
 INSERT INTO outbox (license_number, state)
 SELECT u.number, u.state::jsonb FROM unnest($1::text[], $2::text[]) AS u(number, state)
 """
-MARK_APPLIED = "INSERT INTO applied_events (event_id) SELECT unnest($1::uuid[])"
+MARK_APPLIED = "INSERT INTO applied_events (event_id, partition) SELECT unnest($1::uuid[]), $2"
 # From the offset the ledger started keeping refusals at (0 unless it predates migration 0006).
 RECORD_REFUSALS = """
-INSERT INTO refused_events (topic, partition, "offset", reason_code)
+INSERT INTO refused_events AS t (topic, partition, "offset", reason_code)
 SELECT $1, $2, u.position, u.code FROM unnest($3::bigint[], $4::text[]) AS u(position, code)
 WHERE u.position >= coalesce((SELECT refusals_from FROM partition_offsets WHERE topic = $1 AND partition = $2), 0)
 ON CONFLICT DO NOTHING
 """
 SAVE_OFFSET = """
-INSERT INTO partition_offsets (topic, partition, next_offset, chain_head) VALUES ($1, $2, $3, $4)
-ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head
+INSERT INTO partition_offsets (topic, partition, next_offset, chain_head, seal) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (topic, partition) DO UPDATE SET
+    next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head,
+    seal = coalesce(EXCLUDED.seal, partition_offsets.seal)
 """
 STORED_OFFSETS = "SELECT partition, next_offset FROM partition_offsets WHERE topic = $1"
 # Taken first: two batches of one partition (a zombie after a rebalance) extend the chain one after the other.
 LOCK_POSITION = """
-SELECT next_offset, chain_head, chain_start FROM partition_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE
+SELECT next_offset, chain_head, chain_start, seal FROM partition_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE
 """
 STORED_POSITIONS = "SELECT partition, next_offset, chain_head, chain_start FROM partition_offsets WHERE topic = $1"
 # Every batch holds this lock shared; swapping in a rebuilt ledger holds it exclusively, so no batch
@@ -131,6 +151,7 @@ class Position:
     next_offset: int
     head: bytes
     chain_start: int  # the chain covers the records from here (0 unless the ledger predates the chain)
+    seal: int = 0  # the sum of the MACs of the rows the partition's batches wrote (services/registry/seal.py)
 
 
 async def stored_positions(connection: Connection | asyncpg.Pool, topic: str) -> dict[int, Position]:
@@ -157,11 +178,13 @@ class Refused:
 
 @dataclass(frozen=True)
 class Applied:
-    """What one batch changed: how many events were new, the exports they judged, the license states."""
+    """What one batch changed: how many events were new, the exports they judged, the license states, and the
+    events it refused itself (an id applied in another partition, a license number another case holds)."""
 
     events: int
     exports: list[ExportEntry]
     changes: int  # license states recorded (and, live, put in the outbox)
+    refused: list[tuple[Positioned, Reason]] = field(default_factory=list)
 
 
 async def apply_batch(
@@ -174,6 +197,7 @@ async def apply_batch(
     records: Sequence[chain.Raw],
     refused: Sequence[Refused] = (),
     outbox: bool = True,
+    seal_key: bytes | None = None,
 ) -> Applied:
     """Fold ``events`` of one partition into the ledger, in the caller's transaction.
 
@@ -183,12 +207,20 @@ async def apply_batch(
     when they happened) an outbox row in the same transaction, so no change is ever lost.
     ``records`` are every record the batch read, ``events`` the readable ones among them, ``refused``
     the others with the reason: the partition's hash chain is extended over all of them and stored with
-    the offset, and the refusals are kept (``refused_events``, part of the checksum).
+    the offset, and the refusals are kept (``refused_events``, part of the checksum). With ``seal_key`` (the
+    live registry's), the MACs of the rows written are added to the partition's seal and those of the rows
+    replaced taken out (``services/registry/seal.py``).
     """
     await connection.execute(INDEXED_READS_ONLY)
+    if seal_key is not None:
+        await connection.execute(UTC)
     position = await _lock_position(connection, topic, partition)
-    fresh = await _not_yet_applied(connection, events)
-    cases = await _load_cases(connection, {p.envelope.case_id for p in fresh})
+    fresh, elsewhere = await _not_yet_applied(connection, events, partition)
+    fresh, taken = await _numbers_free(connection, fresh)
+    own = [*elsewhere, *taken]
+    refused = [*refused, *(Refused(p.offset, reason.code) for p, reason in own)]
+    texts: dict[tuple[str, Any], str] = {}
+    cases = await _load_cases(connection, {p.envelope.case_id for p in fresh}, texts)
     loaded = dict(cases)
     exports: list[ExportEntry] = []
     history: list[tuple[Any, ...]] = []
@@ -205,43 +237,95 @@ async def apply_batch(
             history.append(
                 (license_.license_number, envelope.event_id, partition, positioned.offset, envelope.occurred_at, state)
             )
-    await _save(connection, *_changed_rows(loaded, cases), exports)
+    sealing = seal_key is not None
+    applications, licenses = _changed_rows(loaded, cases)
+    written = await _save(connection, applications, licenses, exports, returning=sealing)
     await vins.settle(connection, exports)
-    await _record_changes(connection, history, publish=outbox)
+    written += await _record_changes(connection, history, publish=outbox, returning=sealing)
     if fresh:
-        await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh])
+        await connection.execute(MARK_APPLIED, [p.envelope.event_id for p in fresh], partition)
     if refused:
-        await connection.execute(
-            RECORD_REFUSALS, topic, partition, [r.offset for r in refused], [r.code for r in refused]
-        )
+        query = RECORD_REFUSALS + (RETURNING_ROWS if sealing else "")
+        rows = await connection.fetch(query, topic, partition, [r.offset for r in refused], [r.code for r in refused])
+        written += [("refused_events", r[0]) for r in rows]
+    seal_value: bytes | None = None
+    if seal_key is not None:
+        keys: list[tuple[str, Any]] = [("applications", a.application_id) for a in applications]
+        keys += [("licenses", lic.license_number) for lic in licenses]
+        replaced = [(table, texts[(table, key)]) for table, key in keys if (table, key) in texts]
+        seal_value = seal.as_bytes(position.seal + seal.total(seal_key, written) - seal.total(seal_key, replaced))
     position = _advance(position, partition, records, next_offset)
-    await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head)
-    return Applied(events=len(fresh), exports=exports, changes=len(history))
+    await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head, seal_value)
+    return Applied(events=len(fresh), exports=exports, changes=len(history), refused=own)
 
 
 async def _lock_position(connection: Connection, topic: str, partition: int) -> Position:
     row = await connection.fetchrow(LOCK_POSITION, topic, partition)
     if row is None:
         return Position(next_offset=0, head=chain.GENESIS, chain_start=0)
-    return Position(row["next_offset"], bytes(row["chain_head"]), row["chain_start"])
+    return Position(row["next_offset"], bytes(row["chain_head"]), row["chain_start"], seal.as_int(row["seal"]))
 
 
 def _advance(position: Position, partition: int, records: Sequence[chain.Raw], next_offset: int) -> Position:
     """The position after the batch; records already chained (a redelivered batch) are not chained twice."""
     start = max(position.next_offset, position.chain_start)
     head = chain.extend(position.head, partition, (r for r in records if r.offset >= start))
-    return Position(max(position.next_offset, next_offset), head, position.chain_start)
+    return Position(max(position.next_offset, next_offset), head, position.chain_start, position.seal)
 
 
-async def _not_yet_applied(connection: Connection, events: Sequence[Positioned]) -> list[Positioned]:
+async def _not_yet_applied(
+    connection: Connection, events: Sequence[Positioned], partition: int
+) -> tuple[list[Positioned], list[tuple[Positioned, Reason]]]:
+    """The events not applied yet; and those whose id was applied in another partition, refused.
+
+    An event applied already in this partition is a duplicate (a retry, a redelivery): skipped, changing
+    nothing. An event whose id was applied in another partition is not a copy of it (a copy would sit in its
+    case's partition, or be refused as misplaced): an id reused by a producer, refused ``event_id_reused``."""
     ids = [p.envelope.event_id for p in events]
-    applied = {r["event_id"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
+    applied = {r["event_id"]: r["partition"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
     fresh: list[Positioned] = []
+    reused: list[tuple[Positioned, Reason]] = []
     for positioned in events:
-        if positioned.envelope.event_id not in applied:
-            applied.add(positioned.envelope.event_id)
+        event_id = positioned.envelope.event_id
+        if event_id in applied and applied[event_id] not in (partition, None):
+            message = f"event id {event_id} was applied already in partition {applied[event_id]}: an id is one event's"
+            reused.append((positioned, Reason(code="event_id_reused", message=message)))
+        elif event_id not in applied:
+            applied[event_id] = partition
             fresh.append(positioned)
-    return fresh
+    return fresh, reused
+
+
+async def _numbers_free(
+    connection: Connection, events: Sequence[Positioned]
+) -> tuple[list[Positioned], list[tuple[Positioned, Reason]]]:
+    """The events, but for those opening a license number another case holds: refused ``license_number_taken``
+    (a license number is one license's, of one case, whichever partition saw it first)."""
+    opened = {p.envelope.event_id: number for p in events if (number := _opens(p.envelope)) is not None}
+    if not opened:
+        return list(events), []
+    held = {r["license_number"]: r["case_id"] for r in await connection.fetch(NUMBERS_HELD, list(opened.values()))}
+    owner: dict[str, uuid.UUID] = dict(held)
+    free: list[Positioned] = []
+    taken: list[tuple[Positioned, Reason]] = []
+    for positioned in events:
+        number = opened.get(positioned.envelope.event_id)
+        case_id = positioned.envelope.case_id
+        if number is not None and owner.setdefault(number, case_id) != case_id:
+            message = f"license number {number} is held by case {owner[number]} already"
+            taken.append((positioned, Reason(code="license_number_taken", message=message)))
+        else:
+            free.append(positioned)
+    return free, taken
+
+
+def _opens(envelope: Envelope) -> str | None:
+    event = envelope.payload
+    if isinstance(event, LicenseGranted):
+        return event.license_number
+    if isinstance(event, LicenseReplaced):
+        return event.successor_license_number
+    return None
 
 
 def _changed_licenses(before: Case, after: Case) -> list[LicenseEntry]:
@@ -294,24 +378,37 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _record_changes(connection: Connection, history: list[tuple[Any, ...]], *, publish: bool) -> None:
-    """History rows; and the same states, serialised once, in the outbox to be published."""
+async def _record_changes(
+    connection: Connection, history: list[tuple[Any, ...]], *, publish: bool, returning: bool
+) -> list[tuple[str, str]]:
+    """History rows; and the same states, serialised once, in the outbox to be published. The rows' texts, when
+    ``returning``."""
     if not history:
-        return
+        return []
     columns = _columns(history)
-    await connection.execute(INSERT_HISTORY, *columns)
+    rows = await connection.fetch(INSERT_HISTORY + (RETURNING_ROWS if returning else ""), *columns)
     if publish:
         await connection.execute(INSERT_OUTBOX, columns[0], columns[5])
+    return [("license_history", r[0]) for r in rows]
 
 
-async def _load_cases(connection: Connection, case_ids: set[uuid.UUID]) -> dict[uuid.UUID, Case]:
+async def _load_cases(
+    connection: Connection, case_ids: set[uuid.UUID], texts: dict[tuple[str, Any], str] | None = None
+) -> dict[uuid.UUID, Case]:
+    """The cases as the ledger holds them; each row's text into ``texts``, by (table, key), if given."""
     if not case_ids:
         return {}
     ids = list(case_ids)
-    applications = {r["application_id"]: _application(r) for r in await connection.fetch(LOAD_APPLICATIONS, ids)}
+    applications: dict[uuid.UUID, ApplicationEntry] = {}
+    for row in await connection.fetch(LOAD_APPLICATIONS, ids):
+        applications[row["application_id"]] = _application(row)
+        if texts is not None:
+            texts[("applications", row["application_id"])] = row["_row"]
     licenses: dict[uuid.UUID, dict[str, LicenseEntry]] = {}
     for row in await connection.fetch(LOAD_LICENSES, ids):
         licenses.setdefault(row["case_id"], {})[row["license_number"]] = _license(row)
+        if texts is not None:
+            texts[("licenses", row["license_number"])] = row["_row"]
     vins = {r["case_id"]: frozenset(r["vins"]) for r in await connection.fetch(LOAD_EXPORTED_VINS, ids)}
     return {
         case_id: Case(
@@ -336,13 +433,20 @@ async def _save(
     applications: list[ApplicationEntry],
     licenses: list[LicenseEntry],
     exports: list[ExportEntry],
-) -> None:
-    if applications:
-        await connection.execute(UPSERT_APPLICATIONS, *_columns([_application_args(a) for a in applications]))
-    if licenses:
-        await connection.execute(UPSERT_LICENSES, *_columns([_license_args(lic) for lic in licenses]))
-    if exports:
-        await connection.execute(INSERT_EXPORTS, *_columns([_export_args(e) for e in exports]))
+    *,
+    returning: bool,
+) -> list[tuple[str, str]]:
+    """Write the rows; their texts as written (table, text), when ``returning``."""
+    suffix = RETURNING_ROWS if returning else ""
+    written: list[tuple[str, str]] = []
+    for table, statement, rows in (
+        ("applications", UPSERT_APPLICATIONS, [_application_args(a) for a in applications]),
+        ("licenses", UPSERT_LICENSES, [_license_args(lic) for lic in licenses]),
+        ("exports", INSERT_EXPORTS, [_export_args(e) for e in exports]),
+    ):
+        if rows:
+            written += [(table, r[0]) for r in await connection.fetch(statement + suffix, *_columns(rows))]
+    return written
 
 
 def _vins_json(vins: tuple[str, ...]) -> str:

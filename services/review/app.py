@@ -27,7 +27,7 @@ from shared.events import CHINA, Envelope, Reason, china_today
 from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
 from shared.reading import Reader
 from shared.refusal import Refusal
-from shared.service import Runtime, create_service
+from shared.service import CaseReading, Runtime, create_service
 from shared.settings import ServiceSettings
 
 
@@ -75,11 +75,12 @@ def _follow_cases(runtime: Runtime, references: ReferenceCache, settings: Settin
         # The reference data as the batch starts: a change committed meanwhile counts from the next batch.
         data = await references.current()
         reader = runtime.reader("cases-review")
+        reading = await reader.run(runtime.case_reading)
         # A case lives in one partition: each partition's records are decided in order, the partitions at
         # once, each on its own connection, so one waiting on PostgreSQL does not hold the others back.
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_decide_in_order(runtime, reader, records, data))
+                group.create_task(_decide_in_order(runtime, reader, reading, records, data))
                 for records in records_by_partition(message)
             ]
         # The batch is committed when this returns, so only once the log holds every decision in it. A crash
@@ -90,7 +91,7 @@ def _follow_cases(runtime: Runtime, references: ReferenceCache, settings: Settin
 
 
 async def _decide_in_order(
-    runtime: Runtime, reader: Reader, records: list[Any], data: ReferenceData
+    runtime: Runtime, reader: Reader, reading: CaseReading, records: list[Any], data: ReferenceData
 ) -> list[tuple[uuid.UUID, Awaitable[Any]]]:
     """Act on one partition's records in order, then follow them; the decisions sent, by the submission."""
     sent: list[tuple[uuid.UUID, Awaitable[Any]]] = []
@@ -98,7 +99,7 @@ async def _decide_in_order(
     async with runtime.pool.acquire() as connection:
 
         async def decide_record(record: Any) -> None:
-            envelope = await runtime.case_event(record)
+            envelope = reading.read(record)
             if isinstance(envelope, Reason):  # unreadable or unsigned: a forged submission, say
                 read.append(following.Followed(record.offset, None))
                 raise Refusal(422, envelope.code, envelope.message)

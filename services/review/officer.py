@@ -175,7 +175,9 @@ async def _escalated(view: CaseView, case_id: uuid.UUID) -> None:
 
 
 def _still_escalated(view: CaseView, case_id: uuid.UUID) -> None:
-    status = view.case.application.status if view.case.application else None
+    if view.case.application is None:
+        raise Refusal(404, "unknown_application", f"no application {case_id} in review's view of the log")
+    status = view.case.application.status
     if status is not ApplicationStatus.ESCALATED:
         raise conflict(f"application_{status}", f"application {case_id} is {status}, not escalated")
 

@@ -16,7 +16,7 @@ from shared.kafka_access import KafkaConnection
 from shared.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, read_topic, serving, settings_for
+from tests.support import eventually, read_topic, serving, settings_for, trust_log
 
 
 async def _ledger_licenses(database_url: str) -> dict[str, tuple[object, ...]]:
@@ -92,16 +92,18 @@ async def test_a_crash_between_ledger_commit_and_publish_loses_no_change(
         raise AssertionError("nothing here is unreadable")
 
     pool = await create_pool(database_url, schema="registry")
-    crashed = Projector(
-        kafka=infrastructure.kafka,
-        topic=topics.cases,
-        pool=pool,
-        dead_letter=no_dead_letters,
-        group_id=topics.group("registry"),
-        publish=broker_gone,
-    )
-    # Bounded: a projector that never meets the failure would otherwise fold on forever.
-    outcome = await asyncio.gather(asyncio.wait_for(crashed.run(), 60), return_exceptions=True)
+    async with trust_log(infrastructure.kafka, topics) as trust:
+        crashed = Projector(
+            kafka=infrastructure.kafka,
+            topic=topics.cases,
+            pool=pool,
+            dead_letter=no_dead_letters,
+            group_id=topics.group("registry"),
+            publish=broker_gone,
+            trust=trust,
+        )
+        # Bounded: a projector that never meets the failure would otherwise fold on forever.
+        outcome = await asyncio.gather(asyncio.wait_for(crashed.run(), 60), return_exceptions=True)
     assert isinstance(outcome[0], ConnectionError)
     pending = await pool.fetchval("SELECT count(*) FROM outbox")
     await pool.close()

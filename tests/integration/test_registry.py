@@ -13,7 +13,7 @@ from shared.events import derived_event_id
 from shared.topics import Topics
 from tests.histories import case, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for
+from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for, trust_log
 
 
 async def _ledger(database_url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -51,22 +51,24 @@ async def _project_until(infrastructure: Infrastructure, database_url: str, topi
     async def dead_letter(record: object, reason: object) -> None:
         dead.append((record, reason))
 
-    projector = Projector(
-        kafka=infrastructure.kafka,
-        topic=topics.cases,
-        pool=pool,
-        dead_letter=dead_letter,
-        group_id=topics.group("registry"),
-    )
-    task = asyncio.create_task(projector.run())
-    try:
-        await eventually(lambda: _done(projector.applied >= applied), timeout=30, what=f"{applied} events applied")
-        await asyncio.sleep(0.5)  # nothing more arrives that should not
-        return projector.applied
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pool.close()
+    async with trust_log(infrastructure.kafka, topics) as trust:
+        projector = Projector(
+            kafka=infrastructure.kafka,
+            topic=topics.cases,
+            pool=pool,
+            dead_letter=dead_letter,
+            group_id=topics.group("registry"),
+            trust=trust,
+        )
+        task = asyncio.create_task(projector.run())
+        try:
+            await eventually(lambda: _done(projector.applied >= applied), timeout=30, what=f"{applied} events applied")
+            await asyncio.sleep(0.5)  # nothing more arrives that should not
+            return projector.applied
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await pool.close()
 
 
 async def _done(condition: bool) -> bool | None:
@@ -198,8 +200,8 @@ async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_e
     )
     await connection.close()
     async with producer(infrastructure.kafka) as send:
-        for envelope in case("26-44-000601", (1, 2)):  # into partition 0, the one the ledger is ahead on
-            await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode(), partition=0)
+        for envelope in case("26-44-000601", (1, 2), partition=0):  # partition 0, the one the ledger is ahead on
+            await send_signed(send, topics.cases, envelope.to_bytes(), key=str(envelope.case_id).encode())
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
 

@@ -16,13 +16,13 @@ from services.registry import store
 from services.registry.app import create_app
 from services.registry.checkpoints import load_signing_key
 from services.registry.replay import ReplayResult, replay
-from shared import db, signing
+from shared import db, signing, trust
 from shared.events import Envelope
 from shared.topics import Topics
 from tests.histories import applied_offsets, export, many_cases, publish
 from tests.infra import Infrastructure
 from tests.integration.test_audit import _checkpoint_at, _settings, public_key_text
-from tests.support import SIGNING_KEY, SIGNING_PRODUCERS, eventually, licensectl, producer, serving, signed
+from tests.support import ROOT_KEY, SIGNING_KEY, SIGNING_PRODUCERS, eventually, licensectl, producer, serving, signed
 
 
 @dataclass
@@ -137,13 +137,12 @@ async def test_the_records_a_checkpoint_vouches_for_are_not_verified_again(
     history = await _history(infrastructure, database_url, topics, tmp_path, after=3)
     # The test producers' key is revoked as if it had never been valid: a replay that checks every
     # signature now refuses every record, one that trusts the checkpoint only those after it.
-    connection = await asyncpg.connect(database_url)
-    try:
-        identifier = signing.key_id(SIGNING_KEY.public_key())
-        for name in SIGNING_PRODUCERS:
-            await signing.untrust(connection, producer=name, key_id=identifier, at=datetime(2000, 1, 1, tzinfo=UTC))
-    finally:
-        await connection.close()
+    identifier = signing.key_id(SIGNING_KEY.public_key())
+    revoked = [
+        trust.statement("revoke", producer=name, key_id=identifier, at=datetime(2000, 1, 1, tzinfo=UTC))
+        for name in SIGNING_PRODUCERS
+    ]
+    await trust.publish(infrastructure.kafka, topics.trust, revoked, ROOT_KEY)
 
     every = await _replay(infrastructure, database_url, history, keep=True)
     assert not every.matches and every.checkpoint is None

@@ -9,12 +9,13 @@ from pathlib import Path
 import asyncpg
 
 from services.registry.checksum import checksum
-from services.registry.replay import fold_log
+from services.registry.replay import fold_log, open_log
+from shared import trust
 from shared.db import create_pool, migrate_async
 from shared.kafka_admin import delete_topics, ensure_topics
 from shared.topics import Topics
 from tests.infra import Infrastructure
-from tests.support import producer, send_signed
+from tests.support import ROOT_KEY, producer, send_signed, test_trust
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -23,6 +24,7 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
     """Publish the fixture's raw lines, as they were written, and fold them into a schema of their own."""
     topics = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(infrastructure.kafka, topics)
+    await trust.publish(infrastructure.kafka, topics.trust, test_trust(), ROOT_KEY)
     ends: dict[int, int] = {}
     async with producer(infrastructure.kafka) as send:
         for line in (FIXTURES / fixture).read_text().splitlines():
@@ -32,7 +34,7 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
     await migrate_async("registry", database_url, schema=schema)
     pool = await create_pool(database_url, schema=schema)
     try:
-        await fold_log(pool, infrastructure.kafka, topics.cases, start={}, end=ends)
+        await fold_log(pool, await open_log(infrastructure.kafka, topics.cases), start={}, end=ends)
     finally:
         await pool.close()
         await delete_topics(infrastructure.kafka, topics)

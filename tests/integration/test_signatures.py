@@ -3,13 +3,13 @@ the intake services accept only commands signed by their sender's key; the rest 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from licensectl import samples
@@ -17,12 +17,13 @@ from services.applications.app import Settings as ApplicationsSettings
 from services.applications.app import create_app as create_applications
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
-from shared import db, signing
+from shared import signing, trust
 from shared.events import Envelope
+from shared.signing import ANY_EVENT, KeyScope
 from shared.topics import Topics
-from tests.histories import applied_offsets, case, granted, publish
+from tests.histories import applied_offsets, case, case_in, granted, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for, signed
+from tests.support import ROOT_KEY, eventually, producer, read_topic, send_signed, serving, settings_for, signed
 
 OTHER_AGENCY_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))  # trusted for "agency-99" only
 STRANGER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(2, 34)))  # trusted for no one
@@ -30,22 +31,27 @@ RETIRED_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(3, 35)))  # trust
 REVOKED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-async def _trust_more_keys(database_url: str) -> None:
-    connection = await asyncpg.connect(database_url)
-    try:
-        await signing.trust(
-            connection, producer="agency-99", public_key=OTHER_AGENCY_KEY.public_key(), since=signing.ALWAYS
-        )
-        await signing.trust(connection, producer="test", public_key=RETIRED_KEY.public_key(), since=signing.ALWAYS)
-        retired = signing.key_id(RETIRED_KEY.public_key())
-        assert await signing.untrust(connection, producer="test", key_id=retired, at=REVOKED_AT)
-    finally:
-        await connection.close()
+async def _trust_more_keys(infrastructure: Infrastructure, topics: Topics) -> None:
+    """Root-signed statements on the test's trust topic: agency-99's key for its commands, a retired key of
+    "test" (revoked at REVOKED_AT)."""
+    retired = signing.key_id(RETIRED_KEY.public_key())
+    statements = [
+        trust.trusting("agency-99", OTHER_AGENCY_KEY.public_key(), KeyScope(use="commands", agency_code="99")),
+        trust.trusting("test", RETIRED_KEY.public_key(), ANY_EVENT, at=signing.ALWAYS),
+        trust.statement("revoke", producer="test", key_id=retired, at=REVOKED_AT),
+    ]
+    await trust.publish(infrastructure.kafka, topics.trust, statements, ROOT_KEY)
 
 
-def _grant(number: str, *, before_revocation: bool = False) -> Envelope:
+async def _send(send: AIOKafkaProducer, topic: str, envelope: Envelope, value: bytes, headers: Any = None) -> None:
+    """``value`` (the envelope's bytes, or altered) to the partition of the envelope's case, as producers key it."""
+    await send.send_and_wait(topic, value, key=str(envelope.case_id).encode(), headers=headers)
+
+
+def _grant(number: str, *, before_revocation: bool = False, partition: int | None = None) -> Envelope:
     occurred = REVOKED_AT - timedelta(days=1) if before_revocation else None
-    return Envelope.wrap(granted(number), case_id=uuid.uuid4(), producer="test", occurred_at=occurred)
+    case_id = uuid.uuid4() if partition is None else case_in(partition)
+    return Envelope.wrap(granted(number), case_id=case_id, producer="test", occurred_at=occurred)
 
 
 def _tampered(value: bytes) -> bytes:
@@ -61,7 +67,7 @@ def _number_of(record: ConsumerRecord[bytes, bytes]) -> str:
 async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_lettered_and_good_ones_still_land(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    await _trust_more_keys(database_url)
+    await _trust_more_keys(infrastructure, topics)
     unsigned, stranger, tampered, misattributed, retired, old = (
         _grant("26-44-000801"),
         _grant("26-44-000802"),
@@ -71,17 +77,17 @@ async def test_unsigned_untrusted_tampered_and_misattributed_events_are_dead_let
         _grant("26-44-000806", before_revocation=True),
     )
     async with producer(infrastructure.kafka) as send:
-        await send.send_and_wait(topics.cases, unsigned.to_bytes())
+        await _send(send, topics.cases, unsigned, unsigned.to_bytes())
         value = stranger.to_bytes()
-        await send.send_and_wait(topics.cases, value, headers=signed(value, STRANGER_KEY))
+        await _send(send, topics.cases, stranger, value, signed(value, STRANGER_KEY))
         value = tampered.to_bytes()
-        await send.send_and_wait(topics.cases, _tampered(value), headers=signed(value))
+        await _send(send, topics.cases, tampered, _tampered(value), signed(value))
         value = misattributed.to_bytes()  # says producer "test", signed by agency-99's key
-        await send.send_and_wait(topics.cases, value, headers=signed(value, OTHER_AGENCY_KEY))
+        await _send(send, topics.cases, misattributed, value, signed(value, OTHER_AGENCY_KEY))
         value = retired.to_bytes()  # occurred now, after its key was revoked
-        await send.send_and_wait(topics.cases, value, headers=signed(value, RETIRED_KEY))
+        await _send(send, topics.cases, retired, value, signed(value, RETIRED_KEY))
         value = old.to_bytes()  # occurred before its key was revoked: still valid
-        await send.send_and_wait(topics.cases, value, headers=signed(value, RETIRED_KEY))
+        await _send(send, topics.cases, old, value, signed(value, RETIRED_KEY))
     good = case("26-44-000807", (1, 2))
     await publish(infrastructure.kafka, topics.cases, good)
     settings = settings_for(Settings, infrastructure, database_url, topics)
@@ -136,7 +142,7 @@ async def test_an_unsigned_or_badly_signed_intake_command_is_dead_lettered_with_
     _, signed_original = _submission()
     forged = json.dumps({**json.loads(signed_original), "command_id": str(uuid.uuid4())}).encode()
     good_id, good = _submission()
-    await _trust_more_keys(database_url)
+    await _trust_more_keys(infrastructure, topics)
     async with serving(create_applications(settings)):
         async with producer(infrastructure.kafka) as send:
             await send.send_and_wait(topics.intake_applications, unsigned)
@@ -157,15 +163,17 @@ async def test_an_unsigned_or_badly_signed_intake_command_is_dead_lettered_with_
 async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cut_off_only(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    # As if the ledger had applied one record of partition 0 when it learnt to verify signatures.
-    connection = await asyncpg.connect(database_url)
-    await connection.execute("INSERT INTO access.signatures_from VALUES ($1, 0, 1)", topics.cases)
-    await connection.close()
-    old, new, good = _grant("26-44-000901"), _grant("26-44-000902"), _grant("26-44-000903")
+    # As if the ledger had applied one record of partition 0 when it learnt to verify signatures: a root-signed
+    # statement says so. One that no pinned root signed (an insider's, say) moves no cut-off.
+    forged = trust.statement("signed_from", topic=topics.cases, partition=0, first_offset=3)
+    await trust.publish(infrastructure.kafka, topics.trust, [forged], STRANGER_KEY)
+    cut_off = trust.statement("signed_from", topic=topics.cases, partition=0, first_offset=1)
+    await trust.publish(infrastructure.kafka, topics.trust, [cut_off], ROOT_KEY)
+    old, new, good = (_grant(n, partition=0) for n in ("26-44-000901", "26-44-000902", "26-44-000903"))
     async with producer(infrastructure.kafka) as send:
-        await send.send_and_wait(topics.cases, old.to_bytes(), partition=0)  # offset 0: before the cut-off
-        await send.send_and_wait(topics.cases, new.to_bytes(), partition=0)  # offset 1: must be signed
-        await send_signed(send, topics.cases, good.to_bytes(), partition=0)
+        await _send(send, topics.cases, old, old.to_bytes())  # offset 0: before the cut-off
+        await _send(send, topics.cases, new, new.to_bytes())  # offset 1: must be signed
+        await _send(send, topics.cases, good, good.to_bytes(), signed(good.to_bytes()))
     settings = settings_for(Settings, infrastructure, database_url, topics)
     async with serving(create_app(settings)) as client:
         await eventually(lambda: _license(client, "26-44-000903", balance=10), what="the signed grant")
@@ -175,18 +183,32 @@ async def test_a_log_written_before_signatures_is_folded_unverified_below_its_cu
     assert [(_number_of(r), dict(r.headers)["dlq.reason-code"]) for r in dead] == [("26-44-000902", b"unsigned_event")]
     result = await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases)
     assert result.matches, result.differences
+    assert any("no pinned root key" in note for note in result.notes), result.notes
 
 
-async def test_migrating_a_ledger_records_where_its_signed_records_begin(database_url: str) -> None:
-    await asyncio.to_thread(db.migrate, "registry", database_url, schema="ledger_before_signing", revision="0004")
+async def test_a_key_inserted_into_the_database_trusts_nothing(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """The trust list is the trust topic's root-signed statements: no table of the database holds it (an
+    insider's row made a forged grant legitimate), and a statement signed by any other key is ignored."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute(
-            "INSERT INTO ledger_before_signing.partition_offsets (topic, partition, next_offset) VALUES "
-            "('old.licensing.cases', 0, 40), ('old.licensing.cases', 1, 0)"
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'access' ORDER BY 1"
         )
-        await db.migrate_async("registry", database_url, schema="ledger_before_signing")
-        rows = await connection.fetch("SELECT topic, partition, first_offset FROM access.signatures_from")
     finally:
         await connection.close()
-    assert [tuple(r) for r in rows] == [("old.licensing.cases", 0, 40)]
+    assert [r["table_name"] for r in tables if r["table_name"] != "alembic_version"] == ["credentials"]
+    insider = trust.trusting("test", STRANGER_KEY.public_key(), ANY_EVENT, at=signing.ALWAYS)
+    await trust.publish(infrastructure.kafka, topics.trust, [insider], STRANGER_KEY)  # not the root's signature
+    forged = _grant("26-44-000911")
+    value = forged.to_bytes()
+    async with producer(infrastructure.kafka) as send:
+        await _send(send, topics.cases, forged, value, signed(value, STRANGER_KEY))
+    await publish(infrastructure.kafka, topics.cases, case("26-44-000912"))
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    async with serving(create_app(settings)) as client:
+        await eventually(lambda: _license(client, "26-44-000912", balance=10), what="a good grant behind it")
+        assert (await client.get("/licenses/26-44-000911")).status_code == 404
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
+    assert [(_number_of(r), dict(r.headers)["dlq.reason-code"]) for r in dead] == [("26-44-000911", b"untrusted_key")]

@@ -23,7 +23,7 @@ def _trust(*, revoked_at: datetime | None = None) -> signing.TrustList:
 
 
 def _code(value: bytes, headers: signing.Headers, *, producer: str = "review", at: datetime = NOW) -> str | None:
-    reason = _trust(revoked_at=NOW).problem(value, headers, producer=producer, at=at)
+    reason = _trust(revoked_at=NOW).problem(value, headers, producer=producer, at=at, use="events")
     return reason.code if reason else None
 
 
@@ -54,3 +54,34 @@ def test_a_generated_key_is_made_once_per_service(tmp_path: Path) -> None:
     first = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
     again = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
     assert signing.key_id(first.public_key()) == signing.key_id(again.public_key())
+
+
+def _scoped(scope: signing.KeyScope) -> signing.TrustList:
+    public = KEY.public_key()
+    return signing.TrustList.of(
+        [signing.TrustedKey("gd-commerce", signing.key_id(public), public, signing.ALWAYS, None, scope)]
+    )
+
+
+def test_a_key_signs_only_what_its_scope_names() -> None:
+    headers = signing.signature_headers(VALUE, KEY)
+    commands = _scoped(signing.KeyScope(use="commands", agency_code="44"))
+    assert commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="commands") is None
+    refused = commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="events")
+    assert refused is not None and refused.code == "untrusted_key" and "commands" in refused.message
+    grants_only = _scoped(signing.KeyScope(use="events", event_types=("LicenseGranted",)))
+    assert (
+        grants_only.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="events", event_type="LicenseGranted")
+        is None
+    )
+    other = grants_only.problem(
+        VALUE, headers, producer="gd-commerce", at=NOW, use="events", event_type="ExportRecorded"
+    )
+    assert other is not None and other.code == "untrusted_key"
+
+
+def test_a_key_id_header_holding_any_bytes_gives_a_reason_never_an_exception() -> None:
+    for junk in (b"\x00", b"\x00" * 70, b"\xff\xfe", "é\u202e".encode(), b""):
+        headers = [(signing.SIGNATURE_HEADER, b"AAAA"), (signing.KEY_ID_HEADER, junk)]
+        reason = _trust().problem(VALUE, headers, producer="review", at=NOW, use="events")
+        assert reason is not None and reason.code == "untrusted_key" and "\x00" not in reason.message

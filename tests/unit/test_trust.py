@@ -1,0 +1,80 @@
+"""The trust list as the fold of root-signed statements: only a pinned root's statements count, in their order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared import signing, trust
+
+ROOT = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
+INSIDER = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+ROOTS = trust.root_keys(signing.public_b64(ROOT.public_key()))
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+def _records(*signed: tuple[trust.TrustStatement, Ed25519PrivateKey]) -> list[Record]:
+    records = []
+    for offset, (statement, key) in enumerate(signed):
+        value, headers = trust.signed(statement, key)
+        records.append(Record(offset, value, list(headers)))
+    return records
+
+
+def _trusting(**scope: Any) -> trust.TrustStatement:
+    return trust.trusting("gd-commerce", KEY.public_key(), signing.KeyScope(**scope), at=T0)
+
+
+def test_a_key_is_trusted_from_its_statement_and_revoked_from_its_revocation() -> None:
+    key_id = signing.key_id(KEY.public_key())
+    folded = trust.fold(
+        _records(
+            (_trusting(use="commands", agency_code="44"), ROOT),
+            (trust.statement("revoke", producer="gd-commerce", key_id=key_id, at=T1), ROOT),
+        ),
+        ROOTS,
+    )
+    [key] = folded.trust.keys[key_id]
+    assert (key.added_at, key.revoked_at, key.scope.agency_code) == (T0, T1, "44")
+    assert folded.skipped == []
+
+
+def test_a_statement_no_pinned_root_signed_trusts_nothing_and_is_named() -> None:
+    insider = _records((_trusting(use="events"), INSIDER))
+    folded = trust.fold(insider, ROOTS)
+    assert folded.trust.keys == {}
+    assert [(o, "no pinned root key" in why) for o, why in folded.skipped] == [(0, True)]
+
+
+def test_any_bytes_on_the_trust_topic_are_skipped_with_a_reason() -> None:
+    value, headers = trust.signed(_trusting(use="events"), ROOT)
+    junk = [
+        Record(0, None, []),
+        Record(1, b"\x00\xff", list(headers)),
+        Record(2, value + b" ", list(headers)),
+        Record(3, value, [(signing.SIGNATURE_HEADER, b"\x00"), (signing.KEY_ID_HEADER, b"\x00")]),
+        Record(4, b'{"statement_id": 1}', trust.signed(_trusting(use="events"), ROOT)[1]),
+    ]
+    folded = trust.fold(junk, ROOTS)
+    assert folded.trust.keys == {} and [o for o, _ in folded.skipped] == [0, 1, 2, 3, 4]
+
+
+def test_a_scope_fits_its_use() -> None:
+    for wrong in ({"use": "events", "agency_code": "44"}, {"use": "commands", "event_types": ("LicenseGranted",)}):
+        try:
+            signing.KeyScope(**wrong)
+        except ValueError:
+            continue
+        raise AssertionError(f"{wrong} was taken")
