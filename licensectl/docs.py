@@ -1,4 +1,5 @@
-"""The services' contracts as documents: OpenAPI (HTTP) and AsyncAPI (Kafka), generated from the code."""
+"""The services' contracts as documents, generated from the code: OpenAPI (HTTP), AsyncAPI (Kafka), and the page
+of reason codes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from services.registry.app import Settings as RegistrySettings
 from services.registry.app import create_app as registry_app
 from services.review.app import Settings as ReviewSettings
 from services.review.app import create_app as review_app
+from shared import reason_codes
 from shared.kafka_access import DEFAULT_BOOTSTRAP
 from shared.service import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
+REASON_CODES = DOCS_DIR.parent / "reason-codes.md"
 
 # Built with the plain topic names, the default broker address and each service logging in as itself
 # (SASL/SCRAM), whatever the environment says: the documents describe production. No password is in them.
@@ -51,13 +54,17 @@ def write(directory: Path = DOCS_DIR) -> list[Path]:
         path = directory / file
         path.write_text(render(document))
         written.append(path)
-    return written
+    REASON_CODES.write_text(reason_codes.document())
+    return [*written, REASON_CODES]
 
 
 def stale(directory: Path = DOCS_DIR) -> list[str]:
     """The documents whose committed copy differs from what the code generates now."""
-    return [
+    found = [
         file
         for file, document in documents().items()
         if not (directory / file).exists() or (directory / file).read_text() != render(document)
     ]
+    if not REASON_CODES.exists() or REASON_CODES.read_text() != reason_codes.document():
+        found.append(REASON_CODES.name)
+    return found
