@@ -14,13 +14,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -222,6 +222,16 @@ class Runtime:
         log.warning(
             "dead-lettered %s/%s/%s: %s %s", record.topic, record.partition, record.offset, reason.code, reason.message
         )
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The running service a request reached: what a route's handlers take their resources from."""
+    found: Runtime = request.app.state.runtime
+    return found
+
+
+ServiceRuntime = Annotated[Runtime, Depends(runtime_of)]
+"""A route's dependency on the running service (its pool, its broker, its settings)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
@@ -21,7 +21,7 @@ from shared.http import IdempotencyKey
 from shared.http import router as ledger_router
 from shared.intake import SubmitApplication, decode_command, keep_intake_body, parse_intake_record
 from shared.refusal import Refusal
-from shared.service import Runtime, create_service
+from shared.service import Runtime, ServiceRuntime, create_service
 from shared.settings import ServiceSettings
 
 router = ledger_router(tags=["applications"])
@@ -60,13 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def submit(
     application: Application,
     principal: Annotated[Principal, Depends(require("submitter"))],
-    request: Request,
+    runtime: ServiceRuntime,
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
     """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
     returns the same id and appends nothing."""
     principal.ensure_agency(application.agency_code)
-    runtime: Runtime = request.app.state.runtime
     if idempotency_key is None:
         envelope = submitted(application, application_id=uuid.uuid4(), channel="http")
         await runtime.append(envelope)

@@ -11,7 +11,7 @@ import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
@@ -34,7 +34,7 @@ from shared.http import ErrorBody
 from shared.http import router as ledger_router
 from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
 from shared.refusal import Refusal
-from shared.service import CaseReading, Runtime
+from shared.service import CaseReading, Runtime, ServiceRuntime
 
 BATCH = 500  # case events followed per transaction and per Kafka commit
 UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
@@ -55,11 +55,6 @@ class Changed(BaseModel):
     event_id: uuid.UUID
 
 
-def runtime_of(request: Request) -> Runtime:
-    found: Runtime = request.app.state.runtime
-    return found
-
-
 def _known(view: CaseView, application_id: uuid.UUID, principal: Principal) -> None:
     """Refuse a case the service has not seen (404), or one of another agency (403)."""
     if view.case.application is None:
@@ -69,10 +64,9 @@ def _known(view: CaseView, application_id: uuid.UUID, principal: Principal) -> N
 
 @router.post("/applications/{application_id}/withdraw", status_code=202)
 async def withdraw(
-    application_id: uuid.UUID, principal: Submitter, request: Request, body: Withdrawal | None = None
+    application_id: uuid.UUID, principal: Submitter, runtime: ServiceRuntime, body: Withdrawal | None = None
 ) -> Changed:
     """Withdraw an application no decision has been taken on. Repeating it appends nothing new."""
-    runtime = runtime_of(request)
     event_id = derived_event_id(application_id, "withdrawn")
 
     async def judge(view: CaseView) -> Refusal | InEffect | None:
@@ -93,10 +87,9 @@ async def withdraw(
 
 @router.post("/applications/{application_id}/resubmit", status_code=202)
 async def resubmit(
-    application_id: uuid.UUID, application: Application, principal: Submitter, request: Request
+    application_id: uuid.UUID, application: Application, principal: Submitter, runtime: ServiceRuntime
 ) -> Changed:
     """Resubmit a returned application, corrected; review decides it again."""
-    runtime = runtime_of(request)
     principal.ensure_agency(application.agency_code)
 
     async def returned_by(view: CaseView) -> uuid.UUID | None:

@@ -10,12 +10,11 @@ log (``ledger_unavailable``, 503): the log replaced or cut, the ledger altered.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from services.registry import store, vins
+from services.registry import reads, store, vins
 from shared import fold as ledger
 from shared.events import (
     DeclaredExport,
@@ -38,7 +37,6 @@ ON CONFLICT (declaration_number) DO NOTHING
 DECLARED = "SELECT content, appended FROM declarations WHERE declaration_number = $1"
 DECLARED_FOR_UPDATE = DECLARED + " FOR UPDATE"
 APPENDED = "UPDATE declarations SET appended = true WHERE declaration_number = $1"
-LedgerProblem = Callable[[], str | None]
 
 
 def declaration_event_id(declaration: DeclaredExport) -> uuid.UUID:
@@ -60,12 +58,23 @@ def conflict(declaration: DeclaredExport, stored: str) -> Refusal | None:
     )
 
 
-async def admit(runtime: Runtime, declaration: ExportDeclaration, ledger_problem: LedgerProblem) -> uuid.UUID:
+def ledger_problem(runtime: Runtime) -> str | None:
+    """Why the ledger cannot be trusted to follow its log now (its own health checks), or None."""
+    failing = [f"{name}: {state}" for name, check in runtime.checks.items() if (state := check()) != "ok"]
+    return "the ledger does not follow its log now: " + "; ".join(failing) if failing else None
+
+
+def ensure_ledger_follows(runtime: Runtime) -> None:
+    """Refuse (503 ``ledger_unavailable``) while the ledger cannot be trusted to judge an export."""
+    if (problem := ledger_problem(runtime)) is not None:
+        raise Refusal(503, "ledger_unavailable", problem, headers={"Retry-After": "30"})
+
+
+async def admit(runtime: Runtime, declaration: ExportDeclaration) -> uuid.UUID:
     """Append customs' declaration to its license's case, once; the fold accepts or refuses it there. Returns
     the id of its verdict event (the same for the declaration sent again, which appends nothing)."""
-    if (problem := ledger_problem()) is not None:
-        raise Refusal(503, "ledger_unavailable", problem, headers={"Retry-After": "30"})
-    case_id = await store.license_case(runtime.pool, declaration.license_number)
+    ensure_ledger_follows(runtime)
+    case_id = await reads.license_case(runtime.pool, declaration.license_number)
     if case_id is None:
         raise Refusal(422, "unknown_license", f"no license {declaration.license_number} in the ledger")
     event_id = declaration_event_id(declaration)
@@ -98,7 +107,7 @@ async def admit(runtime: Runtime, declaration: ExportDeclaration, ledger_problem
 
 async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Reason | None:
     """Why the ledger would refuse ``declaration`` now, or None; reads the ledger and the claims, writes nothing."""
-    case_id = await store.license_case(pool, declaration.license_number)
+    case_id = await reads.license_case(pool, declaration.license_number)
     if case_id is None:
         return Reason(code="unknown_license", message=f"no license {declaration.license_number} in the ledger")
     declared = await pool.fetchrow(DECLARED, declaration.declaration_number)
@@ -112,7 +121,7 @@ async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Re
     return ledger.judge(case, export) or await vins.held_elsewhere(pool, export.vins, declaration_event_id(declaration))
 
 
-async def record_export_command(runtime: Runtime, ledger_problem: LedgerProblem, record: Any) -> None:
+async def record_export_command(runtime: Runtime, record: Any) -> None:
     """Take one customs backend's ``RecordExport``: read it, check its signature, admit the declaration."""
     intake, command = decode_command(
         record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
@@ -126,4 +135,4 @@ async def record_export_command(runtime: Runtime, ledger_problem: LedgerProblem,
             "other_customs_office",
             f"{intake.sender}'s key is trusted to record exports at {', '.join(key.scope.ports)}, not at {port}",
         )
-    await admit(runtime, command.declaration, ledger_problem)
+    await admit(runtime, command.declaration)

@@ -1,4 +1,6 @@
-"""The ledger's rows in PostgreSQL: loading cases, writing a folded batch, and the read queries."""
+"""The ledger's rows in PostgreSQL as the fold writes them: loading a batch's cases, writing what it folded,
+with the partition's offset, chain head and seal, in one transaction. The queries read them in
+``services/registry/reads.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -22,7 +23,6 @@ from shared.events import (
     Envelope,
     LicenseGranted,
     LicenseReplaced,
-    LicenseState,
     LicenseStatus,
     Reason,
 )
@@ -401,12 +401,12 @@ async def _load_cases(
     ids = list(case_ids)
     applications: dict[uuid.UUID, ApplicationEntry] = {}
     for row in await connection.fetch(LOAD_APPLICATIONS, ids):
-        applications[row["application_id"]] = _application(row)
+        applications[row["application_id"]] = application_entry(row)
         if texts is not None:
             texts[("applications", row["application_id"])] = row["_row"]
     licenses: dict[uuid.UUID, dict[str, LicenseEntry]] = {}
     for row in await connection.fetch(LOAD_LICENSES, ids):
-        licenses.setdefault(row["case_id"], {})[row["license_number"]] = _license(row)
+        licenses.setdefault(row["case_id"], {})[row["license_number"]] = license_entry(row)
         if texts is not None:
             texts[("licenses", row["license_number"])] = row["_row"]
     vins = {r["case_id"]: frozenset(r["vins"]) for r in await connection.fetch(LOAD_EXPORTED_VINS, ids)}
@@ -513,7 +513,7 @@ def _export_args(e: ExportEntry) -> tuple[Any, ...]:
     )
 
 
-def _application(row: asyncpg.Record) -> ApplicationEntry:
+def application_entry(row: asyncpg.Record) -> ApplicationEntry:
     return ApplicationEntry(
         application_id=row["application_id"],
         status=ApplicationStatus(row["status"]),
@@ -530,7 +530,7 @@ def _application(row: asyncpg.Record) -> ApplicationEntry:
     )
 
 
-def _license(row: asyncpg.Record) -> LicenseEntry:
+def license_entry(row: asyncpg.Record) -> LicenseEntry:
     return LicenseEntry(
         license_number=row["license_number"],
         case_id=row["case_id"],
@@ -547,115 +547,3 @@ def _license(row: asyncpg.Record) -> LicenseEntry:
         vins=tuple(row["vins"]),
         granted_at=row["granted_at"],
     )
-
-
-# Read side: what the HTTP API answers.
-
-APPLICATION = "SELECT * FROM applications WHERE application_id = $1"
-LICENSE = "SELECT * FROM licenses WHERE license_number = $1"
-LICENSE_CASE = "SELECT case_id FROM licenses WHERE license_number = $1"
-EXPORTS_OF_DECLARATION = "SELECT * FROM exports WHERE declaration_number = $1 ORDER BY recorded_at, event_id"
-
-
-async def application(pool: asyncpg.Pool, application_id: uuid.UUID) -> ApplicationEntry | None:
-    row = await pool.fetchrow(APPLICATION, application_id)
-    return _application(row) if row else None
-
-
-async def license_(pool: asyncpg.Pool, number: str) -> LicenseEntry | None:
-    row = await pool.fetchrow(LICENSE, number)
-    return _license(row) if row else None
-
-
-async def license_case(pool: asyncpg.Pool, number: str) -> uuid.UUID | None:
-    case_id: uuid.UUID | None = await pool.fetchval(LICENSE_CASE, number)
-    return case_id
-
-
-async def exports_of_declaration(pool: asyncpg.Pool, declaration_number: str) -> list[asyncpg.Record]:
-    return list(await pool.fetch(EXPORTS_OF_DECLARATION, declaration_number))
-
-
-# Point in time and lists: every answer is a LicenseState, current or as of a moment of the stream.
-
-_FILTERS = """
-    ($1::text IS NULL OR state->>'applicant_code' = $1)
-    AND ($2::text IS NULL OR state->>'status' = $2)
-    AND ($3::text IS NULL OR state->>'destination_country' = $3)
-    AND ($4::date IS NULL OR ((state->>'valid_from')::date <= $4 AND $4 <= (state->>'valid_to')::date))
-    AND ($5::text IS NULL OR state->>'license_number' > $5)
-"""
-LICENSES_AS_OF = f"""
-SELECT state::text FROM (
-    SELECT DISTINCT ON (license_number) state FROM license_history
-    WHERE occurred_at <= $6 ORDER BY license_number, "offset" DESC
-) latest
-WHERE {_FILTERS}
-ORDER BY state->>'license_number' LIMIT $7
-"""
-LICENSES_NOW = f"""
-SELECT state::text FROM (
-    SELECT DISTINCT ON (license_number) state FROM license_history ORDER BY license_number, "offset" DESC
-) latest
-WHERE {_FILTERS}
-ORDER BY state->>'license_number' LIMIT $6
-"""
-LICENSE_AS_OF_TIME = """
-SELECT state::text FROM license_history WHERE license_number = $1 AND occurred_at <= $2
-ORDER BY "offset" DESC LIMIT 1
-"""
-LICENSE_AS_OF_OFFSET = """
-SELECT state::text FROM license_history WHERE license_number = $1 AND "offset" < $2
-ORDER BY "offset" DESC LIMIT 1
-"""
-LICENSE_HISTORY = """
-SELECT partition, "offset", state::text FROM license_history WHERE license_number = $1 ORDER BY "offset"
-"""
-
-
-@dataclass(frozen=True)
-class LicenseFilter:
-    applicant_code: str | None = None
-    status: str | None = None
-    destination_country: str | None = None
-    valid_on: date | None = None
-
-
-async def licenses(
-    pool: asyncpg.Pool, where: LicenseFilter, *, as_of: datetime | None, after: str | None, limit: int
-) -> list[LicenseState]:
-    """Licenses matching ``where`` in license-number order after ``after``, now or as of ``as_of``."""
-    args = (where.applicant_code, where.status, where.destination_country, where.valid_on, after)
-    if as_of is None:
-        rows = await pool.fetch(LICENSES_NOW, *args, limit)
-    else:
-        rows = await pool.fetch(LICENSES_AS_OF, *args, as_of, limit)
-    return [LicenseState.model_validate_json(r[0]) for r in rows]
-
-
-async def license_as_of(
-    pool: asyncpg.Pool, number: str, *, at: datetime | None = None, before_offset: int | None = None
-) -> LicenseState | None:
-    """The license as it stood at time ``at``, or before offset ``before_offset`` of its partition."""
-    if at is not None:
-        state = await pool.fetchval(LICENSE_AS_OF_TIME, number, at)
-    else:
-        state = await pool.fetchval(LICENSE_AS_OF_OFFSET, number, before_offset)
-    return LicenseState.model_validate_json(state) if state else None
-
-
-async def license_history(pool: asyncpg.Pool, number: str) -> list[tuple[int, int, LicenseState]]:
-    """Every state of the license in stream order, with the partition and offset that made it."""
-    rows = await pool.fetch(LICENSE_HISTORY, number)
-    return [(r["partition"], r["offset"], LicenseState.model_validate_json(r["state"])) for r in rows]
-
-
-# ``vins <> '{}'`` is the condition of the partial index ``exports_with_vins`` (registry migration 0007).
-EXPORTS_OF_VIN = """
-SELECT * FROM exports WHERE vins @> ARRAY[$1]::text[] AND vins <> '{}' ORDER BY recorded_at, event_id
-"""
-
-
-async def exports_of_vin(pool: asyncpg.Pool, vin: str) -> list[asyncpg.Record]:
-    """Every export that declared ``vin``, accepted or refused, in the order they were recorded."""
-    return list(await pool.fetch(EXPORTS_OF_VIN, vin))

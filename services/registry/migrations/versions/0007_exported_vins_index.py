@@ -20,7 +20,7 @@ def upgrade() -> None:
     # index holds just the rows it wants, and ``exports_case`` served no other query.
     op.execute("CREATE INDEX exports_case_vins ON exports (case_id) WHERE outcome = 'accepted' AND vins <> '{}'")
     op.execute("DROP INDEX exports_case")
-    # The lookup by VIN (store.EXPORTS_OF_VIN) names the same condition, so the GIN index leaves out the
+    # The lookup by VIN (reads.EXPORTS_OF_VIN) names the same condition, so the GIN index leaves out the
     # exports without VINs; ``exports_license`` served no query.
     op.execute("CREATE INDEX exports_with_vins ON exports USING gin (vins) WHERE vins <> '{}'")
     op.execute("DROP INDEX exports_vins")

@@ -1,0 +1,142 @@
+"""Customs' exports against licenses: recorded over HTTP or from the intake topic, pre-checked, looked up."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, Path
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+
+from services.registry import admission, reads
+from shared.access import require
+from shared.events import VIN, ExportDeclaration, Reason
+from shared.http import ErrorBody, router
+from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.reading import Reader
+from shared.refusal import Refusal
+from shared.service import Runtime, ServiceRuntime
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
+exports = router(tags=["exports"], dependencies=[Depends(require("customs"))])
+
+
+class ExportAccepted(BaseModel):
+    """The declaration is on the license's case stream; the ledger's verdict follows at its link."""
+
+    declaration_number: str
+    license_number: str
+    event_id: uuid.UUID
+    status_url: str
+
+
+class ExportView(BaseModel):
+    declaration_number: str
+    license_number: str
+    outcome: str
+    reason: Reason | None
+    quantity: int
+    port_of_exit: str
+    export_date: date
+    value: Decimal
+    currency: str
+    vins: list[str] = []
+    recorded_at: datetime | None = None
+
+
+class PreCheck(BaseModel):
+    """Whether the ledger would accept the declaration if it were recorded now, and if not, why."""
+
+    would_pass: bool
+    reason: Reason | None = None
+
+
+@exports.post("/exports", status_code=202, response_model=ExportAccepted)
+async def record_export(declaration: ExportDeclaration, runtime: ServiceRuntime) -> ExportAccepted:
+    """Record an export declaration against a license (customs). Resending it changes nothing."""
+    event_id = await admission.admit(runtime, declaration)
+    return ExportAccepted(
+        declaration_number=declaration.declaration_number,
+        license_number=declaration.license_number,
+        event_id=event_id,
+        status_url=f"/exports/{declaration.declaration_number}",
+    )
+
+
+@exports.post("/exports/check", response_model=PreCheck)
+async def check_export(declaration: ExportDeclaration, runtime: ServiceRuntime) -> PreCheck:
+    """Customs' pre-check: would this declaration pass now? Judged by the ledger; nothing is recorded."""
+    admission.ensure_ledger_follows(runtime)
+    reason = await admission.would_refuse(runtime.pool, declaration)
+    return PreCheck(would_pass=reason is None, reason=reason)
+
+
+@exports.get("/exports/{declaration_number}", response_model=list[ExportView], responses=NOT_FOUND)
+async def get_export(declaration_number: str, runtime: ServiceRuntime) -> list[ExportView]:
+    """How the ledger judged a declaration: accepted, or refused with its reason."""
+    rows = await reads.exports_of_declaration(runtime.pool, declaration_number)
+    if not rows:
+        raise Refusal(404, "unknown_declaration", f"declaration {declaration_number} is not in the ledger (yet)")
+    return [export_view(r) for r in rows]
+
+
+@exports.get("/vins/{vin}/exports", response_model=list[ExportView])
+async def exports_of_vin(
+    vin: Annotated[VIN, Path(description="a 17-character VIN")], runtime: ServiceRuntime
+) -> list[ExportView]:
+    """Every export that declared this VIN, accepted or refused, in the order the ledger recorded them."""
+    return [export_view(r) for r in await reads.exports_of_vin(runtime.pool, vin)]
+
+
+def export_view(r: asyncpg.Record) -> ExportView:
+    return ExportView(
+        declaration_number=r["declaration_number"],
+        license_number=r["license_number"],
+        outcome=r["outcome"],
+        reason=Reason(code=r["reason_code"], message=r["reason_message"]) if r["reason_code"] else None,
+        quantity=r["quantity"],
+        port_of_exit=r["port_of_exit"],
+        export_date=r["export_date"],
+        value=r["value"],
+        currency=r["currency"],
+        vins=list(r["vins"]),
+        recorded_at=r["recorded_at"],
+    )
+
+
+def follow_intake(runtime: Runtime, batch_size: int) -> None:
+    """Read customs backends' ``RecordExport`` commands from the intake topic and admit each."""
+    topic = runtime.settings.topics.intake_exports
+
+    @runtime.broker.subscriber(
+        topic,
+        group_id=runtime.consumes(runtime.settings.topics.group("registry-intake"), topic),
+        group_instance_id=runtime.settings.instance_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=batch_size,
+        title="intake-exports",
+        description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
+        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
+        decoder=keep_batch_bodies,  # each body is read by decode_command alone, whatever it holds
+    )
+    async def on_record_exports(message: KafkaMessage) -> None:
+        # Each partition's commands are admitted in their order (customs key them by license), the partitions
+        # at once. The batch is committed when this returns: every verdict in it is in the log by then.
+        reader = runtime.reader("intake-exports")
+        async with asyncio.TaskGroup() as group:
+            for records in records_by_partition(message):
+                group.create_task(_admit_in_order(runtime, reader, records))
+
+
+async def _admit_in_order(runtime: Runtime, reader: Reader, records: list[Any]) -> None:
+    for record in records:
+        await reader.each(record, partial(admission.record_export_command, runtime))
