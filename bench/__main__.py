@@ -24,12 +24,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.generate import BENCH_ROOT, SEED, publish, trust_bench_key
 from bench.live import run_live
-from shared import signing, trust
-from shared.db import migrate_async
-from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
-from shared.kafka_admin import ensure_topics
-from shared.settings import DEFAULT_DATABASE_URL
-from shared.topics import Topics
+from shared.contract import signatures
+from shared.contract.topics import Topics
+from shared.platform import trust
+from shared.platform.db import migrate_async
+from shared.platform.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
+from shared.platform.kafka_admin import ensure_topics
+from shared.platform.settings import DEFAULT_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -434,7 +435,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     # The run pins its own root key: every fold, in this process, in a worker or in a service, trusts only the
     # statements the run publishes on its own trust topics.
-    os.environ["LEDGER_TRUST_ROOT_KEYS"] = signing.public_b64(BENCH_ROOT.public_key())
+    os.environ["LEDGER_TRUST_ROOT_KEYS"] = signatures.public_b64(BENCH_ROOT.public_key())
     await migrate_async("access", url)
     for size in args.sizes:
         result["sizes"].append(await measure_size(size, args, bootstrap, url, run_id))

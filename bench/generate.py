@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from licensectl import samples
-from shared import signing, trust
-from shared.events import (
+from shared.contract import signatures
+from shared.contract.events import (
     Application,
     ApplicationEscalated,
     ApplicationRejected,
@@ -50,7 +50,8 @@ from shared.events import (
     UsedVehicle,
     derived_event_id,
 )
-from shared.kafka_access import KafkaConnection
+from shared.platform import signing, trust
+from shared.platform.kafka_access import KafkaConnection
 
 SEED = 20260101
 OPEN_CASES = 2000
@@ -369,10 +370,10 @@ class LogGenerator:
             yield case.case_id, envelope.to_bytes()
 
 
-BENCH_KEY = signing.private_key_from("YmVuY2gtc2lnbmluZy1rZXktZm9yLWxvY2FsLXJ1bnM=")
+BENCH_KEY = signatures.private_key_from("YmVuY2gtc2lnbmluZy1rZXktZm9yLWxvY2FsLXJ1bnM=")
 """The generated log's signing key: trusted for the services' producers on a bench run's own trust topic."""
 BENCH_PRODUCERS = ("applications", "review", "registry")
-BENCH_ROOT = signing.private_key_from("YmVuY2gtcm9vdC1rZXktZm9yLWxvY2FsLXJ1bnMhISE=")
+BENCH_ROOT = signatures.private_key_from("YmVuY2gtcm9vdC1rZXktZm9yLWxvY2FsLXJ1bnMhISE=")
 """The operator root key of a bench run: it signs the run's trust statements, and the run pins it alone."""
 
 
@@ -414,7 +415,7 @@ async def publish(bootstrap: str, topic: str, total: int, seed: int = SEED) -> G
             key = str(case_id).encode()
             p = partitioner(key, partitions, partitions)
             size += len(value)
-            headers = signing.signature_headers(value, BENCH_KEY)  # the registry folds signed events only
+            headers = signatures.signature_headers(value, BENCH_KEY)  # the registry folds signed events only
             if builders[p].append(key=key, value=value, timestamp=None, headers=headers) is None:
                 pending.append(await producer.send_batch(builders[p], topic, partition=p))
                 builders[p] = producer.create_batch()

@@ -35,12 +35,13 @@ from bench import machine_cpu
 from bench.generate import BENCH_ROOT
 from licensectl import samples
 from licensectl.keys import own_statement
-from shared import access, signing, trust
-from shared.db import drop_database
-from shared.events import china_today
-from shared.kafka_access import KafkaConnection
-from shared.kafka_admin import ensure_topics
-from shared.topics import Topics
+from shared.contract import signatures
+from shared.contract.topics import Topics
+from shared.platform import access, signing, trust
+from shared.platform.clock import china_today
+from shared.platform.db import drop_database
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"applications": 18101, "review": 18102, "registry": 18103}
@@ -412,7 +413,7 @@ async def export_load(
             },
         }
         value = json.dumps(command).encode()
-        headers = signing.signature_headers(value, key)
+        headers = signatures.signature_headers(value, key)
         watcher.expect(declaration, time.perf_counter())
         try:
             await producer.send(topic, value, key=number.encode(), headers=headers)

@@ -20,9 +20,9 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 
 from shared import fold as ledger
-from shared.events import Envelope
+from shared.contract.events import Envelope
 from shared.fold import ExportEntry
-from shared.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection
 
 
 class CaseAggregate(Aggregate):

@@ -23,9 +23,9 @@ from bench import machine_cpu
 from services.registry import checkpoints
 from services.registry.replay import Vouched, fold_in_processes, fold_log, open_log
 from services.registry.replay import replay as replay_ledger
-from shared.collector import collect_less
-from shared.db import create_pool, migrate_async
-from shared.kafka_access import KafkaConnection
+from shared.platform.collector import collect_less
+from shared.platform.db import create_pool, migrate_async
+from shared.platform.kafka_access import KafkaConnection
 
 LEDGER_TABLES = (
     "applications",

@@ -36,8 +36,8 @@ from services.registry.checkpoints import (
 )
 from services.registry.checksum import checksum
 from services.registry.replay import CaseLog, LogIncomplete, ReplayResult, fold_log, open_log, replay
-from shared.db import create_pool, migrate_async
-from shared.kafka_access import KafkaConnection
+from shared.platform.db import create_pool, migrate_async
+from shared.platform.kafka_access import KafkaConnection
 
 NO_KEY_WARNING = (
     "no trusted public key given: each signature is checked against the key its checkpoint carries, "

@@ -21,11 +21,11 @@ from licensectl.status import collect, table
 from services.registry import seal
 from services.registry.replay import FoldFailed, LogIncomplete, ReplayResult, ReplayStalled
 from services.registry.replay import replay as replay_ledger
-from shared.collector import collect_less
-from shared.db import migrate_all
-from shared.kafka_admin import ensure_topics
-from shared.settings import ServiceSettings
-from shared.signing import key_id
+from shared.contract.signatures import key_id
+from shared.platform.collector import collect_less
+from shared.platform.db import migrate_all
+from shared.platform.kafka_admin import ensure_topics
+from shared.platform.settings import ServiceSettings
 
 # No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password.
 app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True, pretty_exceptions_show_locals=False)

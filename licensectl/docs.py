@@ -16,9 +16,9 @@ from services.registry.app import Settings as RegistrySettings
 from services.registry.app import create_app as registry_app
 from services.review.app import Settings as ReviewSettings
 from services.review.app import create_app as review_app
-from shared import reason_codes
-from shared.kafka_access import DEFAULT_BOOTSTRAP
-from shared.service import asyncapi_document
+from shared.contract import reason_codes
+from shared.platform.kafka_access import DEFAULT_BOOTSTRAP
+from shared.platform.service import asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 REASON_CODES = DOCS_DIR.parent / "reason-codes.md"

@@ -1,4 +1,4 @@
-"""``licensectl kafka``: the broker's principals and their ACLs, from the table in shared/kafka_access.py.
+"""``licensectl kafka``: the broker's principals and their ACLs, from the table in shared/platform/kafka_access.py.
 
 Run as the broker's admin (``KAFKA_USERNAME``/``KAFKA_PASSWORD``; ``eval "$(deploy/local/kafka.sh
 credentials)"`` on the provisioned broker). Names and ACLs follow ``LEDGER_TOPIC_NAMESPACE``.
@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.kafka_access import SERVICES, KafkaConnection, Role
-from shared.kafka_admin import PrincipalError, grant, new_password, permissions, revoke
-from shared.settings import ServiceSettings
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import SERVICES, KafkaConnection, Role
+from shared.platform.kafka_admin import PrincipalError, grant, new_password, permissions, revoke
+from shared.platform.settings import ServiceSettings
 
 app = typer.Typer(help="Kafka principals (SASL/SCRAM users) and their ACLs.", no_args_is_help=True)
 console = Console()

@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from rich.console import Console
 from rich.table import Table
 
-from shared import access, signing
-from shared import trust as trust_log
-from shared.refusal import Refusal
-from shared.settings import ServiceSettings
+from shared.contract import signatures
+from shared.contract.refusal import Refusal
+from shared.platform import access, signing
+from shared.platform import trust as trust_log
+from shared.platform.settings import ServiceSettings
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -170,7 +171,7 @@ async def _create_demo_keys(connection: asyncpg.Connection) -> dict[str, Any]:
 
 
 # Signing keys: which public key may sign events or commands for which producer, as root-signed statements on
-# the trust topic (shared/trust.py, docs/signing.md).
+# the trust topic (shared/platform/trust.py, docs/signing.md).
 
 SERVICES = ("applications", "review", "registry")
 RootKey = Annotated[
@@ -191,7 +192,7 @@ def _root(path: Path | None) -> Ed25519PrivateKey:
         console.print("[red]no root key: give --root-key or set LEDGER_TRUST_ROOT_PRIVATE_KEY_FILE")
         raise typer.Exit(2)
     try:
-        return signing.private_key_from(path.expanduser().read_text())
+        return signatures.private_key_from(path.expanduser().read_text())
     except (OSError, ValueError) as wrong:
         console.print(f"[red]cannot read the root key {path}: {wrong}")
         raise typer.Exit(2) from None
@@ -201,7 +202,7 @@ def _publish(statements: list[trust_log.TrustStatement], root: Path | None) -> N
     settings = ServiceSettings()
     pinned = settings.trust_roots
     key = _root(root)
-    if pinned and signing.key_id(key.public_key()) not in pinned:
+    if pinned and signatures.key_id(key.public_key()) not in pinned:
         console.print(
             "[yellow]warning: this root key is not among LEDGER_TRUST_ROOT_KEYS: readers ignore what it signs"
         )
@@ -238,16 +239,16 @@ def root_new(
     kept = if_missing and out.expanduser().exists()
     public = (_root(out) if kept else _new_key_file(out)).public_key()
     pub = out.expanduser().with_name(out.name + ".pub")
-    pub.write_text(signing.public_b64(public) + "\n")
+    pub.write_text(signatures.public_b64(public) + "\n")
     console.print(f"root key at {out}, its public half at {pub}")
-    console.print(f"public key (pin it): {signing.public_b64(public)}", soft_wrap=True)
-    console.print(f"key id: {signing.key_id(public)}", soft_wrap=True)
+    console.print(f"public key (pin it): {signatures.public_b64(public)}", soft_wrap=True)
+    console.print(f"key id: {signatures.key_id(public)}", soft_wrap=True)
 
 
 @root_app.command("public")
 def root_public(root_key: RootKey = None) -> None:
     """Print the public half of the root key (what LEDGER_TRUST_ROOT_KEYS pins)."""
-    console.print(signing.public_b64(_root(root_key).public_key()), soft_wrap=True)
+    console.print(signatures.public_b64(_root(root_key).public_key()), soft_wrap=True)
 
 
 @signing_app.command("new")
@@ -261,11 +262,11 @@ def signing_new(
     public = _new_key_file(out).public_key()
     scope = f" --agency {agency}" if agency else "".join(f" --port {p}" for p in port or [])
     console.print(f"private key written to {out}: the backend signs each command's bytes with it (docs/signing.md)")
-    console.print(f"public key: {signing.public_b64(public)}", soft_wrap=True)
-    console.print(f"key id: {signing.key_id(public)}", soft_wrap=True)
+    console.print(f"public key: {signatures.public_b64(public)}", soft_wrap=True)
+    console.print(f"key id: {signatures.key_id(public)}", soft_wrap=True)
     console.print("the operator trusts it with:", soft_wrap=True)
     console.print(
-        f"  licensectl keys trust --producer {producer} --public-key {signing.public_b64(public)} "
+        f"  licensectl keys trust --producer {producer} --public-key {signatures.public_b64(public)} "
         f"--signs commands{scope} --root-key <root key file>",
         soft_wrap=True,
         markup=False,
@@ -287,7 +288,7 @@ def trust_key(
     """Trust a public key to sign for ``producer`` from now on: a statement signed by the root key, on the trust
     topic (several keys per producer: rotation)."""
     try:
-        key = signing.public_key_from(public_key)
+        key = signatures.public_key_from(public_key)
         scope = signing.KeyScope(
             use=signs,
             agency_code=agency,
@@ -298,7 +299,7 @@ def trust_key(
         console.print(f"[red]{wrong}")
         raise typer.Exit(2) from None
     _publish([trust_log.trusting(producer, key, scope)], root_key)
-    console.print(f"key {signing.key_id(key)} trusted for {producer} to sign {signs}", soft_wrap=True)
+    console.print(f"key {signatures.key_id(key)} trusted for {producer} to sign {signs}", soft_wrap=True)
 
 
 @app.command()

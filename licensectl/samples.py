@@ -6,7 +6,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.events import Application, ExportDeclaration, china_today
+from shared.contract.events import Application, ExportDeclaration
+from shared.platform.clock import china_today
 
 QILIN_MOTOR = "91488787CL5R13E3HD"  # manufacturer, listed for 2026
 HAITONG_EXPORT = "9130432708GW1D44MT"  # distributor authorised by Qilin Motor for Qilin and QiStar

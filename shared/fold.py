@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationEscalated,
     ApplicationRejected,

@@ -29,8 +29,7 @@ from aiokafka.structs import RecordMetadata
 from pydantic import TypeAdapter
 
 from shared import fold
-from shared.db import Connection
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationResubmitted,
     ApplicationSubmitted,
@@ -38,11 +37,12 @@ from shared.events import (
     ExportRecorded,
     ExportRefused,
 )
+from shared.contract.refusal import Refusal
 from shared.fold import Case
-from shared.refusal import Refusal
+from shared.platform.db import Connection
 
 if TYPE_CHECKING:
-    from shared.service import Runtime
+    from shared.platform.service import Runtime
 
 TABLES = (
     """

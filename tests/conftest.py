@@ -11,16 +11,17 @@ import asyncpg
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from shared import access, signing, trust
-from shared.db import drop_database, migrate_all
-from shared.kafka_admin import delete_topics, ensure_topics
-from shared.topics import Topics
+from shared.contract import signatures
+from shared.contract.topics import Topics
+from shared.platform import access, trust
+from shared.platform.db import drop_database, migrate_all
+from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests import infra
 from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, key, test_trust
 
 # Services started by the tests (in-process or as processes), replay and audit pin the tests' root key: each
 # test's trust topic holds its statements (the topics fixture), as an operator's would (docs/signing.md).
-os.environ.setdefault("LEDGER_TRUST_ROOT_KEYS", signing.public_b64(ROOT_KEY.public_key()))
+os.environ.setdefault("LEDGER_TRUST_ROOT_KEYS", signatures.public_b64(ROOT_KEY.public_key()))
 
 # Under CI every run draws the same examples, so a red run can be reproduced and is never a coin toss;
 # local runs keep exploring new ones (and keep what they find in .hypothesis/).

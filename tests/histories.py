@@ -9,9 +9,11 @@ import asyncpg
 
 from licensectl import samples
 from services.applications.submission import submitted
-from shared.events import Envelope, Event, ExportRecorded, LicenseGranted, china_today
-from shared.kafka_access import KafkaConnection
-from shared.topics import CASES, SPECS, case_partition
+from shared.contract.events import Envelope, Event, ExportRecorded, LicenseGranted
+from shared.contract.topics import CASES, SPECS
+from shared.platform.clock import china_today
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.placement import case_partition
 from tests.support import producer, signed
 
 CASE_PARTITIONS = next(s.partitions for s in SPECS if s.name == CASES)

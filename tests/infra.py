@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
-from shared.settings import DEFAULT_DATABASE_URL
+from shared.platform.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
+from shared.platform.settings import DEFAULT_DATABASE_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_IMAGE = "apache/kafka:4.1.1"

@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from licensectl.keys import own_statement
-from shared import signing
-from shared.events import Envelope
-from shared.kafka_access import KafkaConnection
-from shared.settings import ServiceSettings
-from shared.signing import ALWAYS, ANY_EVENT, KeyScope
-from shared.topics import Topics
-from shared.trust import EVENTS_OF, TrustLog, TrustStatement, root_keys, trusting
+from shared.contract import signatures
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.settings import ServiceSettings
+from shared.platform.signing import ALWAYS, ANY_EVENT, KeyScope
+from shared.platform.trust import EVENTS_OF, TrustLog, TrustStatement, root_keys, trusting
 from tests.infra import ROOT, Infrastructure
 
 T = TypeVar("T")
@@ -170,7 +170,7 @@ def test_trust() -> list[TrustStatement]:
 
 def signed(value: bytes, key: Ed25519PrivateKey = SIGNING_KEY) -> list[tuple[str, bytes]]:
     """The headers that sign ``value`` with ``key`` (the trusted test key unless told otherwise)."""
-    return signing.signature_headers(value, key)
+    return signatures.signature_headers(value, key)
 
 
 async def send_signed(
@@ -206,7 +206,7 @@ def token(agency: str, roles: list[str], *, lifetime: float = 300, claims: dict[
 @contextlib.asynccontextmanager
 async def trust_log(kafka: KafkaConnection, topics: Topics) -> AsyncIterator[TrustLog]:
     """The test's trust topic, read as a service reads it (under the tests' pinned root key)."""
-    log = TrustLog(kafka, topics.trust, root_keys(signing.public_b64(ROOT_KEY.public_key())))
+    log = TrustLog(kafka, topics.trust, root_keys(signatures.public_b64(ROOT_KEY.public_key())))
     await log.start()
     try:
         yield log

@@ -12,7 +12,7 @@
 # `kafka.sh credentials` prints it as shell exports (KAFKA_USERNAME, KAFKA_PASSWORD,
 # KAFKA_SASL_MECHANISM). Every other principal (one per service, one per outside
 # publisher) and its ACLs are made by `licensectl kafka ...` (docs/kafka-access.md),
-# from the table in shared/kafka_access.py, so the grants live in one place.
+# from the table in shared/platform/kafka_access.py, so the grants live in one place.
 # The controller listener (127.0.0.1:$KAFKA_CONTROLLER_PORT) uses SASL/PLAIN with
 # its own generated password: KRaft cannot use SCRAM there, the SCRAM users live in
 # the metadata the controller serves.

@@ -15,14 +15,15 @@ from pydantic_settings import SettingsConfigDict
 
 from services.applications import idempotency, lifecycle
 from services.applications.submission import fingerprint, submitted
-from shared.access import Principal, require
-from shared.events import Application, ApplicationStatus
-from shared.http import IdempotencyKey
-from shared.http import router as ledger_router
-from shared.intake import SubmitApplication, decode_command, keep_intake_body, parse_intake_record
-from shared.refusal import Refusal
-from shared.service import Runtime, ServiceRuntime, create_service
-from shared.settings import ServiceSettings
+from shared.contract.commands import SubmitApplication, decode_command
+from shared.contract.events import Application, ApplicationStatus
+from shared.contract.refusal import Refusal
+from shared.platform.access import Principal, require
+from shared.platform.http import IdempotencyKey
+from shared.platform.http import router as ledger_router
+from shared.platform.records import keep_intake_body, parse_intake_record
+from shared.platform.service import Runtime, ServiceRuntime, create_service
+from shared.platform.settings import ServiceSettings
 
 router = ledger_router(tags=["applications"])
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from shared.events import Envelope
-from shared.refusal import Refusal
+from shared.contract.events import Envelope
+from shared.contract.refusal import Refusal
 
 CLAIM = """
 INSERT INTO idempotency_keys (key, application_id, fingerprint) VALUES ($1, $2, $3)

@@ -18,8 +18,7 @@ from pydantic import BaseModel
 
 from services.applications.submission import resubmitted, withdrawn
 from shared import following
-from shared.access import Principal, require
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationResubmitted,
     ApplicationReturned,
@@ -29,12 +28,13 @@ from shared.events import (
     Text,
     derived_event_id,
 )
+from shared.contract.refusal import Refusal
 from shared.following import CaseView, InEffect
-from shared.http import ErrorBody
-from shared.http import router as ledger_router
-from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
-from shared.refusal import Refusal
-from shared.service import CaseReading, Runtime, ServiceRuntime
+from shared.platform.access import Principal, require
+from shared.platform.http import ErrorBody
+from shared.platform.http import router as ledger_router
+from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.service import CaseReading, Runtime, ServiceRuntime
 
 BATCH = 500  # case events followed per transaction and per Kafka commit
 UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})

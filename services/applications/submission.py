@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationResubmitted,
     ApplicationSubmitted,

@@ -16,7 +16,8 @@ import asyncpg
 
 from services.registry import reads, store, vins
 from shared import fold as ledger
-from shared.events import (
+from shared.contract.commands import RecordExport, decode_command
+from shared.contract.events import (
     DeclaredExport,
     Envelope,
     ExportDeclaration,
@@ -25,9 +26,8 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
-from shared.intake import RecordExport, decode_command
-from shared.refusal import Refusal
-from shared.service import Runtime
+from shared.contract.refusal import Refusal
+from shared.platform.service import Runtime
 
 PRODUCER = "registry"
 DECLARE = """

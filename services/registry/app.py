@@ -12,10 +12,10 @@ from services.registry import checkpoints, exports, seal, store
 from services.registry.guard import LogGuard
 from services.registry.projector import Projector, relay_forever, run_forever
 from services.registry.queries import queries
-from shared.events import LicenseState
-from shared.metrics import stored_positions
-from shared.service import Runtime, create_service
-from shared.settings import ServiceSettings
+from shared.contract.events import LicenseState
+from shared.platform.metrics import stored_positions
+from shared.platform.service import Runtime, create_service
+from shared.platform.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -26,7 +26,7 @@ class Settings(ServiceSettings):
     # Signed checkpoints (services/registry/checkpoints.py): every so many seconds, or sooner after so many batches.
     checkpoint_interval_seconds: float = 60.0
     checkpoint_every_batches: int = 1000
-    # The signing key of events and checkpoints (shared/signing.py); the registry's own key directory.
+    # The signing key of events and checkpoints (shared/platform/signing.py); the registry's own key directory.
     key_dir: str = "~/.local/state/license-registry"
 
 

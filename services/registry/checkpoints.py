@@ -28,12 +28,13 @@ from pydantic import AwareDatetime, BaseModel
 
 from services.registry import seal, store
 from services.registry.checksum import checksum
-from shared.db import Connection
-from shared.kafka_access import KafkaConnection
-from shared.refusal import readable
-from shared.signing import key_id, load_signing_key, public_bytes, public_key_from
+from shared.contract.refusal import readable
+from shared.contract.signatures import key_id, public_bytes, public_key_from
+from shared.platform.db import Connection
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.signing import load_signing_key
 
-__all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.signing
+__all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.platform.signing
 
 log = logging.getLogger(__name__)
 

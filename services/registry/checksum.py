@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.registry.seal import MODULUS, mac
-from shared.db import Connection
+from shared.platform.db import Connection
 
 # Each ledger table with the key that orders it (and names a row in a report).
 LEDGER_TABLES: dict[str, tuple[str, ...]] = {

@@ -16,13 +16,13 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
 from services.registry import admission, reads
-from shared.access import require
-from shared.events import VIN, ExportDeclaration, Reason
-from shared.http import ErrorBody, router
-from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
-from shared.reading import Reader
-from shared.refusal import Refusal
-from shared.service import Runtime, ServiceRuntime
+from shared.contract.events import VIN, ExportDeclaration, Reason
+from shared.contract.refusal import Refusal
+from shared.platform.access import require
+from shared.platform.http import ErrorBody, router
+from shared.platform.reading import Reader
+from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.service import Runtime, ServiceRuntime
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 exports = router(tags=["exports"], dependencies=[Depends(require("customs"))])

@@ -14,10 +14,10 @@ import sys
 from typing import Any
 
 from services.registry.replay import Vouched, fold_log, open_log
-from shared.collector import collect_less
-from shared.db import create_pool
-from shared.kafka_access import KafkaConnection
-from shared.trust import root_keys
+from shared.platform.collector import collect_less
+from shared.platform.db import create_pool
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.trust import root_keys
 
 
 async def _fold_share(work: dict[str, Any]) -> int:

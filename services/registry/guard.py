@@ -19,7 +19,7 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from services.registry import store
-from shared.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection
 
 IDENTITY = "SELECT topic_id, partitions FROM log_identity WHERE topic = $1"
 RECORD_IDENTITY = """

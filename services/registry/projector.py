@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from services.registry import chain, outbox, store
 from services.registry.checkpoints import LedgerAltered
 from services.registry.guard import LogGuard, LogReplaced
-from shared import signing
-from shared.events import Reason
-from shared.kafka_access import KafkaConnection
-from shared.reading import Reader
-from shared.trust import TrustLog
+from shared.contract.events import Reason
+from shared.platform import signing
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.reading import Reader
+from shared.platform.trust import TrustLog
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ from fastapi import Depends, Query
 from pydantic import AwareDatetime, BaseModel, create_model
 
 from services.registry import reads
-from shared.access import Principal, require
-from shared.events import ApplicationStatus, LicenseState, Reason
+from shared.contract.events import ApplicationStatus, LicenseState, Reason
+from shared.contract.refusal import Refusal
 from shared.fold import LicenseEntry
-from shared.http import ErrorBody, router
-from shared.refusal import Refusal
-from shared.service import ServiceRuntime
+from shared.platform.access import Principal, require
+from shared.platform.http import ErrorBody, router
+from shared.platform.service import ServiceRuntime
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
-# Auditors read every route (shared.access.permit); a submitter sees its own agency's applications only.
+# Auditors read every route (shared.platform.access.permit); a submitter sees its own agency's applications only.
 READER = Annotated[Principal, Depends(require("submitter", "officer", "admin"))]
 LICENSES = [Depends(require("customs", "officer", "admin"))]
 MAX_OFFSET = 2**63 - 1  # a Kafka offset is a signed 64-bit integer; a larger one failed the query with a 500

@@ -13,7 +13,7 @@ from datetime import date, datetime
 import asyncpg
 
 from services.registry import store
-from shared.events import LicenseState
+from shared.contract.events import LicenseState
 from shared.fold import ApplicationEntry, LicenseEntry
 
 # Read side: what the HTTP API answers.

@@ -29,11 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from services.registry import chain, checkpoints, seal, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
 from services.registry.projector import raw_records, read_batch
-from shared import signing, trust
-from shared.db import create_pool, migrate_async
-from shared.kafka_access import KafkaConnection
-from shared.kafka_admin import partition_count
-from shared.topics import TRUST, sibling
+from shared.contract import signatures
+from shared.contract.topics import TRUST, sibling
+from shared.platform import signing, trust
+from shared.platform.db import create_pool, migrate_async
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_admin import partition_count
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
 STALL_SECONDS = 30
@@ -74,7 +75,7 @@ async def open_log(
     roots = dict(roots) if roots is not None else trust.root_keys(os.environ.get("LEDGER_TRUST_ROOT_KEYS"))
     folded = await trust.read_log(kafka, trust_topic, roots)
     partitions = await partition_count(kafka, topic)
-    texts = tuple(signing.public_b64(k) for k in roots.values())
+    texts = tuple(signatures.public_b64(k) for k in roots.values())
     return CaseLog(kafka, topic, trust_topic, texts, partitions, folded.trust, tuple(folded.skipped))
 
 

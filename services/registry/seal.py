@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from shared.db import Connection
+from shared.platform.db import Connection
 
 MODULUS = 1 << 256
 SEALED = "SELECT coalesce(array_agg(seal), ARRAY[]::bytea[]) FROM {schema}partition_offsets WHERE topic = $1"

@@ -16,8 +16,7 @@ from pydantic_core import to_json
 
 from services.registry import chain, seal, vins
 from shared import fold as ledger
-from shared.db import Connection
-from shared.events import (
+from shared.contract.events import (
     ApplicationStatus,
     BatchMode,
     Envelope,
@@ -27,6 +26,7 @@ from shared.events import (
     Reason,
 )
 from shared.fold import ApplicationEntry, Case, ExportEntry, LicenseEntry
+from shared.platform.db import Connection
 
 YIELD_EVERY = 50
 """Events decoded or folded between two turns of the event loop, which also serves the registry's queries:

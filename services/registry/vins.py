@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from shared.db import Connection
-from shared.events import Reason
+from shared.contract.events import Reason
 from shared.fold import ExportEntry
+from shared.platform.db import Connection
 
 CLAIM = """
 INSERT INTO vin_claims (vin, declaration_number, license_number, event_id)

@@ -1,7 +1,7 @@
 import uvicorn
 
 from services.review.app import Settings
-from shared.logging import configure
+from shared.platform.logs import configure
 
 settings = Settings()
 configure("review")

@@ -22,13 +22,14 @@ from services.review.reference_api import add_reference_routes
 from services.review.reference_store import ReferenceCache
 from services.review.rules import decide
 from shared import following
-from shared.db import Connection
-from shared.events import CHINA, Envelope, Reason, china_today
-from shared.intake import keep_batch_bodies, parse_record_batch, records_by_partition
-from shared.reading import Reader
-from shared.refusal import Refusal
-from shared.service import CaseReading, Runtime, create_service
-from shared.settings import ServiceSettings
+from shared.contract.events import Envelope, Reason
+from shared.contract.refusal import Refusal
+from shared.platform.clock import CHINA, china_today
+from shared.platform.db import Connection
+from shared.platform.reading import Reader
+from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.service import CaseReading, Runtime, create_service
+from shared.platform.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -9,8 +9,7 @@ import asyncpg
 
 from services.review import queue
 from services.review.rules import Decision, Escalate, Grant
-from shared.db import Connection
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationEscalated,
     ApplicationRejected,
@@ -22,6 +21,7 @@ from shared.events import (
     derived_event_id,
 )
 from shared.following import SAVE_LICENSES
+from shared.platform.db import Connection
 
 PRODUCER = "review"
 SUBMISSIONS = (ApplicationSubmitted, ApplicationResubmitted)

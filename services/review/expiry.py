@@ -16,8 +16,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from shared.db import Connection
-from shared.events import (
+from shared.contract.events import (
     Envelope,
     LicenseExpired,
     LicenseGranted,
@@ -25,6 +24,7 @@ from shared.events import (
     LicenseRevoked,
     derived_event_id,
 )
+from shared.platform.db import Connection
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,7 @@ from services.review.decisions import PRODUCER, STORED, license_granted, next_li
 from services.review.reference import ReferenceData
 from services.review.rules import Grant, Terms, license_start, terms_refusals, validity
 from shared import following
-from shared.db import Connection
-from shared.events import (
+from shared.contract.events import (
     Application,
     ApplicationRejected,
     ApplicationReturned,
@@ -42,10 +41,11 @@ from shared.events import (
     Reason,
     derived_event_id,
 )
+from shared.contract.refusal import FieldError, Refusal
 from shared.fold import LicenseEntry, carried_balance
 from shared.following import CaseView
-from shared.refusal import FieldError, Refusal
-from shared.service import Runtime
+from shared.platform.db import Connection
+from shared.platform.service import Runtime
 
 # Application decisions: the queue status each leaves.
 CLOSES_AS = {"approve": "approved", "reject": "rejected", "return": "returned"}

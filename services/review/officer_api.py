@@ -16,8 +16,7 @@ from pydantic import BaseModel, Field
 from services.review import officer, queue
 from services.review.reference import ReferenceData
 from services.review.reference_store import ReferenceCache
-from shared.access import Principal, require
-from shared.events import (
+from shared.contract.events import (
     Application,
     Count,
     CountryCode,
@@ -30,9 +29,10 @@ from shared.events import (
     Reasons,
     Text,
 )
-from shared.http import ErrorBody, IdempotencyKey
-from shared.http import router as ledger_router
-from shared.service import Runtime
+from shared.platform.access import Principal, require
+from shared.platform.http import ErrorBody, IdempotencyKey
+from shared.platform.http import router as ledger_router
+from shared.platform.service import Runtime
 
 TAGS: list[str | Enum] = ["officers"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 409, 422, 503)}

@@ -14,8 +14,15 @@ from datetime import date, datetime
 
 import asyncpg
 
-from shared.db import Connection
-from shared.events import Application, ApplicationEscalated, ApplicationStatus, Envelope, LicenseReplaced, Reason
+from shared.contract.events import (
+    Application,
+    ApplicationEscalated,
+    ApplicationStatus,
+    Envelope,
+    LicenseReplaced,
+    Reason,
+)
+from shared.platform.db import Connection
 
 ENQUEUE = """
 INSERT INTO officer_queue (case_id, submission_event_id, application, reasons, due, escalated_at)

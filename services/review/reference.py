@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.events import USCC, VIN, CountryCode, CurrencyCode, Role
+from shared.contract.events import USCC, VIN, CountryCode, CurrencyCode, Role
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 CURRENT_VERSION = "2026.2"

@@ -13,16 +13,16 @@ from pydantic import BaseModel, Field, model_validator
 from services.review import reference_store as store
 from services.review.reference import ListingStatus
 from services.review.reference_store import ReferenceCache
-from shared.access import ROLES, require
-from shared.events import USCC, Count, CountryCode, Day, OfficerId, Text
-from shared.http import ErrorBody
-from shared.service import Runtime
+from shared.contract.events import USCC, Count, CountryCode, Day, OfficerId, Text
+from shared.platform.access import ROLES, require
+from shared.platform.http import ErrorBody
+from shared.platform.service import Runtime
 
 TAGS: list[str | Enum] = ["reference"]
 RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (404, 422)}
 ADMIN = [Depends(require("admin"))]
 Year = Annotated[Count, Field(ge=2000, le=2100)]
-CODE = r"^[0-9A-HJ-NP-RTUW-Y]{2}\d{6}[0-9A-HJ-NP-RTUW-Y]{10}$"  # USCC, as shared.events spells it
+CODE = r"^[0-9A-HJ-NP-RTUW-Y]{2}\d{6}[0-9A-HJ-NP-RTUW-Y]{10}$"  # USCC, as shared.contract.events spells it
 MODEL_CODE = r"^[A-Z0-9-]{1,40}$"
 MAX_PRICE_CNY = 100_000_000  # far above any car, and inside the column's int
 MAX_REVISION = 2**62  # inside the counter's bigint

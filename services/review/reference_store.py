@@ -21,9 +21,9 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.review.reference import REFERENCE_DIR, Inconsistent, ListingStatus, ReferenceData, document
-from shared.db import Connection
-from shared.events import Reason
-from shared.refusal import FieldError, Refusal
+from shared.contract.events import Reason
+from shared.contract.refusal import FieldError, Refusal
+from shared.platform.db import Connection
 
 log = logging.getLogger(__name__)
 

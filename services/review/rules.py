@@ -17,7 +17,7 @@ import pycountry
 from dateutil.relativedelta import relativedelta
 
 from services.review.reference import ReferenceData
-from shared.events import Application, BatchMode, Condition, Reason, Role, UsedVehicle
+from shared.contract.events import Application, BatchMode, Condition, Reason, Role, UsedVehicle
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The three services as processes, on the real broker and database, as the run command starts them.
 
 On a broker that takes logins each service runs as its own principal with only the ACLs of its role
-(shared/kafka_access.py), as ``scripts/up`` runs them: these tests prove the grants are enough.
+(shared/platform/kafka_access.py), as ``scripts/up`` runs them: these tests prove the grants are enough.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from licensectl.kafka import grant_services, service_principal
-from shared.kafka_access import SERVICES as SERVICE_ROLES
-from shared.kafka_admin import revoke
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import SERVICES as SERVICE_ROLES
+from shared.platform.kafka_admin import revoke
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess
 

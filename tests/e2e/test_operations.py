@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from licensectl import samples
-from shared.topics import Topics
+from shared.contract.topics import Topics
 from tests.infra import ROOT, Infrastructure
 from tests.support import auth, eventually, key
 

@@ -18,8 +18,8 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared import access
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform import access
 from tests.infra import Infrastructure
 from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, auth, eventually, licensectl, serving, settings_for, token
 

@@ -15,9 +15,9 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared import trust
-from shared.signing import KeyScope
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform import trust
+from shared.platform.signing import KeyScope
 from tests.histories import case, publish
 from tests.infra import Infrastructure
 from tests.support import ROOT_KEY, auth, eventually, producer, read_topic, serving, signed

@@ -9,8 +9,8 @@ import asyncpg
 from licensectl import samples
 from services.applications.app import Settings, create_app
 from services.applications.submission import submitted, withdrawn
-from shared.events import ApplicationEscalated, ApplicationReturned, ApplicationSubmitted, Envelope, Reason
-from shared.topics import Topics
+from shared.contract.events import ApplicationEscalated, ApplicationReturned, ApplicationSubmitted, Envelope, Reason
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import envelopes, eventually, everything_on, producer, read_topic, send_signed, serving, settings_for
 

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from licensectl import audit, samples
 from services.registry.app import Settings, create_app
 from services.registry.checkpoints import Checkpoint, load_signing_key, public_bytes, read
-from shared.events import Envelope
-from shared.kafka_access import KafkaConnection
-from shared.kafka_admin import delete_topics, ensure_topics
-from shared.topics import Topics
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests.histories import applied_offsets, case, export, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, everything_on, licensectl, producer, read_topic, send_signed, serving

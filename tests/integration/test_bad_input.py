@@ -27,8 +27,8 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared.events import ApplicationSubmitted, Envelope
-from shared.topics import Topics
+from shared.contract.events import ApplicationSubmitted, Envelope
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import eventually, everything_on, producer, read_topic, serving, signed
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import asyncpg
 
-from shared.events import Envelope
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
 from shared.fold import Case, apply
-from shared.kafka_access import KafkaConnection
-from shared.topics import Topics
+from shared.platform.kafka_access import KafkaConnection
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess

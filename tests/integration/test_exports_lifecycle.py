@@ -19,8 +19,8 @@ from services.registry.checksum import checksum
 from services.registry.replay import replay
 from services.review.app import Settings as ReviewSettings
 from services.review.app import create_app as create_review
-from shared.events import Envelope, ExportRefused, LicenseExpired
-from shared.topics import Topics
+from shared.contract.events import Envelope, ExportRefused, LicenseExpired
+from shared.contract.topics import Topics
 from tests.histories import TODAY, granted, publish
 from tests.infra import Infrastructure
 from tests.support import envelopes, eventually, everything_on, producer, read_topic, serving, settings_for, signed

@@ -36,7 +36,7 @@ from schemathesis.schemas import APIOperation, BaseSchema
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared.topics import Topics
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import auth, serving
 

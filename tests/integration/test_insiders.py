@@ -18,8 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from licensectl import samples
 from services.registry.app import Settings, create_app
 from services.registry.replay import LogIncomplete, replay
-from shared.kafka_admin import ensure_topics
-from shared.topics import Topics, case_partition
+from shared.contract.topics import Topics
+from shared.platform.kafka_admin import ensure_topics
+from shared.platform.placement import case_partition
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, everything_on, licensectl, producer, read_topic, serving, settings_for

@@ -1,7 +1,7 @@
 """Least privilege on Kafka: who may log in, and what each principal may read and write.
 
 Run against the provisioned broker (SASL/SCRAM, deny unless an ACL allows), as its admin, which makes
-each test's principals with ``shared.kafka_admin.grant`` from the table in shared/kafka_access.py.
+each test's principals with ``shared.platform.kafka_admin.grant`` from the table in shared/platform/kafka_access.py.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from shared.kafka_access import KafkaConnection, Role
-from shared.kafka_admin import PrincipalError, grant, new_password, revoke
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import KafkaConnection, Role
+from shared.platform.kafka_admin import PrincipalError, grant, new_password, revoke
 from tests.infra import IN_CI, Infrastructure
 
 

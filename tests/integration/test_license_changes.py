@@ -10,10 +10,10 @@ import pytest
 from services.registry import outbox
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
-from shared.db import create_pool
-from shared.events import LicenseState
-from shared.kafka_access import KafkaConnection
-from shared.topics import Topics
+from shared.contract.events import LicenseState
+from shared.contract.topics import Topics
+from shared.platform.db import create_pool
+from shared.platform.kafka_access import KafkaConnection
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, read_topic, serving, settings_for, trust_log

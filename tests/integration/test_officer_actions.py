@@ -19,10 +19,10 @@ from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared import access
-from shared.events import ApplicationRejected, Envelope, LicenseGranted, LicenseSuspended
-from shared.kafka_access import KafkaConnection
-from shared.topics import Topics
+from shared.contract.events import ApplicationRejected, Envelope, LicenseGranted, LicenseSuspended
+from shared.contract.topics import Topics
+from shared.platform import access
+from shared.platform.kafka_access import KafkaConnection
 from tests.infra import Infrastructure
 from tests.support import envelopes, eventually, everything_on, read_topic, serving
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from licensectl import samples
 from services.applications.submission import submitted
 from services.registry.app import Settings, create_app
-from shared.events import Envelope
-from shared.topics import Topics
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
 from tests.histories import export, granted, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, serving, settings_for

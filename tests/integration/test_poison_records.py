@@ -33,9 +33,9 @@ from services.applications import app as applications
 from services.registry import app as registry
 from services.registry import checkpoints
 from services.review import app as review
-from shared.events import ApplicationSubmitted, Envelope
-from shared.signing import KEY_ID_HEADER, SIGNATURE_HEADER
-from shared.topics import Topics
+from shared.contract.events import ApplicationSubmitted, Envelope
+from shared.contract.signatures import KEY_ID_HEADER, SIGNATURE_HEADER
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import auth, eventually, everything_on, producer, serving, signed
 

@@ -18,7 +18,7 @@ import httpx
 
 from licensectl import samples
 from services.applications.app import Settings, create_app
-from shared.topics import Topics
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import eventually, everything_on, producer, read_topic, serving, settings_for, signed
 

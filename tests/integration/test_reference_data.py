@@ -19,9 +19,9 @@ from licensectl import samples
 from services.applications.submission import submitted
 from services.review import reference, reference_store
 from services.review.app import Settings, china_today, create_app
-from shared.db import create_pool
-from shared.events import ApplicationRejected, Envelope, LicenseGranted
-from shared.topics import Topics
+from shared.contract.events import ApplicationRejected, Envelope, LicenseGranted
+from shared.contract.topics import Topics
+from shared.platform.db import create_pool
 from tests.infra import Infrastructure
 from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
 

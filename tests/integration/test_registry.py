@@ -8,9 +8,9 @@ import asyncpg
 from licensectl import samples
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
-from shared.db import create_pool
-from shared.events import derived_event_id
-from shared.topics import Topics
+from shared.contract.events import derived_event_id
+from shared.contract.topics import Topics
+from shared.platform.db import create_pool
 from tests.histories import case, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, producer, read_topic, send_signed, serving, settings_for, trust_log

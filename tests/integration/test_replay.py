@@ -6,7 +6,7 @@ import asyncpg
 
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
-from shared.topics import Topics
+from shared.contract.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, licensectl, serving, settings_for

@@ -16,9 +16,10 @@ from services.registry import store
 from services.registry.app import create_app
 from services.registry.checkpoints import load_signing_key
 from services.registry.replay import ReplayResult, replay
-from shared import db, signing, trust
-from shared.events import Envelope
-from shared.topics import Topics
+from shared.contract import signatures
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
+from shared.platform import db, trust
 from tests.histories import applied_offsets, export, many_cases, publish
 from tests.infra import Infrastructure
 from tests.integration.test_audit import _checkpoint_at, _settings, public_key_text
@@ -137,7 +138,7 @@ async def test_the_records_a_checkpoint_vouches_for_are_not_verified_again(
     history = await _history(infrastructure, database_url, topics, tmp_path, after=3)
     # The test producers' key is revoked as if it had never been valid: a replay that checks every
     # signature now refuses every record, one that trusts the checkpoint only those after it.
-    identifier = signing.key_id(SIGNING_KEY.public_key())
+    identifier = signatures.key_id(SIGNING_KEY.public_key())
     revoked = [
         trust.statement("revoke", producer=name, key_id=identifier, at=datetime(2000, 1, 1, tzinfo=UTC))
         for name in SIGNING_PRODUCERS

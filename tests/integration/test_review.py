@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from licensectl import samples
 from services.applications.submission import submitted
 from services.review.app import Settings, create_app
-from shared.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted
-from shared.topics import Topics
+from shared.contract.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import (
     envelopes,

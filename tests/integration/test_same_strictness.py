@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from licensectl import samples
 from services.applications import app as applications
 from services.registry import app as registry
-from shared.intake import RecordExport, SubmitApplication, decode_command
-from shared.refusal import Refusal
-from shared.topics import Topics
+from shared.contract.commands import RecordExport, SubmitApplication, decode_command
+from shared.contract.refusal import Refusal
+from shared.contract.topics import Topics
 from tests.infra import Infrastructure
 from tests.support import key, serving, settings_for
 

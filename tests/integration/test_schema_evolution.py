@@ -10,10 +10,10 @@ import asyncpg
 
 from services.registry.checksum import checksum
 from services.registry.replay import fold_log, open_log
-from shared import trust
-from shared.db import create_pool, migrate_async
-from shared.kafka_admin import delete_topics, ensure_topics
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform import trust
+from shared.platform.db import create_pool, migrate_async
+from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests.infra import Infrastructure
 from tests.support import ROOT_KEY, producer, send_signed, test_trust
 

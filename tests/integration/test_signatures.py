@@ -17,10 +17,11 @@ from services.applications.app import Settings as ApplicationsSettings
 from services.applications.app import create_app as create_applications
 from services.registry.app import Settings, create_app
 from services.registry.replay import replay
-from shared import signing, trust
-from shared.events import Envelope
-from shared.signing import ANY_EVENT, KeyScope
-from shared.topics import Topics
+from shared.contract import signatures
+from shared.contract.events import Envelope
+from shared.contract.topics import Topics
+from shared.platform import signing, trust
+from shared.platform.signing import ANY_EVENT, KeyScope
 from tests.histories import applied_offsets, case, case_in, granted, publish
 from tests.infra import Infrastructure
 from tests.support import ROOT_KEY, eventually, producer, read_topic, send_signed, serving, settings_for, signed
@@ -34,7 +35,7 @@ REVOKED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 async def _trust_more_keys(infrastructure: Infrastructure, topics: Topics) -> None:
     """Root-signed statements on the test's trust topic: agency-99's key for its commands, a retired key of
     "test" (revoked at REVOKED_AT)."""
-    retired = signing.key_id(RETIRED_KEY.public_key())
+    retired = signatures.key_id(RETIRED_KEY.public_key())
     statements = [
         trust.trusting("agency-99", OTHER_AGENCY_KEY.public_key(), KeyScope(use="commands", agency_code="99")),
         trust.trusting("test", RETIRED_KEY.public_key(), ANY_EVENT, at=signing.ALWAYS),

@@ -9,7 +9,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.access import (
+from shared.contract.refusal import Refusal
+from shared.platform.access import (
     Credential,
     KeyCache,
     Principal,
@@ -20,7 +21,6 @@ from shared.access import (
     new_key,
     permit,
 )
-from shared.refusal import Refusal
 from tests.support import JWT_ISSUER, JWT_PUBLIC_KEY, token
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -6,12 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from licensectl import samples
-from shared.events import (
-    ApplicationSubmitted,
-    Envelope,
-    LicenseGranted,
-    derived_event_id,
-)
+from shared.contract.events import ApplicationSubmitted, Envelope, LicenseGranted, derived_event_id
 
 
 def _granted_envelope() -> Envelope:

@@ -5,7 +5,7 @@ from datetime import date
 
 from licensectl import samples
 from services.review.expiry import KnownLicense, due_to_expire, expiry_event
-from shared.events import (
+from shared.contract.events import (
     Envelope,
     Event,
     ExportRecorded,

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from licensectl import samples
-from shared.events import Envelope
-from shared.intake import RecordExport, SubmitApplication, decode_command
-from shared.refusal import Refusal
+from shared.contract.commands import RecordExport, SubmitApplication, decode_command
+from shared.contract.events import Envelope
+from shared.contract.refusal import Refusal
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 ENVELOPES = [

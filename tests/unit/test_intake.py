@@ -8,19 +8,17 @@ from faststream.kafka.message import KafkaMessage
 from faststream.kafka.parser import AioKafkaBatchParser, AioKafkaParser
 
 from licensectl import samples
-from shared.events import Reason
-from shared.intake import (
-    RecordExport,
-    SubmitApplication,
+from shared.contract.commands import RecordExport, SubmitApplication, decode_command
+from shared.contract.events import Reason
+from shared.contract.refusal import Refusal
+from shared.platform.records import (
     batch_records,
     dead_letter_headers,
-    decode_command,
     keep_batch_bodies,
     keep_intake_body,
     parse_intake_record,
     parse_record_batch,
 )
-from shared.refusal import Refusal
 
 
 def _message(kind: str = "SubmitApplication", **overrides: object) -> bytes:

@@ -6,10 +6,10 @@ import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 from faststream.security import SASLScram512
 
-from shared.kafka_access import GRANTS, SERVICES, KafkaConnection, Role
-from shared.kafka_admin import acl_bindings
-from shared.settings import ServiceSettings
-from shared.topics import CASES, Topics
+from shared.contract.topics import CASES, Topics
+from shared.platform.kafka_access import GRANTS, SERVICES, KafkaConnection, Role
+from shared.platform.kafka_admin import acl_bindings
+from shared.platform.settings import ServiceSettings
 
 
 def test_without_a_username_a_client_connects_without_a_login(monkeypatch: pytest.MonkeyPatch) -> None:

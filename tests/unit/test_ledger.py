@@ -4,7 +4,7 @@ from datetime import date
 import pytest
 
 from licensectl import samples
-from shared.events import (
+from shared.contract.events import (
     ApplicationEscalated,
     ApplicationRejected,
     ApplicationSubmitted,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from licensectl import samples
-from shared.events import (
+from shared.contract.events import (
     BatchMode,
     Envelope,
     Event,

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from licensectl import samples
-from shared.events import (
+from shared.contract.events import (
     ApplicationEscalated,
     ApplicationRejected,
     ApplicationResubmitted,

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.limits import TokenBuckets
-from shared.service import create_service
-from shared.settings import ServiceSettings
+from shared.platform.limits import TokenBuckets
+from shared.platform.service import create_service
+from shared.platform.settings import ServiceSettings
 
 
 def _app(**limits: Any) -> FastAPI:

@@ -9,7 +9,7 @@ from licensectl import samples
 from services.review.officer import Replacement, approved_grant, successor_terms
 from services.review.rules import Terms
 from shared import fold
-from shared.events import (
+from shared.contract.events import (
     ApplicationEscalated,
     ApplicationResubmitted,
     ApplicationReturned,
@@ -22,8 +22,8 @@ from shared.events import (
     LicenseStatus,
     Reason,
 )
+from shared.contract.refusal import Refusal
 from shared.fold import Case, LicenseEntry
-from shared.refusal import Refusal
 
 TODAY = date(2026, 3, 10)
 WHY = Reason(code="investigation", message="m")

@@ -6,8 +6,8 @@ import ast
 import re
 from pathlib import Path
 
-from shared.http import STATUS_CODES
-from shared.reason_codes import CATALOG
+from shared.contract.reason_codes import CATALOG
+from shared.platform.http import STATUS_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each function that makes a refusal or a reason, and which positional argument is its code.

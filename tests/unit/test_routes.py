@@ -6,7 +6,7 @@ from fastapi.routing import APIRoute
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
-from shared.http import LedgerRoute, roles_of
+from shared.platform.http import LedgerRoute, roles_of
 
 
 def _apps() -> dict[str, FastAPI]:

@@ -36,7 +36,7 @@ from services.review.rules import (
     zero_mileage_borderline,
     zero_mileage_guard,
 )
-from shared.events import BatchMode, Role
+from shared.contract.events import BatchMode, Role
 
 REF = reference.load()
 TODAY = date(2026, 3, 10)

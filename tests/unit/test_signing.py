@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared import signing
+from shared.contract import signatures
+from shared.platform import signing
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -18,7 +19,7 @@ VALUE = b'{"type": "LicenseGranted"}'
 def _trust(*, revoked_at: datetime | None = None) -> signing.TrustList:
     public = KEY.public_key()
     return signing.TrustList.of(
-        [signing.TrustedKey("review", signing.key_id(public), public, signing.ALWAYS, revoked_at)]
+        [signing.TrustedKey("review", signatures.key_id(public), public, signing.ALWAYS, revoked_at)]
     )
 
 
@@ -28,24 +29,24 @@ def _code(value: bytes, headers: signing.Headers, *, producer: str = "review", a
 
 
 def test_a_record_signed_by_a_trusted_key_of_its_producer_verifies() -> None:
-    assert _code(VALUE, signing.signature_headers(VALUE, KEY), at=NOW - timedelta(seconds=1)) is None
+    assert _code(VALUE, signatures.signature_headers(VALUE, KEY), at=NOW - timedelta(seconds=1)) is None
 
 
 def test_each_fault_has_its_reason() -> None:
     before = NOW - timedelta(seconds=1)
     assert _code(VALUE, [], at=before) == "unsigned_event"
-    assert _code(VALUE, signing.signature_headers(VALUE, OTHER), at=before) == "untrusted_key"
-    assert _code(VALUE, signing.signature_headers(VALUE, KEY), producer="registry", at=before) == "untrusted_key"
-    assert _code(VALUE + b" ", signing.signature_headers(VALUE, KEY), at=before) == "bad_signature"
+    assert _code(VALUE, signatures.signature_headers(VALUE, OTHER), at=before) == "untrusted_key"
+    assert _code(VALUE, signatures.signature_headers(VALUE, KEY), producer="registry", at=before) == "untrusted_key"
+    assert _code(VALUE + b" ", signatures.signature_headers(VALUE, KEY), at=before) == "bad_signature"
     garbled = [
-        (signing.SIGNATURE_HEADER, b"not base64!"),
-        (signing.KEY_ID_HEADER, signing.key_id(KEY.public_key()).encode()),
+        (signatures.SIGNATURE_HEADER, b"not base64!"),
+        (signatures.KEY_ID_HEADER, signatures.key_id(KEY.public_key()).encode()),
     ]
     assert _code(VALUE, garbled, at=before) == "bad_signature"
 
 
 def test_a_revoked_key_verifies_what_came_before_its_revocation_only() -> None:
-    headers = signing.signature_headers(VALUE, KEY)
+    headers = signatures.signature_headers(VALUE, KEY)
     assert _code(VALUE, headers, at=NOW - timedelta(days=1)) is None
     assert _code(VALUE, headers, at=NOW) == "untrusted_key"
 
@@ -53,18 +54,18 @@ def test_a_revoked_key_verifies_what_came_before_its_revocation_only() -> None:
 def test_a_generated_key_is_made_once_per_service(tmp_path: Path) -> None:
     first = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
     again = signing.load_signing_key(key=None, key_file=None, key_dir=str(tmp_path), file_name="review-signing.key")
-    assert signing.key_id(first.public_key()) == signing.key_id(again.public_key())
+    assert signatures.key_id(first.public_key()) == signatures.key_id(again.public_key())
 
 
 def _scoped(scope: signing.KeyScope) -> signing.TrustList:
     public = KEY.public_key()
     return signing.TrustList.of(
-        [signing.TrustedKey("gd-commerce", signing.key_id(public), public, signing.ALWAYS, None, scope)]
+        [signing.TrustedKey("gd-commerce", signatures.key_id(public), public, signing.ALWAYS, None, scope)]
     )
 
 
 def test_a_key_signs_only_what_its_scope_names() -> None:
-    headers = signing.signature_headers(VALUE, KEY)
+    headers = signatures.signature_headers(VALUE, KEY)
     commands = _scoped(signing.KeyScope(use="commands", agency_code="44"))
     assert commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="commands") is None
     refused = commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="events")
@@ -82,6 +83,6 @@ def test_a_key_signs_only_what_its_scope_names() -> None:
 
 def test_a_key_id_header_holding_any_bytes_gives_a_reason_never_an_exception() -> None:
     for junk in (b"\x00", b"\x00" * 70, b"\xff\xfe", "é\u202e".encode(), b""):
-        headers = [(signing.SIGNATURE_HEADER, b"AAAA"), (signing.KEY_ID_HEADER, junk)]
+        headers = [(signatures.SIGNATURE_HEADER, b"AAAA"), (signatures.KEY_ID_HEADER, junk)]
         reason = _trust().problem(VALUE, headers, producer="review", at=NOW, use="events")
         assert reason is not None and reason.code == "untrusted_key" and "\x00" not in reason.message

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from services.registry.store import license_state_json
-from shared.events import Envelope, LicenseState, LicenseSuspended, Reason
+from shared.contract.events import Envelope, LicenseState, LicenseSuspended, Reason
 from shared.fold import Case, apply
 from tests.histories import export, granted
 

@@ -8,12 +8,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared import signing, trust
+from shared.contract import signatures
+from shared.platform import signing, trust
 
 ROOT = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
 INSIDER = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-ROOTS = trust.root_keys(signing.public_b64(ROOT.public_key()))
+ROOTS = trust.root_keys(signatures.public_b64(ROOT.public_key()))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -38,7 +39,7 @@ def _trusting(**scope: Any) -> trust.TrustStatement:
 
 
 def test_a_key_is_trusted_from_its_statement_and_revoked_from_its_revocation() -> None:
-    key_id = signing.key_id(KEY.public_key())
+    key_id = signatures.key_id(KEY.public_key())
     folded = trust.fold(
         _records(
             (_trusting(use="commands", agency_code="44"), ROOT),
@@ -64,7 +65,7 @@ def test_any_bytes_on_the_trust_topic_are_skipped_with_a_reason() -> None:
         Record(0, None, []),
         Record(1, b"\x00\xff", list(headers)),
         Record(2, value + b" ", list(headers)),
-        Record(3, value, [(signing.SIGNATURE_HEADER, b"\x00"), (signing.KEY_ID_HEADER, b"\x00")]),
+        Record(3, value, [(signatures.SIGNATURE_HEADER, b"\x00"), (signatures.KEY_ID_HEADER, b"\x00")]),
         Record(4, b'{"statement_id": 1}', trust.signed(_trusting(use="events"), ROOT)[1]),
     ]
     folded = trust.fold(junk, ROOTS)

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.events import ApplicationSubmitted, Envelope, ExportRecorded
-from shared.upcasters import upcast_application_submitted_v1_v2, upcast_export_recorded_v1_v2
+from shared.contract.events import ApplicationSubmitted, Envelope, ExportRecorded
+from shared.contract.upcasters import upcast_application_submitted_v1_v2, upcast_export_recorded_v1_v2
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -1,3 +1,3 @@
-from shared.migrations_env import run
+from shared.platform.migrations_env import run
 
 run()

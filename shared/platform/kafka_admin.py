@@ -30,8 +30,8 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from shared.kafka_access import GRANTS, KafkaConnection, Role
-from shared.topics import Topics
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import GRANTS, KafkaConnection, Role
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every refusal, whatever raised it (a :class:`Refusal`, FastAPI's validation, a r
 exist), is answered as an :class:`ErrorBody`: a stable ``code``, a ``message``, and the ``errors`` at
 fault (each field with its own code; at least the refusal's own). A route that requires a role checks
 the credential first, so an unauthenticated request gets 401, not a complaint about its body; then the
-body is read with ``shared.strict_json`` (a key named twice, a control or bidirectional character are
+body is read with ``shared.contract.strict_json`` (a key named twice, a control or bidirectional character are
 refused as the Kafka intake refuses them).
 """
 
@@ -21,11 +21,11 @@ from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import strict_json
-from shared.refusal import Refusal, invalid_fields
+from shared.contract import strict_json
+from shared.contract.refusal import Refusal, invalid_fields
 
 ROLES_ATTRIBUTE = "__ledger_roles__"
-"""Set on a role-checking dependency (``shared.access.require``): the roles its route requires."""
+"""Set on a role-checking dependency (``shared.platform.access.require``): the roles its route requires."""
 Authorize = Callable[[Request, tuple[str, ...]], Coroutine[Any, Any, Any]]
 """Checks a request's credential for roles and returns its principal; set as ``app.state.authorize``."""
 
@@ -116,7 +116,7 @@ def roles_of(route: APIRoute) -> tuple[str, ...] | None:
 class LedgerRoute(APIRoute):
     """A route that checks the caller's credential before it reads the body, and reads a JSON body strictly.
 
-    The credential check is the route's own role dependency (``shared.access.require``), run first; its
+    The credential check is the route's own role dependency (``shared.platform.access.require``), run first; its
     principal is kept on ``request.state`` for the dependency to hand over without checking twice.
     """
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-
-from aiokafka.partitioner import murmur2
 
 CASES = "licensing.cases"
 INTAKE_APPLICATIONS = "licensing.intake.applications"
@@ -34,7 +31,7 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     # The registry's signed checkpoints: kept forever (each one is evidence) in one partition, in one order.
     TopicSpec(CHECKPOINTS, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
-    # Who is trusted to sign what: root-signed statements, kept forever in one order (shared/trust.py).
+    # Who is trusted to sign what: root-signed statements, kept forever in one order (shared/platform/trust.py).
     TopicSpec(TRUST, 1, {"retention.ms": "-1", "retention.bytes": "-1"}),
 )
 
@@ -82,14 +79,6 @@ class Topics:
 
     def specs(self) -> tuple[TopicSpec, ...]:
         return tuple(TopicSpec(self.name(s.name), s.partitions, s.config) for s in SPECS)
-
-
-def case_partition(case_id: uuid.UUID | str, partitions: int) -> int:
-    """The partition of the case stream that holds case ``case_id``: its key's, by Kafka's default partitioner
-    (murmur2 of the key bytes, as the Java client and aiokafka place a keyed record). Every event of a case
-    belongs there, and only there (docs/guarantees.md: placement)."""
-    hashed: int = murmur2(str(case_id).encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def sibling(topic: str, base: str) -> str:

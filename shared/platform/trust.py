@@ -31,22 +31,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, Field, StringConstraints, ValidationError, model_validator
 
-from shared.events import Frozen
-from shared.kafka_access import KafkaConnection
-from shared.refusal import readable
-from shared.signing import (
-    ALWAYS,
+from shared.contract.events import Frozen
+from shared.contract.refusal import readable
+from shared.contract.signatures import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
-    KeyScope,
-    TrustedKey,
-    TrustList,
-    header,
     key_id,
     public_b64,
     public_key_from,
     signature_headers,
 )
+from shared.platform.kafka_access import KafkaConnection
+from shared.platform.signing import ALWAYS, KeyScope, TrustedKey, TrustList, header
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from shared.events import Reason
-from shared.refusal import Refusal, readable
+from shared.contract.events import Reason
+from shared.contract.refusal import Refusal, readable
 
 log = logging.getLogger(__name__)
 

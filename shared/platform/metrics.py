@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from shared.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection
 
 Positions = Callable[[], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 

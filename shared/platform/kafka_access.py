@@ -4,7 +4,7 @@ The broker the project provisions (deploy/local/kafka.sh, docker-compose.yml) ac
 logins and denies whatever no ACL allows. ``KafkaConnection`` is one client's address and login, read
 from ``KAFKA_*`` variables; every Kafka client in the code is built from one, so none can forget its
 login. ``GRANTS`` is the one table of who may read and write which topic: ``licensectl kafka`` turns it
-into SCRAM users and ACLs (shared/kafka_admin.py), and docs/kafka-access.md explains it.
+into SCRAM users and ACLs (shared/platform/kafka_admin.py), and docs/kafka-access.md explains it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.topics import CASES, CHECKPOINTS, DEAD_LETTER, INTAKE_APPLICATIONS, INTAKE_EXPORTS, LICENSE_CHANGES, TRUST
+from shared.contract.topics import (
+    CASES,
+    CHECKPOINTS,
+    DEAD_LETTER,
+    INTAKE_APPLICATIONS,
+    INTAKE_EXPORTS,
+    LICENSE_CHANGES,
+    TRUST,
+)
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
@@ -118,7 +126,7 @@ class Role(StrEnum):
 class Grant:
     """What a role may do: the topics it reads and writes, and the consumer groups it may join.
 
-    Topic names are base names (shared/topics.py), put under the namespace in force when applied. A
+    Topic names are base names (shared/contract/topics.py), put under the namespace in force when applied. A
     service's groups are its own name as a prefix (``review`` covers ``review``); an outside principal
     that reads gets groups prefixed with its own principal name, so two subscribers cannot share one.
     """

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 """A connection, whether opened alone or taken from a pool."""
 
-SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 # The credentials every service checks keys against live in a schema of their own, migrated like a service's.
 SHARED_MIGRATIONS = {"access": Path(__file__).resolve().parent / "access_migrations"}
 

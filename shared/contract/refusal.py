@@ -1,7 +1,7 @@
 """The one kind of refusal: a status, a stable reason code, a message its sender can act on, the fields at fault.
 
 Every 4xx of every service, every dead letter of every intake, is a :class:`Refusal` or its :class:`Reason`.
-The codes are listed, with what each means and where it arises, in ``shared/reason_codes.py``, from
+The codes are listed, with what each means and where it arises, in ``shared/contract/reason_codes.py``, from
 which ``docs/reason-codes.md`` is generated.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.events import Reason
+from .events import Reason
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ nothing is re-serialised before verifying). The signature and the signer's key i
 record's headers, so the value, and with it the hash chain and every reader, stays as it was.
 
 Who may sign what is a :class:`TrustList`, folded from the signed statements of the trust topic
-(``shared/trust.py``): a producer (an envelope's ``producer``, a command's ``sender``), its public keys,
+(``shared/platform/trust.py``): a producer (an envelope's ``producer``, a command's ``sender``), its public keys,
 each valid from ``added_at`` up to ``revoked_at`` (judged by the record's own time, an event's
 ``occurred_at``, so that a replay decides as the live reader did), and what each may sign
 (:class:`KeyScope`). docs/signing.md has the whole design.
@@ -15,7 +15,6 @@ each valid from ``added_at`` up to ``revoked_at`` (judged by the record's own ti
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -26,52 +25,24 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from shared.events import AgencyCode, Envelope, PortCode, Reason
-from shared.intake import describe
-from shared.reading import unreadable
-from shared.refusal import readable
-from shared.topics import case_partition
+from shared.contract.commands import describe
+from shared.contract.events import AgencyCode, Envelope, PortCode, Reason
+from shared.contract.refusal import readable
+from shared.contract.signatures import KEY_ID_HEADER, SIGNATURE_HEADER, key_id, private_key_from, public_b64
+from shared.platform.placement import case_partition
+from shared.platform.reading import unreadable
 
 log = logging.getLogger(__name__)
 
 ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
 """A validity start before any record: for keys trusted for all time (tests, development)."""
-SIGNATURE_HEADER = "ledger-signature"
-KEY_ID_HEADER = "ledger-key-id"
 Headers = Sequence[tuple[str, bytes | None]]
 
 
 # Keys.
-
-
-def public_bytes(key: Ed25519PublicKey) -> bytes:
-    """The 32 raw bytes of a public key."""
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def public_b64(key: Ed25519PublicKey) -> str:
-    """A public key as base64 of its raw bytes: how it is given to operators and stored."""
-    return base64.b64encode(public_bytes(key)).decode()
-
-
-def key_id(key: Ed25519PublicKey) -> str:
-    """The SHA-256 of the raw public key, hex: how a signature names its key."""
-    return hashlib.sha256(public_bytes(key)).hexdigest()
-
-
-def public_key_from(text: str) -> Ed25519PublicKey:
-    """A public key given as base64 of its 32 raw bytes, or as the path of a file holding that."""
-    path = Path(text).expanduser()
-    encoded = path.read_text().strip() if path.is_file() else text.strip()
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
-
-
-def private_key_from(encoded: str) -> Ed25519PrivateKey:
-    """A private key given as base64 of its 32 raw bytes."""
-    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(encoded.strip(), validate=True))
 
 
 def load_signing_key(
@@ -123,15 +94,6 @@ def _generate_key(path: Path, setting: str) -> None:
     )
 
 
-# Signing records.
-
-
-def signature_headers(value: bytes, key: Ed25519PrivateKey) -> list[tuple[str, bytes]]:
-    """The headers that sign ``value``: the base64 signature over its exact bytes, and the key's id."""
-    signature = base64.b64encode(key.sign(value))
-    return [(SIGNATURE_HEADER, signature), (KEY_ID_HEADER, key_id(key.public_key()).encode())]
-
-
 Use = Literal["events", "commands"]
 
 
@@ -173,7 +135,7 @@ class TrustedKey:
         return replace(self, revoked_at=at)
 
     def valid_at(self, moment: datetime) -> bool:
-        if moment.tzinfo is None:  # an event's time without a zone is UTC (shared/events.py)
+        if moment.tzinfo is None:  # an event's time without a zone is UTC (shared/contract/events.py)
             moment = moment.replace(tzinfo=UTC)
         return self.added_at <= moment and (self.revoked_at is None or moment < self.revoked_at)
 

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
-from shared.topics import Topics
-from shared.trust import root_keys
+from shared.contract.topics import Topics
+from shared.platform.kafka_access import DEFAULT_BOOTSTRAP, KafkaConnection
+from shared.platform.trust import root_keys
 
 DEFAULT_DATABASE_URL = "postgresql://ledger:ledger@127.0.0.1:54329/ledger"
 
@@ -39,7 +39,7 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 256 * 1024
-    # Per HTTP client (shared/limits.py): a larger body is refused with 413, a faster client with 429.
+    # Per HTTP client (shared/platform/limits.py): a larger body is refused with 413, a faster client with 429.
     max_request_bytes: int = Field(256 * 1024, ge=1)
     rate_limit_per_second: float = Field(200.0, ge=0, description="0 turns the rate limit off")
     rate_limit_burst: int = Field(400, ge=1)
@@ -56,13 +56,13 @@ class ServiceSettings(BaseSettings):
     jwt_public_key: str | None = Field(
         None, validation_alias=AliasChoices("LEDGER_JWT_PUBLIC_KEY", "jwt_public_key"), repr=False
     )
-    # The key this service signs its events with (shared/signing.py): base64 of the raw Ed25519 key, or a
+    # The key this service signs its events with (shared/platform/signing.py): base64 of the raw Ed25519 key, or a
     # file holding that (<SERVICE>_SIGNING_KEY, <SERVICE>_SIGNING_KEY_FILE); else one is made once in key_dir.
     signing_key: SecretStr | None = None
     signing_key_file: str | None = None
     key_dir: str = "~/.local/state/license-ledger"
     # The operators' root keys, pinned: whose signed statements on the trust topic say who may sign what
-    # (shared/trust.py). Base64 of raw Ed25519 public keys, or files holding one, separated by commas.
+    # (shared/platform/trust.py). Base64 of raw Ed25519 public keys, or files holding one, separated by commas.
     trust_root_keys: str | None = Field(
         None, validation_alias=AliasChoices("LEDGER_TRUST_ROOT_KEYS", "trust_root_keys")
     )

@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.db import Connection
-from shared.events import OFFICER_ID
-from shared.http import ROLES_ATTRIBUTE
-from shared.limits import rate_limited
-from shared.refusal import Refusal
+from shared.contract.events import OFFICER_ID
+from shared.contract.refusal import Refusal
+from shared.platform.db import Connection
+from shared.platform.http import ROLES_ATTRIBUTE
+from shared.platform.limits import rate_limited
 
 Role = Literal["submitter", "officer", "customs", "auditor", "admin"]
 ROLES: tuple[Role, ...] = ("submitter", "officer", "customs", "auditor", "admin")
@@ -55,7 +55,7 @@ UPDATE access.credentials SET expires_at = least(coalesce(expires_at, $2), $2) W
 """
 GRANTS = "SELECT agency_code, roles, officer, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL"
 OFFICER = re.compile(OFFICER_ID)
-"""An officer's id as the agency's directory names them (``shared.events.OfficerId``)."""
+"""An officer's id as the agency's directory names them (``shared.contract.events.OfficerId``)."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ async def authorize(request: Request, roles: tuple[str, ...]) -> Principal:
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller's :class:`Principal` if it holds one of ``roles`` (auditors: any GET).
 
-    ``shared.http.LedgerRoute`` runs the check before it reads the body and keeps the principal on the
+    ``shared.platform.http.LedgerRoute`` runs the check before it reads the body and keeps the principal on the
     request; the dependency then hands it over (and declares the bearer scheme in the OpenAPI document)."""
 
     async def principal(request: Request, bearer: Bearer) -> Principal:

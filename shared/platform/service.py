@@ -26,21 +26,22 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from shared import signing
-from shared.access import KeyCache, TokenIssuer, authorize, require
-from shared.collector import freeze_startup_objects
-from shared.db import create_pool, redact
-from shared.events import Envelope, Reason, case_event_schema
-from shared.http import ErrorBody, LedgerRoute, add_error_handlers
-from shared.intake import dead_letter_headers
-from shared.kafka_admin import ensure_topics
-from shared.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
-from shared.metrics import Metrics, committed_positions
-from shared.reading import Reader, ReaderMetrics, Readers
-from shared.refusal import Refusal
-from shared.settings import ServiceSettings
-from shared.topics import case_partition
-from shared.trust import TrustLog
+from shared.contract import signatures
+from shared.contract.events import Envelope, Reason, case_event_schema
+from shared.contract.refusal import Refusal
+from shared.platform import signing
+from shared.platform.access import KeyCache, TokenIssuer, authorize, require
+from shared.platform.collector import freeze_startup_objects
+from shared.platform.db import create_pool, redact
+from shared.platform.http import ErrorBody, LedgerRoute, add_error_handlers
+from shared.platform.kafka_admin import ensure_topics
+from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
+from shared.platform.metrics import Metrics, committed_positions
+from shared.platform.placement import case_partition
+from shared.platform.reading import Reader, ReaderMetrics, Readers
+from shared.platform.records import dead_letter_headers
+from shared.platform.settings import ServiceSettings
+from shared.platform.trust import TrustLog
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,9 @@ class Runtime:
     metrics: Metrics = field(init=False)
     keys: KeyCache = field(init=False)
     tokens: TokenIssuer | None = field(init=False)
-    # A bucket per credential (shared/limits.py): one key used from many addresses is held to one rate.
+    # A bucket per credential (shared/platform/limits.py): one key used from many addresses is held to one rate.
     credential_limits: TokenBuckets | None = field(init=False)
-    readers: Readers = field(init=False)  # every topic reader's health (shared/reading.py)
+    readers: Readers = field(init=False)  # every topic reader's health (shared/platform/reading.py)
     _pool: asyncpg.Pool | None = None
     _raw_producer: AIOKafkaProducer | None = None
     _log: AIOKafkaConsumer | None = None  # no group: asks where partitions end (case_log_end)
@@ -185,7 +186,7 @@ class Runtime:
         before its offsets are committed: the producer keeps their order within each case's partition.
         """
         value = envelope.to_bytes()
-        signature = {name: header.decode() for name, header in signing.signature_headers(value, self.signing_key)}
+        signature = {name: header.decode() for name, header in signatures.signature_headers(value, self.signing_key)}
         acknowledged = await self.broker.publish(
             value,
             topic=self.settings.topics.cases,

@@ -1,7 +1,7 @@
 """What the HTTP edge of every service refuses: a body too large, a client too fast, a URL holding NUL.
 
 Each is plain ASGI middleware, so it refuses a request before FastAPI reads or parses anything of it.
-A refusal has the shape of every other error answer (``shared.http.ErrorBody``).
+A refusal has the shape of every other error answer (``shared.platform.http.ErrorBody``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from shared.http import refused
-from shared.refusal import Refusal
+from shared.contract.refusal import Refusal
+from shared.platform.http import refused
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -158,7 +158,8 @@ class RateLimit:
 
     The client is its address as the server sees it (behind a proxy, run uvicorn with ``--proxy-headers``
     so that it is the caller's, not the proxy's). Each credential has a bucket of its own as well, taken
-    once the credential is checked (``shared.access.authorize``): a key spread over many addresses gets one rate.
+    once the credential is checked (``shared.platform.access.authorize``): a key spread over many addresses
+    gets one rate.
     """
 
     def __init__(self, app: ASGIApp, *, buckets: TokenBuckets, unmetered: Collection[str] = UNMETERED) -> None:

@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from shared.events import unclean_characters
-from shared.refusal import Refusal
+from .events import unclean_characters
+from .refusal import Refusal
 
 STATUS = 422
 

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Union
-from zoneinfo import ZoneInfo
 
 import pycountry
 from pydantic import (
@@ -31,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.upcasters import upcast
+from .upcasters import upcast
 
 EVENT_NAMESPACE = uuid.UUID("5b0d6f1e-3c55-4c8a-9a43-3f1f8f3e2a10")
 """Namespace of every deterministic event id (UUIDv5) in the ledger."""
@@ -40,20 +39,6 @@ EVENT_NAMESPACE = uuid.UUID("5b0d6f1e-3c55-4c8a-9a43-3f1f8f3e2a10")
 def derived_event_id(cause: uuid.UUID | str, reaction: str) -> uuid.UUID:
     """The id of the event a service derives from ``cause``: the same cause gives the same id."""
     return uuid.uuid5(EVENT_NAMESPACE, f"{cause}:{reaction}")
-
-
-def utc_now() -> datetime:
-    """The current instant in UTC (the only clock producers use for ``occurred_at``)."""
-    return datetime.now(UTC)
-
-
-CHINA = ZoneInfo("Asia/Shanghai")
-"""The regulation's dates (validity, working days, expiry) are China's."""
-
-
-def china_today() -> date:
-    """Today's date in China, the date the regulation's validity is counted in."""
-    return datetime.now(CHINA).date()
 
 
 class Frozen(BaseModel):
@@ -538,7 +523,7 @@ class Envelope(Frozen):
             type=event.TYPE,
             schema_version=event.SCHEMA_VERSION,
             case_id=case_id,
-            occurred_at=occurred_at or utc_now(),
+            occurred_at=occurred_at or datetime.now(UTC),
             producer=producer,
             correlation_id=correlation_id or (causation.correlation_id if causation else event_id),
             causation_id=causation.event_id if causation else None,

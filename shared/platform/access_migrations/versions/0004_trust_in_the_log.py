@@ -2,7 +2,7 @@
 
 A key inserted into access.producer_keys by SQL made a forged event legitimate, and neither replay nor
 audit could tell: the audit relied on the database it audits. The statements on ``licensing.trust``
-(shared/trust.py) replace both tables. To upgrade a deployment, an operator re-trusts each producer's keys
+(shared/platform/trust.py) replace both tables. To upgrade a deployment, an operator re-trusts each producer's keys
 with ``licensectl keys trust`` (and a pre-signature cut-off with ``licensectl keys signed-from``) before
 the services restart: the rows dropped here are listed by ``licensectl keys trusted`` no more.
 

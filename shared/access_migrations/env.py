@@ -1,3 +1,0 @@
-from shared.migrations_env import run
-
-run()

@@ -1,0 +1,3 @@
+from shared.platform.migrations_env import run
+
+run()
