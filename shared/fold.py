@@ -11,6 +11,7 @@ differ from the ledger's.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -129,25 +130,10 @@ def _with(entry: Entry, **changes: Any) -> Entry:
 def apply(case: Case, envelope: Envelope) -> tuple[Case, ExportEntry | None]:
     """The case after ``envelope``, and the export entry it records, if it is an export."""
     event = envelope.payload
-    if _void_after_withdrawal(case, event):
+    step = _STEPS.get(type(event))
+    if step is None or _void_after_withdrawal(case, event):
         return case, None
-    if isinstance(event, ExportRecorded):  # first: most events of a log are exports
-        return _exported_once(case, envelope, event)
-    if isinstance(event, ApplicationSubmitted):
-        return _submitted(case, envelope, event), None
-    if isinstance(event, ApplicationRejected):
-        return _decided(case, envelope, ApplicationStatus.REJECTED, reasons=event.reasons), None
-    if isinstance(event, ApplicationEscalated):
-        return _decided(case, envelope, ApplicationStatus.ESCALATED, reasons=event.reasons), None
-    if isinstance(event, LicenseGranted):
-        return _granted(case, envelope, event), None
-    if isinstance(event, ExportRefused):
-        return case, _entry(case, envelope, event, event.reason)
-    if isinstance(event, LicenseExpired):
-        return _expired(case, event), None
-    if isinstance(event, LIFECYCLE):
-        return _lifecycle(case, envelope, event), None
-    return case, None
+    return step(case, envelope, event)
 
 
 def _submitted(case: Case, envelope: Envelope, event: ApplicationSubmitted) -> Case:
@@ -247,36 +233,6 @@ def refusal(license_: LicenseEntry | None, export: ExportRecorded) -> Reason | N
     return None
 
 
-def _exported(case: Case, envelope: Envelope, event: ExportRecorded) -> tuple[Case, ExportEntry]:
-    license_ = case.licenses.get(event.license_number)
-    reason = refusal(license_, event)
-    entry = ExportEntry(
-        event_id=envelope.event_id,
-        declaration_number=event.declaration_number,
-        license_number=event.license_number,
-        case_id=case.case_id,
-        outcome=Outcome.REFUSED if reason else Outcome.ACCEPTED,
-        quantity=event.quantity,
-        port_of_exit=event.port_of_exit,
-        export_date=event.export_date,
-        vins=event.vins,
-        value=event.value,
-        currency=event.currency,
-        recorded_at=envelope.occurred_at,
-        reason=reason,
-    )
-    if reason is not None or license_ is None:
-        return case, entry
-    balance = license_.balance - event.quantity
-    used = _with(
-        license_,
-        balance=balance,
-        declarations_used=license_.declarations_used + 1,
-        status=LicenseStatus.EXHAUSTED if balance == 0 else license_.status,
-    )
-    return _with(case, licenses={**case.licenses, used.license_number: used}), entry
-
-
 def judge(case: Case, export: ExportRecorded) -> Reason | None:
     """Why the case, as it stands, refuses ``export``, or None: the license's terms, then its VINs."""
     return refusal(case.licenses.get(export.license_number), export) or _repeated_vin(case, export)
@@ -291,25 +247,39 @@ def _repeated_vin(case: Case, export: ExportRecorded) -> Reason | None:
     return None
 
 
-def _exported_once(case: Case, envelope: Envelope, event: ExportRecorded) -> tuple[Case, ExportEntry]:
-    """An export judged by the license's terms and by rule 9 within the case; accepted VINs are remembered."""
-    repeated = None if refusal(case.licenses.get(event.license_number), event) else _repeated_vin(case, event)
-    if repeated is not None:
-        return case, _entry(case, envelope, event, repeated)
-    after, entry = _exported(case, envelope, event)
-    if entry.outcome is Outcome.ACCEPTED and event.vins:
-        after = _with(after, exported_vins=after.exported_vins.union(event.vins))
-    return after, entry
+def _exported(case: Case, envelope: Envelope, event: ExportRecorded) -> tuple[Case, ExportEntry]:
+    """An export judged once (:func:`judge`); accepted, it draws on its license and its VINs are remembered."""
+    reason = judge(case, event)
+    entry = _export_entry(case, envelope, event, reason)
+    if reason is not None:
+        return case, entry
+    license_ = case.licenses[event.license_number]
+    balance = license_.balance - event.quantity
+    used = _with(
+        license_,
+        balance=balance,
+        declarations_used=license_.declarations_used + 1,
+        status=LicenseStatus.EXHAUSTED if balance == 0 else license_.status,
+    )
+    exported_vins = case.exported_vins.union(event.vins) if event.vins else case.exported_vins
+    return _with(case, licenses={**case.licenses, used.license_number: used}, exported_vins=exported_vins), entry
 
 
-def _entry(case: Case, envelope: Envelope, export: ExportRecorded | ExportRefused, reason: Reason) -> ExportEntry:
-    """A refused export as the ledger keeps it on record (rule 11)."""
+def _refused(case: Case, envelope: Envelope, event: ExportRefused) -> tuple[Case, ExportEntry]:
+    """An export the registry refused before the append (a VIN another license holds): on record, nothing drawn."""
+    return case, _export_entry(case, envelope, event, event.reason)
+
+
+def _export_entry(
+    case: Case, envelope: Envelope, export: ExportRecorded | ExportRefused, reason: Reason | None
+) -> ExportEntry:
+    """An export as the ledger keeps it on record, accepted or refused with its reason (rule 11)."""
     return ExportEntry(
         event_id=envelope.event_id,
         declaration_number=export.declaration_number,
         license_number=export.license_number,
         case_id=case.case_id,
-        outcome=Outcome.REFUSED,
+        outcome=Outcome.REFUSED if reason else Outcome.ACCEPTED,
         quantity=export.quantity,
         port_of_exit=export.port_of_exit,
         export_date=export.export_date,
@@ -325,7 +295,7 @@ def _entry(case: Case, envelope: Envelope, export: ExportRecorded | ExportRefuse
 _IN_FORCE = frozenset(s for s in LicenseStatus if s.value in {"active", "suspended"})
 
 
-def _expired(case: Case, event: LicenseExpired) -> Case:
+def _expired(case: Case, _: Envelope, event: LicenseExpired) -> Case:
     license_ = case.licenses.get(event.license_number)
     if license_ is None or license_.status not in _IN_FORCE:
         return case
@@ -335,24 +305,6 @@ def _expired(case: Case, event: LicenseExpired) -> Case:
 
 # The rest of the lifecycle: officers' returns and license actions, the applicant's resubmission and withdrawal.
 
-Lifecycle = (
-    ApplicationReturned
-    | ApplicationResubmitted
-    | ApplicationWithdrawn
-    | LicenseSuspended
-    | LicenseReinstated
-    | LicenseRevoked
-    | LicenseReplaced
-)
-LIFECYCLE = (
-    ApplicationReturned,
-    ApplicationResubmitted,
-    ApplicationWithdrawn,
-    LicenseSuspended,
-    LicenseReinstated,
-    LicenseRevoked,
-    LicenseReplaced,
-)
 _UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
 _DECISIONS = (ApplicationRejected, ApplicationEscalated, ApplicationReturned, LicenseGranted)
 # Which license statuses each officer action applies to, and the status it leaves; any other is a no-op.
@@ -374,18 +326,6 @@ def _void_after_withdrawal(case: Case, event: Event) -> bool:
     )
 
 
-def _lifecycle(case: Case, envelope: Envelope, event: Lifecycle) -> Case:
-    if isinstance(event, ApplicationReturned):
-        return _decided(case, envelope, ApplicationStatus.RETURNED, reasons=event.reasons)
-    if isinstance(event, ApplicationResubmitted):
-        return _resubmitted(case, envelope, event)
-    if isinstance(event, ApplicationWithdrawn):
-        return _withdrawn(case, envelope)
-    if isinstance(event, LicenseReplaced):
-        return _replaced(case, envelope, event)
-    return _license_action(case, event)
-
-
 def _resubmitted(case: Case, envelope: Envelope, event: ApplicationResubmitted) -> Case:
     """The corrected application stands in for the returned one, submitted again (rule 12 counts anew)."""
     if case.application is not None and case.application.status is not ApplicationStatus.RETURNED:
@@ -393,14 +333,14 @@ def _resubmitted(case: Case, envelope: Envelope, event: ApplicationResubmitted) 
     return _with(case, application=_submitted_entry(case, envelope, event.application))
 
 
-def _withdrawn(case: Case, envelope: Envelope) -> Case:
+def _withdrawn(case: Case, envelope: Envelope, _: ApplicationWithdrawn) -> Case:
     """Only an undecided application can be withdrawn; a withdrawal that lost the race to a decision is void."""
     if case.application is None or case.application.status not in _UNDECIDED:
         return case
     return _decided(case, envelope, ApplicationStatus.WITHDRAWN)
 
 
-def _license_action(case: Case, event: LicenseSuspended | LicenseReinstated | LicenseRevoked) -> Case:
+def _license_action(case: Case, _: Envelope, event: LicenseSuspended | LicenseReinstated | LicenseRevoked) -> Case:
     license_ = case.licenses.get(event.license_number)
     applies_to, status = _LICENSE_ACTIONS[type(event)]
     if license_ is None or license_.status not in applies_to:
@@ -443,3 +383,35 @@ def _replaced(case: Case, envelope: Envelope, event: LicenseReplaced) -> Case:
     if application is not None and application.license_number == old.license_number:
         application = _with(application, license_number=successor.license_number)
     return _with(case, licenses=licenses, application=application)
+
+
+# What each event does: one table. An event type not in it changes nothing (a reader of an older fold
+# meeting a newer event keeps the case as it was, and the stream's order decides the rest).
+
+Step = Callable[[Case, Envelope, Any], tuple[Case, "ExportEntry | None"]]
+
+
+def _case_only(change: Callable[[Case, Envelope, Any], Case]) -> Step:
+    return lambda case, envelope, event: (change(case, envelope, event), None)
+
+
+def _decision(status: ApplicationStatus) -> Step:
+    return _case_only(lambda case, envelope, event: _decided(case, envelope, status, reasons=event.reasons))
+
+
+_STEPS: dict[type[Event], Step] = {
+    ExportRecorded: _exported,
+    ExportRefused: _refused,
+    ApplicationSubmitted: _case_only(_submitted),
+    ApplicationRejected: _decision(ApplicationStatus.REJECTED),
+    ApplicationEscalated: _decision(ApplicationStatus.ESCALATED),
+    ApplicationReturned: _decision(ApplicationStatus.RETURNED),
+    LicenseGranted: _case_only(_granted),
+    LicenseExpired: _case_only(_expired),
+    ApplicationResubmitted: _case_only(_resubmitted),
+    ApplicationWithdrawn: _case_only(_withdrawn),
+    LicenseSuspended: _case_only(_license_action),
+    LicenseReinstated: _case_only(_license_action),
+    LicenseRevoked: _case_only(_license_action),
+    LicenseReplaced: _case_only(_replaced),
+}
