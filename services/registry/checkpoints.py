@@ -17,11 +17,12 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel
@@ -32,6 +33,7 @@ from shared.contract.refusal import readable
 from shared.contract.signatures import key_id, public_bytes, public_key_from
 from shared.platform.db import Connection
 from shared.platform.kafka_access import KafkaConnection
+from shared.platform.ranges import read_range
 from shared.platform.signing import load_signing_key
 
 __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.platform.signing
@@ -139,22 +141,13 @@ async def read_all(
     kafka: KafkaConnection, topic: str, each: Callable[[ConsumerRecord[bytes, bytes]], None]
 ) -> dict[int, int]:
     """Call ``each`` on every record of ``topic`` from offset 0 to its end as of now; return the ends."""
-    # Subscribed with no group: the consumer is assigned every partition of the topic, read from offset 0.
-    consumer = AIOKafkaConsumer(topic, **kafka.options(), enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = list(consumer.assignment())
-        if not partitions:
-            raise LookupError(f"no topic {topic} on {kafka.bootstrap_servers}")
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for tp, batch in (await consumer.getmany(timeout_ms=500, max_records=5000)).items():
-                for record in batch:
-                    if record.offset < ends[tp]:
-                        each(record)
-        return {tp.partition: end for tp, end in ends.items()}
-    finally:
-        await consumer.stop()
+    ends: dict[int, int] = {}
+    batches = read_range(kafka, topic, ends=ends)
+    async with aclosing(batches):
+        async for _, records in batches:
+            for record in records:
+                each(record)
+    return ends
 
 
 async def latest_trusted(

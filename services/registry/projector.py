@@ -179,19 +179,16 @@ class Projector:
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList, partitions: int
     ) -> int:
         """Fold one partition's batch; return how many license changes it recorded."""
-        events, refused = await read_batch(records, trust, partitions, on_refused=self._dead_letter)
-        async with self._pool.acquire() as connection, connection.transaction():
-            await connection.execute(store.LEDGER_LOCK_SHARED)
-            applied = await store.apply_batch(
-                connection,
-                topic=tp.topic,
-                partition=tp.partition,
-                events=events,
-                next_offset=records[-1].offset + 1,
-                records=raw_records(records),
-                refused=refused,
-                seal_key=self._seal_key,
-            )
+        applied = await fold_records(
+            self._pool,
+            tp.topic,
+            tp.partition,
+            records,
+            trust,
+            partitions,
+            on_refused=self._dead_letter,
+            seal_key=self._seal_key,
+        )
         by_offset = {r.offset: r for r in records}
         for positioned, reason in applied.refused:  # refused by the fold itself: told once it is committed
             await self._dead_letter(by_offset[positioned.offset], reason)
@@ -199,6 +196,37 @@ class Projector:
         if self._on_applied is not None:
             self._on_applied(applied.events)
         return applied.changes
+
+
+async def fold_records(
+    pool: asyncpg.Pool,
+    topic: str,
+    partition: int,
+    records: list[ConsumerRecord[bytes, bytes]],
+    trust: signing.TrustList,
+    partitions: int,
+    *,
+    on_refused: DeadLetter | None = None,
+    unchecked: Callable[[int, int], bool] | None = None,
+    seal_key: bytes | None = None,
+    outbox: bool = True,
+) -> store.Applied:
+    """Fold one partition's records into the pool's ledger in one transaction, live and in replay alike: read
+    (and judge) each, then apply the events, the refusals, the chain and the offset together."""
+    events, refused = await read_batch(records, trust, partitions, on_refused=on_refused, unchecked=unchecked)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(store.LEDGER_LOCK_SHARED)
+        return await store.apply_batch(
+            connection,
+            topic=topic,
+            partition=partition,
+            events=events,
+            next_offset=records[-1].offset + 1,
+            records=raw_records(records),
+            refused=refused,
+            seal_key=seal_key,
+            outbox=outbox,
+        )
 
 
 async def read_batch(

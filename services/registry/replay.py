@@ -19,29 +19,31 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.registry import chain, checkpoints, seal, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
-from services.registry.projector import raw_records, read_batch
+from services.registry.projector import fold_records
 from shared.contract import signatures
 from shared.contract.topics import TRUST, sibling
 from shared.platform import signing, trust
 from shared.platform.db import create_pool, migrate_async
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.kafka_admin import partition_count
+from shared.platform.ranges import RangeStalled, read_range
 
 Progress = Callable[[int, int], None]  # (events read so far, events to read)
 STALL_SECONDS = 30
 
 
-class ReplayStalled(RuntimeError):
-    """The log ends before the offsets the live ledger has applied: it cannot be replayed whole."""
+ReplayStalled = RangeStalled
+"""The log ends before the offsets the live ledger has applied: it cannot be replayed whole."""
 
 
 class LogIncomplete(RuntimeError):
@@ -124,22 +126,7 @@ async def whole(log: CaseLog, positions: Mapping[int, store.Position]) -> None:
 
 
 def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-async def live_offsets(connection: asyncpg.Connection, schema: str, topic: str) -> dict[int, int]:
-    rows = await connection.fetch(
-        f"SELECT partition, next_offset FROM {_q(schema)}.partition_offsets WHERE topic = $1", topic
-    )
-    return {r["partition"]: r["next_offset"] for r in rows}
-
-
-async def live_positions(connection: asyncpg.Connection, schema: str, topic: str) -> dict[int, store.Position]:
-    rows = await connection.fetch(
-        f"SELECT partition, next_offset, chain_head, chain_start FROM {_q(schema)}.partition_offsets WHERE topic = $1",
-        topic,
-    )
-    return {r["partition"]: store.Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
+    return store.in_schema(name)[:-1]
 
 
 async def seed_positions(connection: asyncpg.Connection, live_schema: str, schema: str, topic: str) -> None:
@@ -231,7 +218,7 @@ async def replay(
     swapped = False
     try:
         async with connection.transaction(isolation="repeatable_read", readonly=True):
-            positions = await live_positions(connection, live_schema, topic)
+            positions = await store.stored_positions(connection, topic, live_schema)
             live = await checksum(connection, live_schema)
             refusals = await live_refusals(connection, live_schema, topic)
         offsets = {p: position.next_offset for p, position in positions.items()}
@@ -263,7 +250,7 @@ async def replay(
             await fold.run(schema, start={}, end=offsets)
         async with connection.transaction(readonly=True):
             rebuilt = at_end or await checksum(connection, schema)
-            rebuilt_positions = await live_positions(connection, schema, topic)
+            rebuilt_positions = await store.stored_positions(connection, topic, schema)
         result = ReplayResult(live, rebuilt, fold.events, time.perf_counter() - started, schema, offsets)
         result.fold_seconds, result.checkpoint, result.notes = fold.seconds, anchor, notes
         # The log itself, not only the ledger: a record changed after it was applied breaks the chain.
@@ -341,7 +328,7 @@ async def _anchor_problem(
     checksum of the ledger so folded."""
     async with connection.transaction(readonly=True):
         rebuilt = await checksum(connection, schema)
-        folded = await live_positions(connection, schema, topic)
+        folded = await store.stored_positions(connection, topic, schema)
     signed = {
         h.partition: store.Position(h.next_offset, bytes.fromhex(h.head), h.chain_start) for h in anchor.partitions
     }
@@ -370,40 +357,31 @@ async def fold_log(
     if not todo:
         return 0
     total, read = sum(e - start.get(p, 0) for p, e in todo.items()), 0
-    topic = log.topic
-    consumer = AIOKafkaConsumer(
-        **log.kafka.options(),
-        enable_auto_commit=False,
+    batches = read_range(
+        log.kafka,
+        log.topic,
+        start=start,
+        end=todo,
+        max_records=max_records,
+        stall_seconds=STALL_SECONDS,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in todo]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, start.get(tp.partition, 0))
-        last_read = time.monotonic()
-        while todo:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=max_records)
-            if batches:
-                last_read = time.monotonic()
-            elif time.monotonic() - last_read > STALL_SECONDS:
-                raise ReplayStalled(f"{topic}: no records for {STALL_SECONDS}s; partitions still short: {todo}")
-            for tp, records in batches.items():
-                if tp.partition not in todo:
-                    continue
-                wanted = [r for r in records if r.offset < todo[tp.partition]]
-                if wanted:
-                    await _apply(pool, tp, wanted, log, vouched)
-                    read += len(wanted)
-                if records[-1].offset + 1 >= todo[tp.partition]:
-                    del todo[tp.partition]
-                    consumer.pause(tp)
+    async with aclosing(batches):
+        async for partition, records in batches:
+            await fold_records(
+                pool,
+                log.topic,
+                partition,
+                records,
+                log.trust,
+                log.partitions,
+                unchecked=vouched.covers if vouched else None,
+                outbox=False,  # the live ledger published these changes when they happened
+            )
+            read += len(records)
             if progress:
                 progress(read, total)
-    finally:
-        await consumer.stop()
     return read
 
 
@@ -480,29 +458,6 @@ async def fold_in_processes(
     return sum(await asyncio.gather(*(run(i, share) for i, share in enumerate(shares))))
 
 
-async def _apply(
-    pool: asyncpg.Pool,
-    tp: TopicPartition,
-    records: list[ConsumerRecord[bytes, bytes]],
-    log: CaseLog,
-    vouched: Vouched | None = None,
-) -> None:
-    unchecked = vouched.covers if vouched else None
-    events, refused = await read_batch(records, log.trust, log.partitions, unchecked=unchecked)
-    async with pool.acquire() as connection, connection.transaction():
-        # No outbox rows: the live ledger published these changes when they happened.
-        await store.apply_batch(
-            connection,
-            topic=tp.topic,
-            partition=tp.partition,
-            events=events,
-            next_offset=records[-1].offset + 1,
-            records=raw_records(records),
-            refused=refused,
-            outbox=False,
-        )
-
-
 async def _swap(
     connection: asyncpg.Connection,
     database_url: str,
@@ -517,14 +472,14 @@ async def _swap(
     pool = await create_pool(database_url, schema=schema, max_size=2)
     try:
         while True:
-            current = await live_offsets(connection, live_schema, log.topic)
+            current = await store.stored_offsets(connection, log.topic, live_schema)
             if current != folded:
                 await fold_log(pool, log, start=folded, end=current)
                 folded = current
                 continue
             async with connection.transaction():
                 await connection.execute(store.LEDGER_LOCK_EXCLUSIVE)
-                if await live_offsets(connection, live_schema, log.topic) != folded:
+                if await store.stored_offsets(connection, log.topic, live_schema) != folded:
                     continue  # the live ledger moved on while we waited for the lock: catch up again
                 await _carry_intake_state(connection, live_schema, schema)
                 if seal_key is not None:

@@ -125,12 +125,14 @@ ON CONFLICT (topic, partition) DO UPDATE SET
     next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head,
     seal = coalesce(EXCLUDED.seal, partition_offsets.seal)
 """
-STORED_OFFSETS = "SELECT partition, next_offset FROM partition_offsets WHERE topic = $1"
+STORED_OFFSETS = "SELECT partition, next_offset FROM {schema}partition_offsets WHERE topic = $1"
 # Taken first: two batches of one partition (a zombie after a rebalance) extend the chain one after the other.
 LOCK_POSITION = """
 SELECT next_offset, chain_head, chain_start, seal FROM partition_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE
 """
-STORED_POSITIONS = "SELECT partition, next_offset, chain_head, chain_start FROM partition_offsets WHERE topic = $1"
+STORED_POSITIONS = (
+    "SELECT partition, next_offset, chain_head, chain_start FROM {schema}partition_offsets WHERE topic = $1"
+)
 # Every batch holds this lock shared; swapping in a rebuilt ledger holds it exclusively, so no batch
 # straddles the swap (a batch's statements resolve their tables after the lock is granted).
 LEDGER_LOCK_KEY = 0x4C454447  # "LEDG"
@@ -138,9 +140,16 @@ LEDGER_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({LEDGER_LOCK_KEY})"
 LEDGER_LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_KEY})"
 
 
-async def stored_offsets(connection: Connection | asyncpg.Pool, topic: str) -> dict[int, int]:
-    """The next offset to read of each partition of ``topic``, as the ledger last committed it."""
-    rows = await connection.fetch(STORED_OFFSETS, topic)
+def in_schema(schema: str | None) -> str:
+    """The prefix that names a table of ``schema`` (a rebuilt ledger), or none: the connection's search path."""
+    return "" if schema is None else '"' + schema.replace('"', '""') + '".'
+
+
+async def stored_offsets(
+    connection: Connection | asyncpg.Pool, topic: str, schema: str | None = None
+) -> dict[int, int]:
+    """The next offset to read of each partition of ``topic``, as the ledger (or ``schema``'s) last committed it."""
+    rows = await connection.fetch(STORED_OFFSETS.format(schema=in_schema(schema)), topic)
     return {row["partition"]: row["next_offset"] for row in rows}
 
 
@@ -154,9 +163,11 @@ class Position:
     seal: int = 0  # the sum of the MACs of the rows the partition's batches wrote (services/registry/seal.py)
 
 
-async def stored_positions(connection: Connection | asyncpg.Pool, topic: str) -> dict[int, Position]:
+async def stored_positions(
+    connection: Connection | asyncpg.Pool, topic: str, schema: str | None = None
+) -> dict[int, Position]:
     """Each partition's position in ``topic``; read with the ledger in one snapshot for a consistent view."""
-    rows = await connection.fetch(STORED_POSITIONS, topic)
+    rows = await connection.fetch(STORED_POSITIONS.format(schema=in_schema(schema)), topic)
     return {r["partition"]: Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
 
 

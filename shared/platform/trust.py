@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -42,6 +43,7 @@ from shared.contract.signatures import (
     signature_headers,
 )
 from shared.platform.kafka_access import KafkaConnection
+from shared.platform.ranges import read_range
 from shared.platform.signing import ALWAYS, KeyScope, TrustedKey, TrustList, header
 
 log = logging.getLogger(__name__)
@@ -270,19 +272,12 @@ class TrustLog:
 
 async def read_log(kafka: KafkaConnection, topic: str, roots: Mapping[str, Ed25519PublicKey]) -> Folded:
     """The whole trust topic folded, up to its end as of now (replay, audit, ``licensectl keys trusted``)."""
-    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        end = (await consumer.end_offsets([tp]))[tp]
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while await consumer.position(tp) < end:
-            records.extend((await consumer.getmany(tp, timeout_ms=1000, max_records=5000)).get(tp, []))
-        return fold((r for r in records if r.offset < end), roots)
-    finally:
-        await consumer.stop()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    batches = read_range(kafka, topic)
+    async with aclosing(batches):
+        async for _, batch in batches:
+            records.extend(batch)
+    return fold(records, roots)
 
 
 def root_keys(given: str | Iterable[str] | None) -> dict[str, Ed25519PublicKey]:
