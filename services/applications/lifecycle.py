@@ -34,7 +34,7 @@ from shared.platform.access import Principal, require
 from shared.platform.http import ErrorBody
 from shared.platform.http import router as ledger_router
 from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
-from shared.platform.service import CaseReading, Runtime, ServiceRuntime
+from shared.platform.service import CaseReading, Runtime, RuntimeContext, ServiceRuntime
 
 BATCH = 500  # case events followed per transaction and per Kafka commit
 UNDECIDED = frozenset({ApplicationStatus.SUBMITTED, ApplicationStatus.ESCALATED})
@@ -128,7 +128,7 @@ def follow_cases(runtime: Runtime) -> None:
     """Follow every case with the ledger's fold: what withdrawals and resubmissions are judged against."""
     topic = runtime.settings.topics.cases
 
-    @runtime.broker.subscriber(
+    runtime.broker.subscriber(
         topic,
         group_id=runtime.consumes(runtime.settings.topics.group("applications-follow"), topic),
         group_instance_id=runtime.settings.instance_id,
@@ -140,15 +140,17 @@ def follow_cases(runtime: Runtime) -> None:
         decoder=keep_batch_bodies,
         title="cases-applications",
         description="Follows each case with the ledger's fold, to judge withdrawals and resubmissions.",
-    )
-    async def on_case_events(message: KafkaMessage) -> None:
-        reader = runtime.reader("cases-applications")
-        reading = await reader.run(runtime.case_reading)
-        for records in records_by_partition(message):
-            read: list[following.Followed] = []
-            for record in records:
-                await reader.each(record, partial(_read, reading, into=read))
-            await reader.run(partial(_follow, runtime, records[0].partition, read, records[-1].offset + 1))
+    )(on_case_events)
+
+
+async def on_case_events(message: KafkaMessage, runtime: RuntimeContext) -> None:
+    reader = runtime.reader("cases-applications")
+    reading = await reader.run(runtime.case_reading)
+    for records in records_by_partition(message):
+        read: list[following.Followed] = []
+        for record in records:
+            await reader.each(record, partial(_read, reading, into=read))
+        await reader.run(partial(_follow, runtime, records[0].partition, read, records[-1].offset + 1))
 
 
 async def _read(reading: CaseReading, record: Any, *, into: list[following.Followed]) -> None:

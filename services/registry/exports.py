@@ -22,7 +22,7 @@ from shared.platform.access import require
 from shared.platform.http import ErrorBody, router
 from shared.platform.reading import Reader
 from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
-from shared.platform.service import Runtime, ServiceRuntime
+from shared.platform.service import Runtime, RuntimeContext, ServiceRuntime
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 exports = router(tags=["exports"], dependencies=[Depends(require("customs"))])
@@ -115,7 +115,7 @@ def follow_intake(runtime: Runtime, batch_size: int) -> None:
     """Read customs backends' ``RecordExport`` commands from the intake topic and admit each."""
     topic = runtime.settings.topics.intake_exports
 
-    @runtime.broker.subscriber(
+    runtime.broker.subscriber(
         topic,
         group_id=runtime.consumes(runtime.settings.topics.group("registry-intake"), topic),
         group_instance_id=runtime.settings.instance_id,
@@ -127,14 +127,16 @@ def follow_intake(runtime: Runtime, batch_size: int) -> None:
         description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
         parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
         decoder=keep_batch_bodies,  # each body is read by decode_command alone, whatever it holds
-    )
-    async def on_record_exports(message: KafkaMessage) -> None:
-        # Each partition's commands are admitted in their order (customs key them by license), the partitions
-        # at once. The batch is committed when this returns: every verdict in it is in the log by then.
-        reader = runtime.reader("intake-exports")
-        async with asyncio.TaskGroup() as group:
-            for records in records_by_partition(message):
-                group.create_task(_admit_in_order(runtime, reader, records))
+    )(on_record_exports)
+
+
+async def on_record_exports(message: KafkaMessage, runtime: RuntimeContext) -> None:
+    # Each partition's commands are admitted in their order (customs key them by license), the partitions
+    # at once. The batch is committed when this returns: every verdict in it is in the log by then.
+    reader = runtime.reader("intake-exports")
+    async with asyncio.TaskGroup() as group:
+        for records in records_by_partition(message):
+            group.create_task(_admit_in_order(runtime, reader, records))
 
 
 async def _admit_in_order(runtime: Runtime, reader: Reader, records: list[Any]) -> None:

@@ -7,7 +7,7 @@ from datetime import date
 
 import asyncpg
 
-from services.review import queue
+from services.review.officer import queue
 from services.review.rules import Decision, Escalate, Grant
 from shared.contract.events import (
     Application,

@@ -22,6 +22,7 @@ from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +34,7 @@ from shared.platform import signing
 from shared.platform.access import KeyCache, TokenIssuer, authorize, require
 from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
-from shared.platform.http import ErrorBody, LedgerRoute, add_error_handlers
+from shared.platform.http import ErrorBody, LedgerRoute, add_error_handlers, router
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
@@ -84,6 +85,36 @@ class Runtime:
         self.credential_limits = TokenBuckets(rate, burst) if rate > 0 else None
         self.readers = Readers(self.dead_letter, ReaderMetrics(self.metrics.registry))
         self.checks["readers"] = self.readers.health
+
+    async def start(self) -> None:
+        """Make the service's resources (topics, pool, signing key, producer, trust log), start its broker and
+        subscribers, then run the start hooks (the service's own background work)."""
+        settings = self.settings
+        await ensure_topics(settings.kafka, settings.topics, replication_factor=settings.topic_replication_factor)
+        self._pool = await create_pool(settings.database_url, schema=self.name)
+        await self.load_signing_key()
+        self._raw_producer = AIOKafkaProducer(**settings.kafka.options(), acks="all", enable_idempotence=True)
+        await self._raw_producer.start()
+        self._log = AIOKafkaConsumer(**settings.kafka.options(), enable_auto_commit=False)
+        await self._log.start()
+        self._trust_log = TrustLog(settings.kafka, settings.topics.trust, settings.trust_roots)
+        await self._trust_log.start()
+        await self.broker.start()
+        for hook in self.on_start:
+            await hook(self)
+        freeze_startup_objects()
+
+    async def stop(self) -> None:
+        """Stop what :meth:`start` started, the last first; what never started is skipped."""
+        await self.stop_background()
+        for hook in reversed(self.on_stop):
+            await hook(self)
+        await self.broker.stop()
+        for resource in (self._raw_producer, self._log, self._trust_log):
+            if resource is not None:
+                await resource.stop()
+        if self._pool is not None:
+            await self._pool.close()
 
     def reader(self, name: str) -> Reader:
         """The reader ``name`` of this service: what it cannot handle is dead-lettered, what fails is waited out."""
@@ -234,6 +265,9 @@ def runtime_of(request: Request) -> Runtime:
 ServiceRuntime = Annotated[Runtime, Depends(runtime_of)]
 """A route's dependency on the running service (its pool, its broker, its settings)."""
 
+RuntimeContext = Annotated[Runtime, Context("runtime")]
+"""A Kafka subscriber's dependency on the running service, from faststream's context."""
+
 
 @dataclass(frozen=True)
 class CaseReading:
@@ -336,32 +370,11 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
-        await ensure_topics(settings.kafka, settings.topics, replication_factor=settings.topic_replication_factor)
-        runtime._pool = await create_pool(settings.database_url, schema=name)
-        await runtime.load_signing_key()
-        runtime._raw_producer = AIOKafkaProducer(**settings.kafka.options(), acks="all", enable_idempotence=True)
-        await runtime._raw_producer.start()
-        runtime._log = AIOKafkaConsumer(**settings.kafka.options(), enable_auto_commit=False)
-        await runtime._log.start()
-        runtime._trust_log = TrustLog(settings.kafka, settings.topics.trust, settings.trust_roots)
-        await runtime._trust_log.start()
         try:
-            await broker.start()
-            for hook in runtime.on_start:
-                await hook(runtime)
-            freeze_startup_objects()
+            await runtime.start()
             yield
         finally:
-            await runtime.stop_background()
-            for hook in reversed(runtime.on_stop):
-                await hook(runtime)
-            await broker.stop()
-            await runtime.raw_producer.stop()
-            if runtime._log is not None:
-                await runtime._log.stop()
-            if runtime._trust_log is not None:
-                await runtime._trust_log.stop()
-            await runtime.pool.close()
+            await runtime.stop()  # also after a start that failed half-way: what did start is stopped
 
     broker = KafkaBroker(
         settings.kafka.bootstrap_servers,
@@ -374,6 +387,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         logger=logging.getLogger(f"{name}.broker"),
     )
     runtime = Runtime(name=name, settings=settings, broker=broker, title=title, description=description)
+    broker.context.set_global("runtime", runtime)  # what subscribers take as ``RuntimeContext``
     # Declared for the AsyncAPI document: every service appends to the case stream and may refuse input.
     broker.publisher(settings.topics.cases, title="cases", schema=case_event_schema(), description=CASES_DOC)
     broker.publisher(settings.topics.dead_letter, title="dead-letter", description=DEAD_LETTER_DOC)
@@ -384,36 +398,38 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     _add_limits(app, settings)
     _document_error_answers(app)
 
-    @app.get("/health", tags=["operations"])
-    async def health() -> JSONResponse:
-        """Whether this service reaches its broker and its database."""
-        checks = {"broker": await _check_broker(broker), "database": await _check_database(runtime)}
-        checks.update({name: check() for name, check in runtime.checks.items()})
-        healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            status_code=200 if healthy else 503,
-            content={"service": name, "status": "ok" if healthy else "degraded", **checks},
-        )
-
-    # Operators' numbers, not the public's: Prometheus scrapes with an auditor's key (docs/access.md).
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        response_class=PlainTextResponse,
-        dependencies=[Depends(require("auditor", "admin"))],
-    )
-    async def metrics() -> PlainTextResponse:
-        """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
-        body = await runtime.metrics.render(settings.kafka)
-        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/asyncapi.json", tags=["operations"])
-    async def asyncapi() -> JSONResponse:
-        """The AsyncAPI document of the topics this service reads and writes, from its code."""
-        return JSONResponse(content=asyncapi_document(runtime))
-
+    app.include_router(operations)
     app.state.runtime = runtime
     return app, runtime
+
+
+operations = router(tags=["operations"])
+
+
+@operations.get("/health")
+async def health(runtime: ServiceRuntime) -> JSONResponse:
+    """Whether this service reaches its broker and its database."""
+    checks = {"broker": await _check_broker(runtime.broker), "database": await _check_database(runtime)}
+    checks.update({name: check() for name, check in runtime.checks.items()})
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        status_code=200 if healthy else 503,
+        content={"service": runtime.name, "status": "ok" if healthy else "degraded", **checks},
+    )
+
+
+# Operators' numbers, not the public's: Prometheus scrapes with an auditor's key (docs/access.md).
+@operations.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require("auditor", "admin"))])
+async def metrics(runtime: ServiceRuntime) -> PlainTextResponse:
+    """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
+    body = await runtime.metrics.render(runtime.settings.kafka)
+    return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@operations.get("/asyncapi.json")
+async def asyncapi(runtime: ServiceRuntime) -> JSONResponse:
+    """The AsyncAPI document of the topics this service reads and writes, from its code."""
+    return JSONResponse(content=asyncapi_document(runtime))
 
 
 VERSION = "0.1.0"

@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from licensectl import samples
 from services.applications.submission import submitted
-from services.review import reference, reference_store
+from services.review import reference
 from services.review.app import Settings, china_today, create_app
+from services.review.reference import store as reference_store
 from shared.contract.events import ApplicationRejected, Envelope, LicenseGranted
 from shared.contract.topics import Topics
 from shared.platform.db import create_pool

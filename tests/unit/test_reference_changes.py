@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.review import reference
-from services.review.reference_api import ModelChange
-from services.review.reference_store import inconsistencies
+from services.review.reference.api import ModelChange
+from services.review.reference.store import inconsistencies
 
 WHO = {"changed_by": "admin.li", "why": "MIIT announcement 2026-45"}
 

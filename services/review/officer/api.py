@@ -13,9 +13,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from services.review import officer, queue
+from services.review.officer import actions, queue
 from services.review.reference import ReferenceData
-from services.review.reference_store import ReferenceCache
+from services.review.reference.store import ReferenceCache
 from shared.contract.events import (
     Application,
     Count,
@@ -156,10 +156,10 @@ async def approve(application_id: uuid.UUID, body: Approve, principal: Officer, 
     """Grant a license: the application's terms, or fewer vehicles and a shorter validity. The rules of a first
     grant are applied again, to the terms granted and the reference data in force now."""
     await _own_application(desk.runtime, principal, application_id)
-    approval = officer.Approval(
+    approval = actions.Approval(
         officer=principal.acting_officer(body.officer), quantity=body.quantity, valid_to=body.valid_to
     )
-    return _taken(await officer.approve(desk.runtime, application_id, approval, desk.today(), await desk.reference()))
+    return _taken(await actions.approve(desk.runtime, application_id, approval, desk.today(), await desk.reference()))
 
 
 @router.post("/officer/applications/{application_id}/reject", status_code=202, responses=RESPONSES)
@@ -167,7 +167,7 @@ async def reject(application_id: uuid.UUID, body: Refuse, principal: Officer, de
     """Reject the application, with the reasons the applicant reads."""
     await _own_application(desk.runtime, principal, application_id)
     acting = principal.acting_officer(body.officer)
-    return _taken(await officer.reject(desk.runtime, application_id, acting, body.reasons))
+    return _taken(await actions.reject(desk.runtime, application_id, acting, body.reasons))
 
 
 @router.post("/officer/applications/{application_id}/return", status_code=202, responses=RESPONSES)
@@ -175,7 +175,7 @@ async def return_(application_id: uuid.UUID, body: Refuse, principal: Officer, d
     """Return the application for correction; the reasons say what to correct before resubmitting."""
     await _own_application(desk.runtime, principal, application_id)
     acting = principal.acting_officer(body.officer)
-    return _taken(await officer.return_for_correction(desk.runtime, application_id, acting, body.reasons))
+    return _taken(await actions.return_for_correction(desk.runtime, application_id, acting, body.reasons))
 
 
 async def _own_application(runtime: Runtime, principal: Principal, application_id: uuid.UUID) -> None:
@@ -197,7 +197,7 @@ async def suspend(
     """Suspend an active license: exports on it are refused until it is reinstated."""
     _own_license(principal, number)
     acting = principal.acting_officer(body.officer)
-    return _taken(await officer.suspend(desk.runtime, number, acting, body.reason, idempotency_key))
+    return _taken(await actions.suspend(desk.runtime, number, acting, body.reason, idempotency_key))
 
 
 @router.post("/officer/licenses/{number}/reinstate", status_code=202, responses=RESPONSES)
@@ -209,7 +209,7 @@ async def reinstate(
     _own_license(principal, number)
     acting = principal.acting_officer(body.officer)
     reference = await desk.reference()
-    envelope = await officer.reinstate(
+    envelope = await actions.reinstate(
         desk.runtime, number, acting, body.note, idempotency_key, desk.today(), reference
     )
     return _taken(envelope)
@@ -222,7 +222,7 @@ async def revoke(
     """Revoke an active, suspended or exhausted license for good."""
     _own_license(principal, number)
     acting = principal.acting_officer(body.officer)
-    return _taken(await officer.revoke(desk.runtime, number, acting, body.reason, idempotency_key))
+    return _taken(await actions.revoke(desk.runtime, number, acting, body.reason, idempotency_key))
 
 
 @router.post("/officer/licenses/{number}/replace", status_code=202, responses=RESPONSES)
@@ -232,6 +232,6 @@ async def replace(
     """Replace an active license (rule 10): a successor on the changed terms carries the remaining balance. The
     terms pass the rules of a first grant (a known port, after-sales coverage in the destination, ...)."""
     _own_license(principal, number)
-    request = officer.Replacement(**{**body.model_dump(), "officer": principal.acting_officer(body.officer)})
+    request = actions.Replacement(**{**body.model_dump(), "officer": principal.acting_officer(body.officer)})
     reference = await desk.reference()
-    return _taken(await officer.replace(desk.runtime, number, request, idempotency_key, desk.today(), reference))
+    return _taken(await actions.replace(desk.runtime, number, request, idempotency_key, desk.today(), reference))

@@ -19,8 +19,8 @@ from datetime import date
 
 from aiokafka.structs import RecordMetadata
 
-from services.review import queue
 from services.review.decisions import PRODUCER, STORED, license_granted, next_license_number
+from services.review.officer import queue
 from services.review.reference import ReferenceData
 from services.review.rules import Grant, Terms, license_start, terms_refusals, validity
 from shared import following

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contract.events import USCC, VIN, CountryCode, CurrencyCode, Role
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parent
 CURRENT_VERSION = "2026.2"
 
 ListingStatus = Literal["listed", "suspended", "cancelled"]
