@@ -12,7 +12,6 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends
-from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
@@ -33,7 +32,7 @@ from shared.following import CaseView, InEffect
 from shared.platform.access import Principal, require
 from shared.platform.http import ErrorBody
 from shared.platform.http import router as ledger_router
-from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.records import records_by_partition
 from shared.platform.service import CaseReading, Runtime, RuntimeContext, ServiceRuntime
 
 BATCH = 500  # case events followed per transaction and per Kafka commit
@@ -128,19 +127,14 @@ def follow_cases(runtime: Runtime) -> None:
     """Follow every case with the ledger's fold: what withdrawals and resubmissions are judged against."""
     topic = runtime.settings.topics.cases
 
-    runtime.broker.subscriber(
-        topic,
-        group_id=runtime.consumes(runtime.settings.topics.group("applications-follow"), topic),
-        group_instance_id=runtime.settings.instance_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=BATCH,
-        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
-        decoder=keep_batch_bodies,
+    runtime.subscribe(
+        on_case_events,
+        topic=topic,
+        group="applications-follow",
+        batch_size=BATCH,
         title="cases-applications",
         description="Follows each case with the ledger's fold, to judge withdrawals and resubmissions.",
-    )(on_case_events)
+    )
 
 
 async def on_case_events(message: KafkaMessage, runtime: RuntimeContext) -> None:

@@ -9,7 +9,6 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends
-from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
@@ -21,7 +20,6 @@ from shared.contract.refusal import Refusal
 from shared.platform.access import Principal, require
 from shared.platform.http import IdempotencyKey
 from shared.platform.http import router as ledger_router
-from shared.platform.records import keep_intake_body, parse_intake_record
 from shared.platform.service import Runtime, RuntimeContext, ServiceRuntime
 
 router = ledger_router(tags=["applications"])
@@ -67,17 +65,13 @@ async def submit(
 def follow_intake(runtime: Runtime) -> None:
     """Read agency backends' ``SubmitApplication`` commands from the intake topic."""
     topic = runtime.settings.topics.intake_applications
-    runtime.broker.subscriber(
-        topic,
-        group_id=runtime.consumes(runtime.settings.topics.group("applications-intake"), topic),
-        group_instance_id=runtime.settings.instance_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+    runtime.subscribe(
+        on_submit,
+        topic=topic,
+        group="applications-intake",
         title="intake-applications",
         description="SubmitApplication commands from agency backends, signed by their sender (docs/signing.md).",
-        parser=parse_intake_record,  # a record with a binary or null header is read, not dropped
-        decoder=keep_intake_body,  # the body is read by decode_command alone, whatever it holds
-    )(on_submit)
+    )
 
 
 async def on_submit(message: KafkaMessage, runtime: RuntimeContext) -> None:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Path
-from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 
@@ -21,7 +20,7 @@ from shared.contract.refusal import Refusal
 from shared.platform.access import require
 from shared.platform.http import ErrorBody, router
 from shared.platform.reading import Reader
-from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.records import records_by_partition
 from shared.platform.service import Runtime, RuntimeContext, ServiceRuntime
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
@@ -115,19 +114,14 @@ def follow_intake(runtime: Runtime, batch_size: int) -> None:
     """Read customs backends' ``RecordExport`` commands from the intake topic and admit each."""
     topic = runtime.settings.topics.intake_exports
 
-    runtime.broker.subscriber(
-        topic,
-        group_id=runtime.consumes(runtime.settings.topics.group("registry-intake"), topic),
-        group_instance_id=runtime.settings.instance_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=batch_size,
+    runtime.subscribe(
+        on_record_exports,
+        topic=topic,
+        group="registry-intake",
+        batch_size=batch_size,
         title="intake-exports",
         description="RecordExport commands from customs backends, signed by their sender (docs/signing.md).",
-        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
-        decoder=keep_batch_bodies,  # each body is read by decode_command alone, whatever it holds
-    )(on_record_exports)
+    )
 
 
 async def on_record_exports(message: KafkaMessage, runtime: RuntimeContext) -> None:

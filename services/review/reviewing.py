@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import Annotated, Any
 
-from faststream import AckPolicy, Context
+from faststream import Context
 from faststream.kafka.annotations import KafkaMessage
 
 from services.review import expiry
@@ -24,7 +24,7 @@ from shared.contract.refusal import Refusal
 from shared.platform.clock import CHINA, china_today
 from shared.platform.db import Connection
 from shared.platform.reading import Reader
-from shared.platform.records import keep_batch_bodies, parse_record_batch, records_by_partition
+from shared.platform.records import records_by_partition
 from shared.platform.service import CaseReading, Runtime, RuntimeContext
 
 References = Annotated[ReferenceCache, Context("references")]
@@ -32,21 +32,15 @@ References = Annotated[ReferenceCache, Context("references")]
 
 def follow_cases(runtime: Runtime, batch_size: int) -> None:
     """Review each (re)submission the case stream brings, and follow every case with the ledger's fold."""
-    settings = runtime.settings
-    runtime.broker.subscriber(
-        settings.topics.cases,
-        group_id=runtime.consumes(settings.topics.group("review-follow"), settings.topics.cases),
-        group_instance_id=settings.instance_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=batch_size,
-        parser=parse_record_batch,  # a record with a binary or null header is read, not dropped with its batch
-        decoder=keep_batch_bodies,
+    runtime.subscribe(
+        on_case_events,
+        topic=runtime.settings.topics.cases,
+        group="review-follow",
+        batch_size=batch_size,
         title="cases-review",
         description="Review decides (re)submissions, keeps each license's validity, and follows every case with "
         "the ledger's fold, to judge officers' actions against it.",
-    )(on_case_events)
+    )
 
 
 async def on_case_events(message: KafkaMessage, runtime: RuntimeContext, references: References) -> None:

@@ -22,7 +22,7 @@ from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from faststream import Context
+from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -40,7 +40,13 @@ from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLim
 from shared.platform.metrics import Metrics, committed_positions
 from shared.platform.placement import case_partition
 from shared.platform.reading import Reader, ReaderMetrics, Readers
-from shared.platform.records import dead_letter_headers
+from shared.platform.records import (
+    dead_letter_headers,
+    keep_batch_bodies,
+    keep_intake_body,
+    parse_intake_record,
+    parse_record_batch,
+)
 from shared.platform.settings import ServiceSettings
 from shared.platform.trust import TrustLog
 
@@ -119,6 +125,35 @@ class Runtime:
     def reader(self, name: str) -> Reader:
         """The reader ``name`` of this service: what it cannot handle is dead-lettered, what fails is waited out."""
         return self.readers.reader(name)
+
+    def subscribe(
+        self,
+        handler: Callable[..., Awaitable[None]],
+        *,
+        topic: str,
+        group: str,
+        title: str,
+        description: str,
+        batch_size: int | None = None,
+    ) -> None:
+        """Read ``topic`` with ``handler`` as consumer group ``group`` (of this namespace), as every reader here
+        reads: from the earliest offset, a record with a binary or null header read rather than dropped, its
+        body left to the handler (faststream decodes nothing), no reply ever sent, and the batch read again
+        after a handler error. ``batch_size`` reads batches of up to that many records."""
+        options: dict[str, Any] = {
+            "group_id": self.consumes(self.settings.topics.group(group), topic),
+            "group_instance_id": self.settings.instance_id,
+            "auto_offset_reset": "earliest",
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+            "title": title,
+            "description": description,
+        }
+        if batch_size is None:
+            options |= {"parser": parse_intake_record, "decoder": keep_intake_body}
+        else:
+            options |= {"batch": True, "max_records": batch_size}
+            options |= {"parser": parse_record_batch, "decoder": keep_batch_bodies}
+        self.broker.subscriber(topic, **options)(handler)
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
