@@ -5,4 +5,5 @@ COPY pyproject.toml constraints.txt ./
 COPY shared ./shared
 COPY services ./services
 COPY licensectl ./licensectl
+COPY samples ./samples
 RUN pip install --no-cache-dir -c constraints.txt .

@@ -26,7 +26,7 @@ from decimal import Decimal
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from licensectl import samples
+import samples
 from shared.contract import signatures
 from shared.contract.events import (
     Application,

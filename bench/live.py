@@ -31,9 +31,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import samples
 from bench import machine_cpu
 from bench.generate import BENCH_ROOT
-from licensectl import samples
 from licensectl.keys import own_statement
 from shared.contract import signatures
 from shared.contract.topics import Topics

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from licensectl import samples
+import samples
 
 
 class DemoFailed(RuntimeError):

@@ -7,7 +7,7 @@ from datetime import date
 
 import asyncpg
 
-from licensectl import samples
+import samples
 from services.applications.submission import submitted
 from shared.contract.events import Envelope, Event, ExportRecorded, LicenseGranted
 from shared.contract.topics import CASES, SPECS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from licensectl import samples
+import samples
 from tests.support import auth, eventually
 
 

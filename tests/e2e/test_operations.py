@@ -12,7 +12,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from licensectl import samples
+import samples
 from shared.contract.topics import Topics
 from tests.infra import ROOT, Infrastructure
 from tests.support import auth, eventually, key

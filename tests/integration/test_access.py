@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from licensectl import samples
+import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from licensectl import samples
+import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review

@@ -6,7 +6,7 @@ from datetime import date
 
 import asyncpg
 
-from licensectl import samples
+import samples
 from services.applications.app import Settings, create_app
 from services.applications.submission import submitted, withdrawn
 from shared.contract.events import ApplicationEscalated, ApplicationReturned, ApplicationSubmitted, Envelope, Reason

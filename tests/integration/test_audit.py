@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
@@ -15,13 +14,16 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from licensectl import audit, samples
-from services.registry.app import Settings, create_app
-from services.registry.checkpoints import Checkpoint, load_signing_key, public_bytes, read
+import samples
+from licensectl import audit
+from services.registry.app import create_app
+from services.registry.checkpoints import Checkpoint, load_signing_key, read
 from shared.contract.events import Envelope
+from shared.contract.signatures import public_b64
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.kafka_admin import delete_topics, ensure_topics
+from tests.checkpointing import checkpoint_at, checkpointing_settings
 from tests.histories import applied_offsets, case, export, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, everything_on, licensectl, producer, read_topic, send_signed, serving
@@ -38,32 +40,6 @@ class Audited:
     key_dir: Path
     first: Checkpoint
     second: Checkpoint
-
-
-def _settings(infrastructure: Infrastructure, database_url: str, topics: Topics, key_dir: Path) -> Settings:
-    return Settings(
-        **infrastructure.service_kafka(),
-        database_url=database_url,
-        topic_namespace=topics.namespace,
-        checkpoint_interval_seconds=0.3,
-        key_dir=str(key_dir),
-    )
-
-
-async def _checkpoint_at(kafka: KafkaConnection, topics: Topics, events: int, *, other_than: str = "") -> Checkpoint:
-    """The first checkpoint covering ``events`` records (and, if given, with another ledger checksum)."""
-
-    def found(records: list[ConsumerRecord[bytes, bytes]]) -> Checkpoint | None:
-        for record in records:
-            checkpoint = read(record.value)[0]
-            if sum(checkpoint.offsets.values()) == events and checkpoint.ledger_checksum != other_than:
-                return checkpoint
-        return None
-
-    records = await read_topic(kafka, topics.checkpoints, until=lambda rs: found(rs) is not None, timeout=30)
-    checkpoint = found(records)
-    assert checkpoint is not None
-    return checkpoint
 
 
 async def _apply_round(
@@ -89,9 +65,9 @@ async def _audited_history(
 ) -> Audited:
     """Two rounds of cases, a checkpoint after each; ``then`` runs while the registry still runs."""
     kafka = infrastructure.kafka
-    async with serving(create_app(_settings(infrastructure, database_url, topics, key_dir))):
-        first = await _checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 1))
-        second = await _checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 100))
+    async with serving(create_app(checkpointing_settings(infrastructure, database_url, topics, key_dir))):
+        first = await checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 1))
+        second = await checkpoint_at(kafka, topics, await _apply_round(infrastructure, database_url, topics, 10, 100))
         if then is not None:
             await then()
     key = load_signing_key(key=None, key_file=None, key_dir=str(key_dir), generate=False).public_key()
@@ -105,15 +81,11 @@ async def _verify(
         kafka=infrastructure.kafka,
         cases_topic=str(options.pop("cases_topic", audited.topics.cases)),
         checkpoints_topic=audited.topics.checkpoints,
-        trusted=audit.trusted_keys([public_key_text(audited.key)]),
+        trusted=audit.trusted_keys([public_b64(audited.key)]),
         database_url=database_url,
         trust_topic=audited.topics.trust,  # a copy of the log is judged by the same trust statements
         **options,  # type: ignore[arg-type]
     )
-
-
-def public_key_text(key: Ed25519PublicKey) -> str:
-    return base64.b64encode(public_bytes(key)).decode()
 
 
 def _problems(report: audit.AuditReport) -> list[str]:
@@ -134,7 +106,7 @@ async def test_a_clean_history_verifies_against_its_checkpoints_and_the_live_led
         kafka=infrastructure.kafka,
         cases_topic=topics.cases,
         checkpoints_topic=topics.checkpoints,
-        trusted=audit.trusted_keys([public_key_text(stranger)]),
+        trusted=audit.trusted_keys([public_b64(stranger)]),
     )
     assert not untrusted.ok
     assert all(any("not a trusted key" in p for p in v.problems) for v in untrusted.verdicts)
@@ -222,11 +194,11 @@ async def test_a_ledger_row_changed_by_sql_stops_the_registry_is_named_and_repai
     """A balance raised by SQL (2 to 7, say, to let an export of 5 through): the registry's seal no longer holds
     at its next checkpoint, so it signs no checkpoint of it, folds and admits nothing (503), the audit names
     the row, and ``replay --repair`` puts back the ledger that follows from the log, after which all resumes."""
-    settings = _settings(infrastructure, database_url, topics, tmp_path)
+    settings = checkpointing_settings(infrastructure, database_url, topics, tmp_path)
     env = {"REGISTRY_KEY_DIR": str(tmp_path)}
     async with serving(create_app(settings)) as client:
         total = await _apply_round(infrastructure, database_url, topics, 10, 1)
-        honest = await _checkpoint_at(infrastructure.kafka, topics, total)
+        honest = await checkpoint_at(infrastructure.kafka, topics, total)
         before = (await client.get("/licenses/26-44-000003")).json()
         connection = await asyncpg.connect(database_url)
         try:
@@ -238,7 +210,7 @@ async def test_a_ledger_row_changed_by_sql_stops_the_registry_is_named_and_repai
 
         async def stopped() -> dict[str, str] | None:
             answer = await client.get("/health")
-            return answer.json() if answer.status_code == 503 else None  # type: ignore[no-any-return]
+            return answer.json() if answer.status_code == 503 else None
 
         health = await eventually(stopped, timeout=20, what="the registry to notice the altered ledger")
         assert "seal does not hold" in health["ledger"]
@@ -247,7 +219,7 @@ async def test_a_ledger_row_changed_by_sql_stops_the_registry_is_named_and_repai
         checked = await client.post("/exports/check", json=declaration)
         assert [(a.status_code, a.json()["code"]) for a in (refused, checked)] == [(503, "ledger_unavailable")] * 2
 
-        command = ["audit", "verify", "--public-key", public_key_text(_key(tmp_path)), "--live"]
+        command = ["audit", "verify", "--public-key", public_b64(_key(tmp_path)), "--live"]
         audited = licensectl(*command, infrastructure=infrastructure, database_url=database_url, topics=topics)
         assert audited.returncode == 1, audited.stdout + audited.stderr
         assert "licenses 26-44-000003: differs from what the events give" in audited.stdout
@@ -289,13 +261,13 @@ async def test_a_vin_accepted_on_two_licenses_is_named_from_the_log_alone(
     ]
     history = [*first, *second, *exports]
     await publish(infrastructure.kafka, topics.cases, history)
-    async with serving(create_app(_settings(infrastructure, database_url, topics, tmp_path))):
-        await _checkpoint_at(infrastructure.kafka, topics, len(history))
+    async with serving(create_app(checkpointing_settings(infrastructure, database_url, topics, tmp_path))):
+        await checkpoint_at(infrastructure.kafka, topics, len(history))
     report = await audit.verify(
         kafka=infrastructure.kafka,
         cases_topic=topics.cases,
         checkpoints_topic=topics.checkpoints,
-        trusted=audit.trusted_keys([public_key_text(_key(tmp_path))]),
+        trusted=audit.trusted_keys([public_b64(_key(tmp_path))]),
         database_url=database_url,
     )
     assert not report.ok

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from licensectl import samples
+import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
@@ -53,7 +53,7 @@ class Message:
     def all_headers(self) -> Headers:
         """Its headers as sent: its kind, its own, and a signature by the trusted test key, so that each bad
         message is refused for what is wrong with it (signatures are checked after the content)."""
-        signature: Headers = signed(self.value) if self.value is not None else []
+        signature: Headers = list(signed(self.value)) if self.value is not None else []
         return [(KIND, self.kind.encode()), *self.headers, *signature]
 
 

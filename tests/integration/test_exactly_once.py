@@ -30,7 +30,7 @@ def pure_fold(history: list[Envelope]) -> tuple[set[tuple[object, ...]], set[tup
             exports.add(
                 (export.declaration_number, export.outcome.value, export.reason.code if export.reason else None)
             )
-    licenses = {
+    licenses: set[tuple[object, ...]] = {
         (n, lic.status.value, lic.balance, lic.declarations_used)
         for case in cases.values()
         for n, lic in case.licenses.items()

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 from aiokafka import ConsumerRecord
 
-from licensectl import samples
+import samples
 from services.registry.app import Settings as RegistrySettings
 from services.registry.app import create_app as create_registry
 from services.registry.checksum import checksum

@@ -15,7 +15,7 @@ import httpx
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from licensectl import samples
+import samples
 from services.registry.app import Settings, create_app
 from services.registry.replay import LogIncomplete, replay
 from shared.contract.topics import Topics
@@ -52,7 +52,7 @@ async def _stopped(client: httpx.AsyncClient) -> dict[str, str]:
     async def probe() -> dict[str, str] | None:
         answer = await client.get("/health")
         stopped = answer.status_code == 503 and answer.json()["ledger"] != "ok"
-        return answer.json() if stopped else None  # type: ignore[no-any-return]
+        return answer.json() if stopped else None
 
     return await eventually(probe, timeout=30, what="the registry to stop")
 

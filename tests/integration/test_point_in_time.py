@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from licensectl import samples
+import samples
 from services.applications.submission import submitted
 from services.registry.app import Settings, create_app
 from shared.contract.events import Envelope

@@ -17,7 +17,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from licensectl import samples
+import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from services.registry import checkpoints
@@ -141,7 +141,7 @@ async def system(infrastructure: Infrastructure, database_url: str, topics: Topi
 def _run_examples(
     loop: asyncio.AbstractEventLoop,
     strategy: st.SearchStrategy[list[Poison]],
-    example: Callable[[list[Poison]], Awaitable[None]],
+    example: Callable[[list[Poison]], Coroutine[Any, Any, None]],
 ) -> None:
     @given(batch=strategy)
     @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -264,9 +264,9 @@ async def test_checkpoint_topic_junk_is_named_not_fatal(infrastructure: Infrastr
             found = await checkpoints.latest_trusted(
                 infrastructure.kafka,
                 topics.checkpoints,
-                {"k": object()},
+                {"k": object()},  # type: ignore[dict-item]  # a key of no kind: nothing verifies
                 topic=topics.cases,
-                within={},  # type: ignore[dict-item]
+                within={},
             )
             assert found is None
             verdicts = await audit._read_checkpoints(infrastructure.kafka, topics.checkpoints, {})

@@ -16,7 +16,7 @@ import uuid
 import asyncpg
 import httpx
 
-from licensectl import samples
+import samples
 from services.applications.app import Settings, create_app
 from shared.contract.topics import Topics
 from tests.infra import Infrastructure

@@ -15,13 +15,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
-from licensectl import samples
+import samples
 from services.applications.submission import submitted
 from services.review import reference
-from services.review.app import Settings, china_today, create_app
+from services.review.app import Settings, create_app
 from services.review.reference import store as reference_store
 from shared.contract.events import ApplicationRejected, Envelope, LicenseGranted
 from shared.contract.topics import Topics
+from shared.platform.clock import china_today
 from shared.platform.db import create_pool
 from tests.infra import Infrastructure
 from tests.support import envelopes, producer, read_topic, send_signed, serving, settings_for
@@ -54,7 +55,7 @@ async def _decide(send: AIOKafkaProducer, settings: Settings) -> Envelope:
     def decisions(records: list[Any]) -> list[Envelope]:
         return [e for e in envelopes(records) if e.producer == "review" and e.case_id == application_id]
 
-    records = await read_topic(settings.kafka, settings.topics.cases, until=decisions, timeout=40)
+    records = await read_topic(settings.kafka, settings.topics.cases, until=lambda rs: bool(decisions(rs)), timeout=40)
     [decision] = decisions(records)
     return decision
 

@@ -5,7 +5,7 @@ import uuid
 
 import asyncpg
 
-from licensectl import samples
+import samples
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
 from shared.contract.events import derived_event_id

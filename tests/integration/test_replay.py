@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from services.registry.app import Settings, create_app
-from services.registry.replay import replay
+from services.registry.replay import ReplayResult, replay
 from shared.contract.topics import Topics
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
@@ -25,7 +27,7 @@ async def _live_ledger_of(infrastructure: Infrastructure, database_url: str, top
         await eventually(caught_up, timeout=60, what="the live ledger to apply the history")
 
 
-async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: object):  # type: ignore[no-untyped-def]
+async def _replay(infrastructure: Infrastructure, database_url: str, topics: Topics, **options: Any) -> ReplayResult:
     return await replay(
         database_url=database_url,
         kafka=infrastructure.kafka,

@@ -17,12 +17,13 @@ from services.registry.app import create_app
 from services.registry.checkpoints import load_signing_key
 from services.registry.replay import ReplayResult, replay
 from shared.contract import signatures
-from shared.contract.events import Envelope
+from shared.contract.events import Envelope, LicenseGranted
+from shared.contract.signatures import public_b64
 from shared.contract.topics import Topics
 from shared.platform import db, trust
+from tests.checkpointing import checkpoint_at, checkpointing_settings
 from tests.histories import applied_offsets, export, many_cases, publish
 from tests.infra import Infrastructure
-from tests.integration.test_audit import _checkpoint_at, _settings, public_key_text
 from tests.support import ROOT_KEY, SIGNING_KEY, SIGNING_PRODUCERS, eventually, licensectl, producer, serving, signed
 
 
@@ -50,9 +51,10 @@ async def _history(
     covers (applied by a registry that takes none)."""
     cases = many_cases(10)
     victim = cases[1]  # the first case's grant: a forged export would take from its balance
-    forgery = Envelope.wrap(export(victim.payload.license_number, 999, 2), case_id=victim.case_id, producer="test")  # type: ignore[union-attr]
+    assert isinstance(victim.payload, LicenseGranted)
+    forgery = Envelope.wrap(export(victim.payload.license_number, 999, 2), case_id=victim.case_id, producer="test")
     value = forgery.to_bytes()
-    settings = _settings(infrastructure, database_url, topics, key_dir)
+    settings = checkpointing_settings(infrastructure, database_url, topics, key_dir)
     async with serving(create_app(settings)):
         await publish(infrastructure.kafka, topics.cases, cases)
         async with producer(infrastructure.kafka) as send:
@@ -64,7 +66,7 @@ async def _history(
             )
         vouched = len(cases) + 1
         await _caught_up(database_url, topics, vouched)
-        await _checkpoint_at(infrastructure.kafka, topics, vouched)
+        await checkpoint_at(infrastructure.kafka, topics, vouched)
     total = vouched
     if after:
         quiet = settings.model_copy(update={"checkpoint_interval_seconds": 3600.0, "checkpoint_every_batches": 0})
@@ -90,7 +92,7 @@ async def _replay(
 
 
 def _trusting(history: History) -> dict[str, Ed25519PublicKey]:
-    return audit.trusted_keys([public_key_text(history.key)])
+    return audit.trusted_keys([public_b64(history.key)])
 
 
 async def _fetch(database_url: str, sql: str) -> list[asyncpg.Record]:
@@ -188,7 +190,7 @@ async def test_a_checkpoint_signed_by_another_key_is_not_relied_on(
     history = await _history(infrastructure, database_url, topics, tmp_path)
     other = Ed25519PrivateKey.generate().public_key()
     result = await _replay(
-        infrastructure, database_url, history, checkpoint_keys=audit.trusted_keys([public_key_text(other)])
+        infrastructure, database_url, history, checkpoint_keys=audit.trusted_keys([public_b64(other)])
     )
     assert result.checkpoint is None and result.notes == []
     assert result.matches, result.differences

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from licensectl import samples
+import samples
 from services.applications.submission import submitted
 from services.review.app import Settings, create_app
 from shared.contract.events import ApplicationEscalated, ApplicationRejected, Envelope, LicenseGranted

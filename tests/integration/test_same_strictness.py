@@ -21,12 +21,13 @@ import httpx
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from licensectl import samples
+import samples
 from services.applications import app as applications
 from services.registry import app as registry
 from shared.contract.commands import RecordExport, SubmitApplication, decode_command
 from shared.contract.refusal import Refusal
 from shared.contract.topics import Topics
+from shared.platform.clock import china_today
 from tests.infra import Infrastructure
 from tests.support import key, serving, settings_for
 
@@ -98,7 +99,7 @@ def key_twice(draw: st.DrawFn, base: dict[str, Any]) -> Sample:
 
 
 def application_samples() -> st.SearchStrategy[Sample]:
-    base = samples.application_data(license_year=samples.china_today().year)
+    base = samples.application_data(license_year=china_today().year)
     return st.one_of(unclean_text(base), not_a_count(base, COUNT_FIELDS), key_twice(base))
 
 

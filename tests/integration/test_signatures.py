@@ -12,7 +12,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from licensectl import samples
+import samples
 from services.applications.app import Settings as ApplicationsSettings
 from services.applications.app import create_app as create_applications
 from services.registry.app import Settings, create_app

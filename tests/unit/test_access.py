@@ -167,7 +167,7 @@ def test_a_jwt_signed_by_another_key_or_with_no_signature_is_invalid() -> None:
         algorithm="EdDSA",
     )
     assert _refused_token(other) == (401, "invalid_credential")
-    unsigned = jwt.encode(jwt.decode(other, options={"verify_signature": False}), key=None, algorithm="none")
+    unsigned = jwt.encode(jwt.decode(other, options={"verify_signature": False}), key=None, algorithm="none")  # type: ignore[arg-type]
     assert _refused_token(unsigned) == (401, "invalid_credential")
 
 

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from licensectl import samples
+import samples
 from shared.contract.events import ApplicationSubmitted, Envelope, LicenseGranted, derived_event_id
 
 

@@ -3,7 +3,7 @@
 import uuid
 from datetime import date
 
-from licensectl import samples
+import samples
 from services.review.expiry import KnownLicense, due_to_expire, expiry_event
 from shared.contract.events import (
     Envelope,
@@ -12,10 +12,11 @@ from shared.contract.events import (
     ExportRefused,
     LicenseExpired,
     LicenseGranted,
+    LicenseStatus,
     Reason,
     derived_event_id,
 )
-from shared.fold import Case, ExportEntry, LicenseStatus, Outcome, apply, judge
+from shared.fold import Case, ExportEntry, Outcome, apply, judge
 from tests.histories import granted
 
 CASE = uuid.uuid4()

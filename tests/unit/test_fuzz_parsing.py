@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from licensectl import samples
+import samples
 from shared.contract.commands import RecordExport, SubmitApplication, decode_command
 from shared.contract.events import Envelope
 from shared.contract.refusal import Refusal

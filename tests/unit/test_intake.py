@@ -7,7 +7,7 @@ from aiokafka import ConsumerRecord
 from faststream.kafka.message import KafkaMessage
 from faststream.kafka.parser import AioKafkaBatchParser, AioKafkaParser
 
-from licensectl import samples
+import samples
 from shared.contract.commands import RecordExport, SubmitApplication, decode_command
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal

@@ -3,25 +3,20 @@ from datetime import date
 
 import pytest
 
-from licensectl import samples
+import samples
 from shared.contract.events import (
     ApplicationEscalated,
     ApplicationRejected,
+    ApplicationStatus,
     ApplicationSubmitted,
     Envelope,
     Event,
     ExportRecorded,
     LicenseGranted,
+    LicenseStatus,
     Reason,
 )
-from shared.fold import (
-    ApplicationStatus,
-    Case,
-    ExportEntry,
-    LicenseStatus,
-    Outcome,
-    apply,
-)
+from shared.fold import Case, ExportEntry, Outcome, apply
 from tests.histories import granted
 
 CASE = uuid.uuid4()

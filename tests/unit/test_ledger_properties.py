@@ -13,7 +13,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from licensectl import samples
+import samples
 from shared.contract.events import (
     BatchMode,
     Envelope,
@@ -24,10 +24,11 @@ from shared.contract.events import (
     LicenseReinstated,
     LicenseReplaced,
     LicenseRevoked,
+    LicenseStatus,
     LicenseSuspended,
     Reason,
 )
-from shared.fold import MAX_DECLARATIONS, Case, ExportEntry, LicenseEntry, LicenseStatus, Outcome, apply
+from shared.fold import MAX_DECLARATIONS, Case, ExportEntry, LicenseEntry, Outcome, apply
 
 CASE = uuid.uuid4()
 FIRST, SUCCESSOR, UNKNOWN = "26-44-000001", "26-44-000002", "26-44-999999"

@@ -6,12 +6,13 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from licensectl import samples
+import samples
 from shared.contract.events import (
     ApplicationEscalated,
     ApplicationRejected,
     ApplicationResubmitted,
     ApplicationReturned,
+    ApplicationStatus,
     ApplicationSubmitted,
     ApplicationWithdrawn,
     Envelope,
@@ -21,10 +22,11 @@ from shared.contract.events import (
     LicenseReinstated,
     LicenseReplaced,
     LicenseRevoked,
+    LicenseStatus,
     LicenseSuspended,
     Reason,
 )
-from shared.fold import ApplicationStatus, Case, ExportEntry, LicenseStatus, Outcome, apply
+from shared.fold import Case, ExportEntry, Outcome, apply
 from tests.histories import granted
 
 CASE = uuid.uuid4()

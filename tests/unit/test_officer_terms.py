@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from licensectl import samples
+import samples
 from services.review.officer.actions import Replacement, approved_grant, successor_terms
 from services.review.rules import Terms
 from shared import fold

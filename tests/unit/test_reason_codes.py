@@ -28,7 +28,7 @@ def _given() -> tuple[set[str], set[str]]:
             if isinstance(code, ast.Constant) and isinstance(code.value, str):
                 codes.add(code.value)
             elif isinstance(code, ast.JoinedStr):
-                parts = [re.escape(p.value) if isinstance(p, ast.Constant) else "[a-z_]+" for p in code.values]
+                parts = [re.escape(str(p.value)) if isinstance(p, ast.Constant) else "[a-z_]+" for p in code.values]
                 patterns.add("^" + "".join(parts) + "$")
     return codes, patterns
 

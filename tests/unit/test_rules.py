@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from licensectl import samples
+import samples
 from services.review import reference
 from services.review.decisions import license_number
 from services.review.rules import (

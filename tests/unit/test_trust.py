@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ T1 = datetime(2026, 6, 1, tzinfo=UTC)
 class Record:
     offset: int
     value: bytes | None
-    headers: list[tuple[str, bytes | None]]
+    headers: Sequence[tuple[str, bytes | None]]
 
 
 def _records(*signed: tuple[trust.TrustStatement, Ed25519PrivateKey]) -> list[Record]:

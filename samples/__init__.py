@@ -1,4 +1,5 @@
-"""Fictional but well-formed sample input, matching the repo's reference data (version 2026.1)."""
+"""Fictional but well-formed sample input, matching the repo's reference data (version 2026.1): what the demo,
+the tests and the benchmark send."""
 
 from __future__ import annotations
 
