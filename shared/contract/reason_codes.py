@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .events import ApplicationStatus, LicenseStatus
+
 Where = Literal["http", "intake", "case stream", "ledger", "review", "officer", "applicant"]
 WHERE: dict[Where, str] = {
     "http": "an HTTP answer (4xx, 503) of any service",
@@ -129,7 +131,8 @@ CATALOG: dict[str, Code] = _codes(
             f"The license is {status}: it admits no export, and "
             "officers' actions apply only to licenses in the states each names.",
         )
-        for status in ("exhausted", "expired", "suspended", "revoked", "replaced")
+        for status in LicenseStatus
+        if status is not LicenseStatus.ACTIVE
     ),
     Code("license_not_suspended", ("officer",), "409: only a suspended license can be reinstated."),
     # Review's rules (rejections and escalations).
@@ -181,7 +184,7 @@ CATALOG: dict[str, Code] = _codes(
     # Applicants, and the application's state for officers.
     *(
         Code(f"application_{status}", ("officer", "applicant"), f"409: the application is {status}.")
-        for status in ("submitted", "escalated", "approved", "rejected", "returned", "withdrawn")
+        for status in ApplicationStatus
     ),
     Code("application_not_returned", ("applicant",), "409: only a returned application can be resubmitted."),
     Code("applicant_changed", ("applicant",), "422: a corrected application keeps its applicant."),

@@ -48,7 +48,11 @@ from shared.platform.db import Connection
 from shared.platform.service import Runtime
 
 # Application decisions: the queue status each leaves.
-CLOSES_AS = {"approve": "approved", "reject": "rejected", "return": "returned"}
+CLOSES_AS = {
+    "approve": ApplicationStatus.APPROVED,
+    "reject": ApplicationStatus.REJECTED,
+    "return": ApplicationStatus.RETURNED,
+}
 # License actions: the statuses each applies to (as the ledger's fold has them), the past tense for messages.
 LICENSE_ACTIONS: dict[str, frozenset[LicenseStatus]] = {
     "suspend": frozenset({LicenseStatus.ACTIVE}),
