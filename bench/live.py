@@ -37,7 +37,8 @@ from bench.generate import BENCH_ROOT
 from licensectl.keys import own_statement
 from shared.contract import signatures
 from shared.contract.topics import Topics
-from shared.platform import access, signing, trust
+from shared.contract.trust import KeyScope
+from shared.platform import access, trust
 from shared.platform.clock import china_today
 from shared.platform.db import drop_database
 from shared.platform.kafka_access import KafkaConnection
@@ -450,7 +451,7 @@ async def _bench_keys(url: str, kafka: KafkaConnection, topics: Topics) -> tuple
         _, key = await access.create(connection, agency_code="44", roles=["submitter", "customs"], label="bench")
     finally:
         await connection.close()
-    statements = [trust.trusting(CUSTOMS_SENDER, customs.public_key(), signing.KeyScope(use="commands"))]
+    statements = [trust.trusting(CUSTOMS_SENDER, customs.public_key(), KeyScope(use="commands"))]
     statements += [own_statement(service) for service in SERVICES]
     await trust.publish(kafka, topics.trust, statements, BENCH_ROOT)
     return key, customs

@@ -22,22 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from rich.console import Console
 
 from services.registry import chain, vins
-from services.registry.checkpoints import (
-    RAISE_ALARM,
-    Checkpoint,
-    Unreadable,
-    key_id,
-    load_signing_key,
-    public_bytes,
-    public_key_from,
-    read,
-    read_all,
-    signature_problem,
-)
+from services.registry.checkpoints import RAISE_ALARM, Unreadable, read, read_all, signature_problem
 from services.registry.checksum import checksum
 from services.registry.replay import CaseLog, LogIncomplete, ReplayResult, fold_log, open_log, replay
+from shared.contract.checkpoints import Checkpoint
+from shared.contract.signatures import key_id, public_bytes, public_key_from
 from shared.platform.db import create_pool, migrate_async
 from shared.platform.kafka_access import KafkaConnection
+from shared.platform.signing import load_signing_key
 
 NO_KEY_WARNING = (
     "no trusted public key given: each signature is checked against the key its checkpoint carries, "

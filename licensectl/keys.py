@@ -20,6 +20,7 @@ from rich.table import Table
 
 from shared.contract import signatures
 from shared.contract.refusal import Refusal
+from shared.contract.trust import KeyScope
 from shared.platform import access, signing
 from shared.platform import trust as trust_log
 from shared.platform.settings import ServiceSettings
@@ -289,7 +290,7 @@ def trust_key(
     topic (several keys per producer: rotation)."""
     try:
         key = signatures.public_key_from(public_key)
-        scope = signing.KeyScope(
+        scope = KeyScope(
             use=signs,
             agency_code=agency,
             ports=tuple(port) if port else None,
@@ -386,7 +387,7 @@ def trusted() -> None:
         console.print(f"[yellow]trust topic record {offset} skipped: {why}", soft_wrap=True)
 
 
-def _scope(scope: signing.KeyScope) -> str:
+def _scope(scope: KeyScope) -> str:
     if scope.use == "events":
         return "events: " + (", ".join(scope.event_types) if scope.event_types else "any type")
     if scope.agency_code:

@@ -7,7 +7,8 @@ from pathlib import Path
 from aiokafka import ConsumerRecord
 
 from services.registry.app import Settings
-from services.registry.checkpoints import Checkpoint, read
+from services.registry.checkpoints import read
+from shared.contract.checkpoints import Checkpoint
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
 from tests.infra import Infrastructure

@@ -22,9 +22,10 @@ from licensectl.keys import own_statement
 from shared.contract import signatures
 from shared.contract.events import Envelope
 from shared.contract.topics import Topics
+from shared.contract.trust import KeyScope
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.settings import ServiceSettings
-from shared.platform.signing import ALWAYS, ANY_EVENT, KeyScope
+from shared.platform.signing import ALWAYS, ANY_EVENT
 from shared.platform.trust import EVENTS_OF, TrustLog, TrustStatement, root_keys, trusting
 from tests.infra import ROOT, Infrastructure
 

@@ -12,6 +12,7 @@ from services.registry import checkpoints, exports, seal, store
 from services.registry.guard import LogGuard
 from services.registry.projector import Projector, relay_forever, run_forever
 from services.registry.queries import queries
+from shared.contract.checkpoints import SignedCheckpoint
 from shared.contract.events import LicenseState
 from shared.platform.metrics import stored_positions
 from shared.platform.service import Runtime, create_service
@@ -63,7 +64,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     checkpoints_topic = runtime.broker.publisher(
         settings.topics.checkpoints,
         title="checkpoints",
-        schema=checkpoints.SignedCheckpoint,
+        schema=SignedCheckpoint,
         description="Signed checkpoints: each partition's hash chain head and offset, and the ledger checksum there.",
     )
 

@@ -25,10 +25,10 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel
 
 from services.registry import seal, store
 from services.registry.checksum import checksum
+from shared.contract.checkpoints import ChainHead, Checkpoint, SignedCheckpoint, canonical
 from shared.contract.refusal import readable
 from shared.contract.signatures import key_id, public_bytes, public_key_from
 from shared.platform.db import Connection
@@ -41,52 +41,6 @@ __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # t
 log = logging.getLogger(__name__)
 
 Publish = Callable[[bytes], Awaitable[None]]
-
-
-class ChainHead(BaseModel):
-    """One partition's chain head: it covers the records from ``chain_start`` up to ``next_offset``."""
-
-    partition: int
-    next_offset: int
-    head: str  # hex
-    chain_start: int = 0
-
-
-class Checkpoint(BaseModel):
-    """Where the ledger stood, from one snapshot: the chain heads and the ledger checksum at their offsets."""
-
-    version: int = 1
-    topic: str
-    partitions: list[ChainHead]
-    ledger_checksum: str
-    ledger_rows: int
-    created_at: AwareDatetime
-    instance: str
-    key_id: str  # SHA-256 of the raw public key, hex
-    public_key: str  # the raw Ed25519 public key, base64; an auditor trusts it only if given out of band
-
-    @property
-    def offsets(self) -> dict[int, int]:
-        return {p.partition: p.next_offset for p in self.partitions}
-
-    @property
-    def label(self) -> str:
-        return f"checkpoint {self.created_at.astimezone(UTC).isoformat().replace('+00:00', 'Z')}"
-
-
-class SignedCheckpoint(BaseModel):
-    """A checkpoint and the Ed25519 signature over its canonical JSON (sorted keys, no spaces)."""
-
-    checkpoint: Checkpoint
-    signature: str  # base64
-
-
-# Signing and verifying.
-
-
-def canonical(data: Mapping[str, Any]) -> bytes:
-    """The bytes a signature covers: one JSON text per content, whoever serialises it."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
 def sign(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> SignedCheckpoint:

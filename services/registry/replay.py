@@ -31,6 +31,7 @@ from services.registry import chain, checkpoints, seal, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
 from services.registry.projector import fold_records
 from shared.contract import signatures
+from shared.contract.checkpoints import Checkpoint
 from shared.contract.topics import TRUST, sibling
 from shared.platform import signing, trust
 from shared.platform.db import create_pool, migrate_async
@@ -93,7 +94,7 @@ class ReplayResult:
     swapped: bool = False
     chain_breaks: list[chain.ChainBreak] = field(default_factory=list)
     fold_seconds: float = 0.0  # of ``seconds``, the time spent folding (the rest: checksums, migrations)
-    checkpoint: checkpoints.Checkpoint | None = None  # the trusted checkpoint the fold relied on, if any
+    checkpoint: Checkpoint | None = None  # the trusted checkpoint the fold relied on, if any
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -322,7 +323,7 @@ class _Fold:
 
 
 async def _anchor_problem(
-    connection: asyncpg.Connection, schema: str, topic: str, anchor: checkpoints.Checkpoint
+    connection: asyncpg.Connection, schema: str, topic: str, anchor: Checkpoint
 ) -> tuple[str | None, Checksum]:
     """Why the fold up to exactly ``anchor``'s offsets does not give what it signed (None if it does), and the
     checksum of the ledger so folded."""

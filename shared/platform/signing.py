@@ -21,17 +21,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import ValidationError
 
 from shared.contract.commands import describe
-from shared.contract.events import AgencyCode, Envelope, PortCode, Reason
+from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import readable
 from shared.contract.signatures import KEY_ID_HEADER, SIGNATURE_HEADER, key_id, private_key_from, public_b64
+from shared.contract.trust import KeyScope, Use
 from shared.platform.placement import case_partition
 from shared.platform.reading import unreadable
 
@@ -92,29 +93,6 @@ def _generate_key(path: Path, setting: str) -> None:
         setting,
         setting,
     )
-
-
-Use = Literal["events", "commands"]
-
-
-class KeyScope(BaseModel):
-    """What a trusted key may sign: events (of these types; every type when none are named), or commands (an
-    agency's applications for its agency only; customs' exports at its ports only, when it names any)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    use: Use
-    event_types: tuple[str, ...] | None = None
-    agency_code: AgencyCode | None = None
-    ports: tuple[PortCode, ...] | None = None
-
-    @model_validator(mode="after")
-    def _fits_its_use(self) -> KeyScope:
-        if self.use == "events" and (self.agency_code or self.ports):
-            raise ValueError("a key that signs events is scoped by event types, not by agency or ports")
-        if self.use == "commands" and self.event_types is not None:
-            raise ValueError("a key that signs commands is scoped by agency or ports, not by event types")
-        return self
 
 
 ANY_EVENT = KeyScope(use="events")

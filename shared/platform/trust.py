@@ -26,13 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, Field, StringConstraints, ValidationError, model_validator
+from pydantic import ValidationError
 
-from shared.contract.events import Frozen
 from shared.contract.refusal import readable
 from shared.contract.signatures import (
     KEY_ID_HEADER,
@@ -42,14 +41,12 @@ from shared.contract.signatures import (
     public_key_from,
     signature_headers,
 )
+from shared.contract.trust import KeyScope, Kind, TrustStatement
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.ranges import read_range
-from shared.platform.signing import ALWAYS, KeyScope, TrustedKey, TrustList, header
+from shared.platform.signing import ALWAYS, TrustedKey, TrustList, header
 
 log = logging.getLogger(__name__)
-
-KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Producer = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 EVENTS_OF: dict[str, tuple[str, ...]] = {
     "applications": ("ApplicationSubmitted", "ApplicationResubmitted", "ApplicationWithdrawn"),
@@ -67,42 +64,6 @@ EVENTS_OF: dict[str, tuple[str, ...]] = {
     "registry": ("ExportRecorded", "ExportRefused"),
 }
 """The event types each of our services appends: what its key is trusted to sign, and nothing else."""
-
-
-Kind = Literal["trust", "revoke", "signed_from"]
-
-
-class TrustStatement(Frozen):
-    """One change to who is trusted, signed by a root key: trust a key, revoke it, or say from which offset a
-    partition of the case stream is signed (a log older than signatures)."""
-
-    statement_id: uuid.UUID
-    kind: Kind
-    effective_at: AwareDatetime
-    issued_at: AwareDatetime
-    producer: Producer | None = None
-    key_id: KeyId | None = None
-    public_key: str | None = None  # base64 of the raw Ed25519 public key (trust)
-    scope: KeyScope | None = None  # (trust)
-    topic: str | None = None  # (signed_from)
-    partition: Annotated[int, Field(ge=0)] | None = None
-    first_offset: Annotated[int, Field(ge=0)] | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> TrustStatement:
-        needs = {
-            "trust": ("producer", "key_id", "public_key", "scope"),
-            "revoke": ("producer", "key_id"),
-            "signed_from": ("topic", "partition", "first_offset"),
-        }[self.kind]
-        missing = [name for name in needs if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"a {self.kind} statement names {', '.join(needs)}; missing: {', '.join(missing)}")
-        if self.kind == "trust":
-            assert self.public_key is not None
-            if key_id(public_key_from(self.public_key)) != self.key_id:
-                raise ValueError("key_id is not the SHA-256 of public_key")
-        return self
 
 
 def statement(kind: Kind, *, at: datetime | None = None, **fields: Any) -> TrustStatement:

@@ -16,8 +16,8 @@ from services.applications import app as applications
 from services.registry import app as registry
 from services.review import app as review
 from shared.contract.topics import Topics
+from shared.contract.trust import KeyScope
 from shared.platform import trust
-from shared.platform.signing import KeyScope
 from tests.histories import case, publish
 from tests.infra import Infrastructure
 from tests.support import ROOT_KEY, auth, eventually, producer, read_topic, serving, signed

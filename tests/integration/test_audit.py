@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 import samples
 from licensectl import audit
 from services.registry.app import create_app
-from services.registry.checkpoints import Checkpoint, load_signing_key, read
+from services.registry.checkpoints import load_signing_key, read
+from shared.contract.checkpoints import Checkpoint
 from shared.contract.events import Envelope
 from shared.contract.signatures import public_b64
 from shared.contract.topics import Topics

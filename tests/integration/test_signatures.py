@@ -20,8 +20,9 @@ from services.registry.replay import replay
 from shared.contract import signatures
 from shared.contract.events import Envelope
 from shared.contract.topics import Topics
+from shared.contract.trust import KeyScope
 from shared.platform import signing, trust
-from shared.platform.signing import ANY_EVENT, KeyScope
+from shared.platform.signing import ANY_EVENT
 from tests.histories import applied_offsets, case, case_in, granted, publish
 from tests.infra import Infrastructure
 from tests.support import ROOT_KEY, eventually, producer, read_topic, send_signed, serving, settings_for, signed

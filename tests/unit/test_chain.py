@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from services.registry import chain, checkpoints
 from services.registry.chain import GENESIS, Raw
+from shared.contract.checkpoints import ChainHead, Checkpoint, SignedCheckpoint
 
 RECORDS = [Raw(offset, f"event {offset}".encode()) for offset in range(6)]
 
@@ -49,14 +50,12 @@ def test_the_walker_gives_the_head_before_each_wanted_offset_from_each_start() -
     assert (0, 9) not in found  # past the end of the log: no head, the records are missing
 
 
-def _checkpoint(key: Ed25519PrivateKey) -> checkpoints.SignedCheckpoint:
+def _checkpoint(key: Ed25519PrivateKey) -> SignedCheckpoint:
     public = key.public_key()
     return checkpoints.sign(
-        checkpoints.Checkpoint(
+        Checkpoint(
             topic="licensing.cases",
-            partitions=[
-                checkpoints.ChainHead(partition=0, next_offset=6, head=chain.extend(GENESIS, 0, RECORDS).hex())
-            ],
+            partitions=[ChainHead(partition=0, next_offset=6, head=chain.extend(GENESIS, 0, RECORDS).hex())],
             ledger_checksum="ab" * 32,
             ledger_rows=12,
             created_at=datetime(2026, 5, 1, 10, 0, tzinfo=UTC),

@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.contract import signatures
+from shared.contract.trust import KeyScope
 from shared.platform import signing
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -57,7 +58,7 @@ def test_a_generated_key_is_made_once_per_service(tmp_path: Path) -> None:
     assert signatures.key_id(first.public_key()) == signatures.key_id(again.public_key())
 
 
-def _scoped(scope: signing.KeyScope) -> signing.TrustList:
+def _scoped(scope: KeyScope) -> signing.TrustList:
     public = KEY.public_key()
     return signing.TrustList.of(
         [signing.TrustedKey("gd-commerce", signatures.key_id(public), public, signing.ALWAYS, None, scope)]
@@ -66,11 +67,11 @@ def _scoped(scope: signing.KeyScope) -> signing.TrustList:
 
 def test_a_key_signs_only_what_its_scope_names() -> None:
     headers = signatures.signature_headers(VALUE, KEY)
-    commands = _scoped(signing.KeyScope(use="commands", agency_code="44"))
+    commands = _scoped(KeyScope(use="commands", agency_code="44"))
     assert commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="commands") is None
     refused = commands.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="events")
     assert refused is not None and refused.code == "untrusted_key" and "commands" in refused.message
-    grants_only = _scoped(signing.KeyScope(use="events", event_types=("LicenseGranted",)))
+    grants_only = _scoped(KeyScope(use="events", event_types=("LicenseGranted",)))
     assert (
         grants_only.problem(VALUE, headers, producer="gd-commerce", at=NOW, use="events", event_type="LicenseGranted")
         is None

@@ -10,7 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.contract import signatures
-from shared.platform import signing, trust
+from shared.contract.trust import KeyScope
+from shared.platform import trust
 
 ROOT = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
 INSIDER = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
@@ -36,7 +37,7 @@ def _records(*signed: tuple[trust.TrustStatement, Ed25519PrivateKey]) -> list[Re
 
 
 def _trusting(**scope: Any) -> trust.TrustStatement:
-    return trust.trusting("gd-commerce", KEY.public_key(), signing.KeyScope(**scope), at=T0)
+    return trust.trusting("gd-commerce", KEY.public_key(), KeyScope(**scope), at=T0)
 
 
 def test_a_key_is_trusted_from_its_statement_and_revoked_from_its_revocation() -> None:
@@ -76,7 +77,7 @@ def test_any_bytes_on_the_trust_topic_are_skipped_with_a_reason() -> None:
 def test_a_scope_fits_its_use() -> None:
     for wrong in ({"use": "events", "agency_code": "44"}, {"use": "commands", "event_types": ("LicenseGranted",)}):
         try:
-            signing.KeyScope(**wrong)
+            KeyScope(**wrong)
         except ValueError:
             continue
         raise AssertionError(f"{wrong} was taken")
