@@ -16,9 +16,9 @@ from services.registry.app import Settings as RegistrySettings
 from services.registry.app import create_app as registry_app
 from services.review.app import Settings as ReviewSettings
 from services.review.app import create_app as review_app
-from shared.contract import reason_codes
+from shared.contract import asyncapi, reason_codes, topics
 from shared.platform.kafka_access import DEFAULT_BOOTSTRAP
-from shared.platform.service import asyncapi_document
+from shared.platform.service import VERSION, asyncapi_document
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 REASON_CODES = DOCS_DIR.parent / "reason-codes.md"
@@ -33,13 +33,40 @@ APPS: dict[str, Callable[[], FastAPI]] = {
 }
 
 
+LEDGER = {
+    "receives": {
+        topics.INTAKE_APPLICATIONS: "Takes agency backends' signed SubmitApplication commands.",
+        topics.INTAKE_EXPORTS: "Takes customs backends' signed RecordExport commands.",
+        topics.TRUST: "Reads who is trusted to sign what, under the pinned root keys.",
+    },
+    "sends": {
+        topics.CASES: "Appends every event of every case, signed by the service that decided it.",
+        topics.LICENSE_CHANGES: "Publishes each license's state after each change.",
+        topics.DEAD_LETTER: "Puts what it refuses here, whole, with the reason.",
+        topics.CHECKPOINTS: "Publishes the registry's signed checkpoints.",
+    },
+}
+
+
 def documents() -> dict[str, dict[str, Any]]:
-    """Each document's file name and content."""
+    """Each document's file name (under docs/api/) and content."""
     found: dict[str, dict[str, Any]] = {}
     for name, make in APPS.items():
         app = make()
         found[f"{name}.openapi.json"] = app.openapi()
         found[f"{name}.asyncapi.json"] = asyncapi_document(app.state.runtime)
+    found["ledger.asyncapi.json"] = asyncapi.document(
+        title="The export license ledger",
+        description="Every topic of the ledger, as an agency, customs, a subscriber or an auditor meets it: the "
+        "commands it takes, the events and states it publishes, what it refuses, its checkpoints and its trust "
+        "statements. Generated from the contract (shared/contract/); docs/api/schemas/ has each message's "
+        "JSON Schema.",
+        version=VERSION,
+        bootstrap=DEFAULT_BOOTSTRAP,
+        **LEDGER,
+    )
+    for name, schema in asyncapi.message_schemas().items():
+        found[f"schemas/{name}.json"] = schema
     return found
 
 
@@ -52,6 +79,7 @@ def write(directory: Path = DOCS_DIR) -> list[Path]:
     written = []
     for file, document in documents().items():
         path = directory / file
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(document))
         written.append(path)
     REASON_CODES.write_text(reason_codes.document())

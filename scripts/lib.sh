@@ -26,6 +26,22 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# The AsyncAPI initiative's parser (Node.js), with which the tests validate the contract's documents:
+# installed from tools/asyncapi/package-lock.json when it changed; Node.js and npm from Debian if missing.
+ensure_node_tools() {
+  local dir="$ROOT/tools/asyncapi" want stamp
+  stamp="$dir/node_modules/.installed"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Node.js and npm from Debian's packages"
+    apt-get install -y -qq nodejs npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+  fi
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  log "installing the AsyncAPI parser into tools/asyncapi/node_modules"
+  npm ci --prefix "$dir" --no-audit --no-fund --silent
+  echo "$want" > "$stamp"
+}
+
 # Start Kafka and PostgreSQL with the project's scripts, unless the environment points at existing ones.
 # The local broker takes SASL/SCRAM logins only: this shell gets its admin's (KAFKA_USERNAME, KAFKA_PASSWORD).
 ensure_infra() {

@@ -71,6 +71,9 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     async def publish_checkpoint(body: bytes) -> None:
         await checkpoints_topic.publish(body, key=b"registry", headers={"content-type": "application/json"})
 
+    runtime.reads[settings.topics.cases] = (
+        "Folds the case stream into the ledger, each partition's batch in one transaction with its offset."
+    )
     runtime.metrics.watch(
         settings.topics.group("registry"),
         stored_positions(settings.kafka, settings.topics.cases, stored),

@@ -38,7 +38,7 @@ class ApplicationView(BaseModel):
     decided_at: datetime | None
 
 
-HIDDEN = ("case_id", "as_of_event", "as_of")
+HIDDEN = ("schema_version", "case_id", "as_of_event", "as_of")
 LicenseView = create_model(  # type: ignore[call-overload]
     "LicenseView",
     __doc__="A license as the ledger holds it: the contract's LicenseState, without where it stands in the stream.",

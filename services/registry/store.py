@@ -17,6 +17,7 @@ from pydantic_core import to_json
 from services.registry import chain, seal, vins
 from shared import fold as ledger
 from shared.contract.events import (
+    LICENSE_STATE_VERSION,
     ApplicationStatus,
     BatchMode,
     Envelope,
@@ -107,9 +108,11 @@ SELECT u.number, u.event_id, u.partition, u.position, u.occurred_at, u.state::js
 FROM unnest($1::text[], $2::uuid[], $3::int[], $4::bigint[], $5::timestamptz[], $6::text[])
      AS u(number, event_id, partition, position, occurred_at, state)
 """
-INSERT_OUTBOX = """
+# Published with the message's version, which the ledger's own history rows leave out (they are its rows).
+INSERT_OUTBOX = f"""
 INSERT INTO outbox (license_number, state)
-SELECT u.number, u.state::jsonb FROM unnest($1::text[], $2::text[]) AS u(number, state)
+SELECT u.number, jsonb_build_object('schema_version', {LICENSE_STATE_VERSION}) || u.state::jsonb
+FROM unnest($1::text[], $2::text[]) AS u(number, state)
 """
 MARK_APPLIED = "INSERT INTO applied_events (event_id, partition) SELECT unnest($1::uuid[]), $2"
 # From the offset the ledger started keeping refusals at (0 unless it predates migration 0006).

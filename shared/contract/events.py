@@ -538,13 +538,19 @@ class Envelope(Frozen):
         return cls.model_validate_json(raw)
 
 
+LICENSE_STATE_VERSION: Literal[1] = 1
+"""The version of the ``LicenseState`` message this contract writes."""
+
+
 class LicenseState(Frozen):
     """A license as the ledger holds it after a change: the message of ``licensing.license-changes``.
 
     Keyed by license number on a compacted topic, so the latest state of every license stays readable
-    from the start of the topic. ``as_of_event`` names the event that produced this state.
+    from the start of the topic. ``as_of_event`` names the event that produced this state. ``schema_version``
+    says which shape of this message it is: a subscriber refuses a version it does not know.
     """
 
+    schema_version: Literal[1] = LICENSE_STATE_VERSION
     license_number: LicenseNumber
     case_id: uuid.UUID
     status: LicenseStatus

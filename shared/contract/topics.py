@@ -77,6 +77,13 @@ class Topics:
         """A consumer group's id under the same namespace as the topics it reads."""
         return self.name(base)
 
+    def base(self, name: str) -> str:
+        """The base name of topic ``name`` of this namespace (``t1.licensing.cases`` -> ``licensing.cases``)."""
+        prefix = f"{self.namespace}." if self.namespace else ""
+        if not name.startswith(prefix):
+            raise ValueError(f"{name} is not a topic of namespace {self.namespace!r}")
+        return name[len(prefix) :]
+
     def specs(self) -> tuple[TopicSpec, ...]:
         return tuple(TopicSpec(self.name(s.name), s.partitions, s.config) for s in SPECS)
 

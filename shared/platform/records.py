@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from shared.contract import dead_letters
 from shared.contract.events import Reason
 
 if TYPE_CHECKING:  # only the services' consumers need faststream; the fold processes and licensectl do not
@@ -119,8 +120,8 @@ def dead_letter_headers(
     """The original headers, byte for byte (null values too), then where the message came from and why."""
     return [
         *original,
-        ("dlq.reason-code", reason.code.encode()),
-        ("dlq.reason", reason.message.encode()),
-        ("dlq.service", service.encode()),
-        ("dlq.source", f"{topic}/{partition}/{offset}".encode()),
+        (dead_letters.REASON_CODE, reason.code.encode()),
+        (dead_letters.REASON, reason.message.encode()),
+        (dead_letters.SERVICE, service.encode()),
+        (dead_letters.SOURCE, f"{topic}/{partition}/{offset}".encode()),
     ]

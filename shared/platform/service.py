@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -24,11 +24,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict
 
 from shared.contract import signatures
-from shared.contract.events import Envelope, Reason, case_event_schema
+from shared.contract.asyncapi import document as contract_document
+from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal
 from shared.platform import signing
 from shared.platform.access import KeyCache, TokenIssuer, authorize, require
@@ -69,6 +70,7 @@ class Runtime:
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
     checks: dict[str, Callable[[], str]] = field(default_factory=dict)  # more /health checks: "ok" or why not
+    reads: dict[str, str] = field(default_factory=dict)  # topics read other than by a subscriber: what for
     metrics: Metrics = field(init=False)
     keys: KeyCache = field(init=False)
     tokens: TokenIssuer | None = field(init=False)
@@ -423,9 +425,11 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     )
     runtime = Runtime(name=name, settings=settings, broker=broker, title=title, description=description)
     broker.context.set_global("runtime", runtime)  # what subscribers take as ``RuntimeContext``
-    # Declared for the AsyncAPI document: every service appends to the case stream and may refuse input.
-    broker.publisher(settings.topics.cases, title="cases", schema=case_event_schema(), description=CASES_DOC)
-    broker.publisher(settings.topics.dead_letter, title="dead-letter", description=DEAD_LETTER_DOC)
+    # Declared for the AsyncAPI document: every service appends to the case stream, may refuse input, and
+    # reads who is trusted to sign.
+    broker.publisher(settings.topics.cases, title="cases", description="Appends its events, signed with its key.")
+    broker.publisher(settings.topics.dead_letter, title="dead-letter", description="Refuses what it cannot take.")
+    runtime.reads[settings.topics.trust] = "Reads who is trusted to sign what, under the pinned root keys."
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
     app.router.route_class = LedgerRoute  # credentials before the body; the body read strictly
     app.state.authorize = authorize
@@ -441,7 +445,23 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 operations = router(tags=["operations"])
 
 
-@operations.get("/health")
+class Health(BaseModel):
+    """Each check's state: "ok", or what is wrong (the readers', the ledger's and the service's own checks too)."""
+
+    model_config = ConfigDict(extra="allow")
+    service: str
+    status: Literal["ok", "degraded"]
+    broker: str
+    database: str
+
+
+HEALTH_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": Health, "description": "Every check is ok."},
+    503: {"model": Health, "description": "A check is not ok: the body names which, and why."},
+}
+
+
+@operations.get("/health", response_model=Health, responses=HEALTH_ANSWERS)
 async def health(runtime: ServiceRuntime) -> JSONResponse:
     """Whether this service reaches its broker and its database."""
     checks = {"broker": await _check_broker(runtime.broker), "database": await _check_database(runtime)}
@@ -468,22 +488,28 @@ async def asyncapi(runtime: ServiceRuntime) -> JSONResponse:
 
 
 VERSION = "0.1.0"
-CASES_DOC = (
-    "The event store: every event of a license case, keyed by case id, kept forever. Each record is signed by "
-    "its producer: ledger-signature (base64 Ed25519 over the value's exact bytes) and ledger-key-id (SHA-256 "
-    "of the raw public key, hex) headers; the registry folds only events signed by a trusted key."
-)
-DEAD_LETTER_DOC = (
-    "Input this service refused: the original bytes and headers, plus dlq.reason-code, dlq.reason, "
-    "dlq.service and dlq.source (topic/partition/offset)."
-)
 
 
 def asyncapi_document(runtime: Runtime) -> dict[str, Any]:
-    """The AsyncAPI document of what the service's broker reads and writes, as declared in code."""
-    spec = AsyncAPI(runtime.broker, title=runtime.title, version=VERSION, description=runtime.description)
-    document: dict[str, Any] = spec.to_specification().to_jsonable()
-    return document
+    """The AsyncAPI document of what this service reads and writes: the topics its broker's subscribers and
+    publishers name (and those it reads by other means, ``Runtime.reads``), each described by the contract."""
+    topics = runtime.settings.topics
+    receives = {topics.base(cast(Any, s).topic_names[0]): _described(s) for s in runtime.broker.subscribers}
+    receives |= {topics.base(topic): what for topic, what in runtime.reads.items()}
+    sends = {topics.base(cast(Any, p).topic): _described(p) for p in runtime.broker.publishers}
+    return contract_document(
+        title=runtime.title,
+        description=runtime.description,
+        version=VERSION,
+        receives=receives,
+        sends=sends,
+        bootstrap=runtime.settings.kafka.bootstrap_servers,
+    )
+
+
+def _described(endpoint: Any) -> str:
+    config = endpoint.specification.config
+    return str(config.description_ or config.title_ or "")
 
 
 async def _check_broker(broker: KafkaBroker) -> str:

@@ -15,6 +15,7 @@ from licensectl.kafka import grant_services, service_principal
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import SERVICES as SERVICE_ROLES
 from shared.platform.kafka_admin import revoke
+from tests.contract import traffic_problems
 from tests.infra import Infrastructure
 from tests.processes import ServiceProcess
 
@@ -40,6 +41,9 @@ def services(
         for process in processes:
             process.wait_healthy()
         yield {p.name: p.url for p in processes}
+        # What the test made the services write is held to the published contract, record by record.
+        checked, wrong = traffic_problems(infrastructure.kafka, topics)
+        assert checked > 0 and not wrong, "\n".join(wrong[:20])
     finally:
         for process in processes:
             process.stop()

@@ -17,6 +17,7 @@ def test_the_asyncapi_documents_describe_the_topics_and_the_event_contract() -> 
         "licensing.intake.exports",
         "licensing.dead-letter",
         "licensing.checkpoints",
+        "licensing.trust",
     }
     schemas = set(registry["components"]["schemas"])
     assert {"CaseEvent", "LicenseState", "LicenseGranted", "ExportRecorded", "ApplicationSubmitted"} <= schemas

@@ -53,5 +53,5 @@ def test_the_state_json_is_what_the_contract_serialises(event: object, occurred_
             as_of_event=step.event_id,
             as_of=step.occurred_at,
         )
-        assert fast == validated.model_dump_json()
+        assert fast == validated.model_dump_json(exclude={"schema_version"})  # the ledger's row; published with it
         assert LicenseState.model_validate_json(fast) == validated
