@@ -65,17 +65,24 @@ def create(
     officer: Annotated[
         str | None, typer.Option(help="the officer it is issued to (role officer): their actions are attributed to it")
     ] = None,
+    sender: Annotated[
+        str | None,
+        typer.Option(help="the intake sender it speaks for (its producer name): it reads that sender's refusals"),
+    ] = None,
 ) -> None:
-    """Issue a key; it is printed once and only its hash is kept. An officer's key names the officer."""
+    """Issue a key; it is printed once and only its hash is kept. An officer's key names the officer; an agency's
+    or customs' backend key may name its intake sender, to read its refused commands (GET /refusals)."""
     expires = datetime.now(UTC) + timedelta(days=days) if days else None
     try:
         key_id, key = _run(
-            lambda c: access.create(c, agency_code=agency, roles=role, label=label, expires_at=expires, officer=officer)
+            lambda c: access.create(
+                c, agency_code=agency, roles=role, label=label, expires_at=expires, officer=officer, sender=sender
+            )
         )
     except ValueError as wrong:
         console.print(f"[red]{wrong}")
         raise typer.Exit(2) from None
-    holder = f", officer {officer}" if officer else ""
+    holder = (f", officer {officer}" if officer else "") + (f", sender {sender}" if sender else "")
     console.print(f"key {key_id} for agency {agency}, roles {', '.join(sorted(set(role)))}{holder}; store it now:")
     print(key)
 
@@ -108,12 +115,13 @@ def revoke(key_id: str) -> None:
 def list_() -> None:
     """Every key: its agency, roles, officer, label, and when it was made, expires or was revoked."""
     view = Table(title="API keys")
-    for column in ("key id", "agency", "roles", "officer", "label", "created", "expires", "revoked"):
+    for column in ("key id", "agency", "roles", "officer", "sender", "label", "created", "expires", "revoked"):
         view.add_column(column)
     for row in _run(access.listing):
         stamps = [_when(row[k]) for k in ("created_at", "expires_at", "revoked_at")]
         roles = ", ".join(row["roles"])
-        view.add_row(row["key_id"], row["agency_code"], roles, row["officer"] or "", row["label"], *stamps)
+        holders = [row["officer"] or "", row["sender"] or ""]
+        view.add_row(row["key_id"], row["agency_code"], roles, *holders, row["label"], *stamps)
     console.print(view)
 
 

@@ -17,7 +17,7 @@ from shared.platform import access, trust
 from shared.platform.db import drop_database, migrate_all
 from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests import infra
-from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, key, test_trust
+from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, SENDERS, key, test_trust
 
 # Services started by the tests (in-process or as processes), replay and audit pin the tests' root key: each
 # test's trust topic holds its statements (the topics fixture), as an operator's would (docs/signing.md).
@@ -79,9 +79,14 @@ async def _add_credentials(url: str) -> None:
     connection = await asyncpg.connect(url)
     try:
         for name, (agency, roles) in CREDENTIALS.items():
-            officer = OFFICERS.get(name)
             await access.create(
-                connection, agency_code=agency, roles=roles, label=f"test {name}", key=key(name), officer=officer
+                connection,
+                agency_code=agency,
+                roles=roles,
+                label=f"test {name}",
+                key=key(name),
+                officer=OFFICERS.get(name),
+                sender=SENDERS.get(name),
             )
     finally:
         await connection.close()

@@ -59,10 +59,14 @@ CREDENTIALS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"{role}44": ("44", (role,)) for role in ("submitter", "officer", "customs", "auditor", "admin")},
     "submitter32": ("32", ("submitter",)),
     "officer32": ("32", ("officer",)),
+    "customs-shenzhen": ("00", ("customs",)),
+    "backend44": ("44", ("submitter",)),
 }
 """The credentials every test database holds (tests/conftest.py): name -> agency and roles."""
 OFFICERS = {"all": "officer.wang", "officer44": "officer.wang", "officer32": "officer.li"}
 """The officer each test credential with the officer role is issued to."""
+SENDERS = {"customs-shenzhen": "gac-shenzhen", "backend44": "gd-commerce"}
+"""The intake sender each test credential bound to one speaks for (it reads that sender's refusals)."""
 
 
 def key(name: str) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query
 from pydantic import AwareDatetime, BaseModel, create_model
 
-from services.registry import reads
+from services.registry import reads, refusals
 from shared.contract.events import ApplicationStatus, LicenseState, Reason
 from shared.contract.refusal import Refusal
 from shared.fold import LicenseEntry
@@ -20,6 +20,7 @@ from shared.platform.service import ServiceRuntime
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 # Auditors read every route (shared.platform.access.permit); a submitter sees its own agency's applications only.
 READER = Annotated[Principal, Depends(require("submitter", "officer", "admin"))]
+SEE_ALL = frozenset({"officer", "auditor", "admin"})  # who reads every agency's applications
 LICENSES = [Depends(require("customs", "officer", "admin"))]
 MAX_OFFSET = 2**63 - 1  # a Kafka offset is a signed 64-bit integer; a larger one failed the query with a 500
 
@@ -58,13 +59,18 @@ class LicenseVersion(BaseModel):
     state: LicenseState
 
 
-@queries.get("/applications/{application_id}", response_model=ApplicationView, responses=NOT_FOUND)
+@queries.get(
+    "/applications/{application_id}",
+    response_model=ApplicationView,
+    responses={**NOT_FOUND, 422: {"model": ErrorBody, "description": "refused at intake (refused_at_intake)"}},
+)
 async def get_application(application_id: uuid.UUID, principal: READER, runtime: ServiceRuntime) -> ApplicationView:
     """An application's status, the reasons of a rejection, and its license once granted."""
     entry = await reads.application(runtime.pool, application_id)
     if entry is None:
-        raise Refusal(404, "unknown_application", f"no application {application_id} in the ledger (yet)")
-    principal.ensure_agency(entry.agency_code, unless=("officer", "auditor", "admin"))
+        refused = await refusals.refused_application(runtime.pool, application_id, principal, unless=SEE_ALL)
+        raise refused or Refusal(404, "unknown_application", f"no application {application_id} in the ledger (yet)")
+    principal.ensure_agency(entry.agency_code, unless=SEE_ALL)
     return ApplicationView(
         application_id=entry.application_id,
         status=entry.status,

@@ -500,6 +500,11 @@ async def _carry_intake_state(connection: asyncpg.Connection, live_schema: str, 
     for table in INTAKE_TABLES:
         await connection.execute(f"DELETE FROM {_q(schema)}.{table}")
         await connection.execute(f"INSERT INTO {_q(schema)}.{table} SELECT * FROM {_q(live_schema)}.{table}")
+    # The refusals' ids go on from where the live ones stood.
+    await connection.execute(
+        f"SELECT setval(pg_get_serial_sequence('{_q(schema)}.refusals', 'id'), "
+        f"(SELECT coalesce(max(id), 0) + 1 FROM {_q(schema)}.refusals), false)"
+    )
 
 
-INTAKE_TABLES = ("vin_claims", "declarations", "log_identity")
+INTAKE_TABLES = ("vin_claims", "declarations", "log_identity", "refusals")

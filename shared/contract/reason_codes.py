@@ -53,6 +53,7 @@ CATALOG: dict[str, Code] = _codes(
     Code("other_customs_office", INTAKE, "The customs key is trusted for other ports than the declaration's."),
     Code("officer_identity_required", HTTP, "403: an officer's action needs a credential issued to an officer."),
     Code("officer_mismatch", HTTP, "403: the request names another officer than the credential's."),
+    Code("sender_required", HTTP, "403: refusals are read with a credential bound to their sender (--sender)."),
     Code("rate_limited", HTTP, "429: too many requests; Retry-After says when to send again."),
     # Reading the input.
     Code("request_too_large", HTTP, "413: the request body is larger than the service's limit."),
@@ -107,6 +108,11 @@ CATALOG: dict[str, Code] = _codes(
     Code("license_number_taken", STREAM, "The event opens a license number another case holds."),
     # Not found, or not yet.
     Code("unknown_application", HTTP, "404: no such application (or not escalated, for an officer)."),
+    Code(
+        "refused_at_intake",
+        HTTP,
+        "422: the application was refused at intake and is not in the ledger; the error names the reason.",
+    ),
     Code("unknown_license", ("http", "intake", "ledger"), "No such license (in the ledger, for a declaration)."),
     Code("unknown_declaration", HTTP, "404: the declaration is not in the ledger (yet)."),
     Code(

@@ -16,7 +16,9 @@ from .events import AgencyCode, Frozen, PortCode
 from .signatures import key_id, public_key_from
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-Producer = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+PRODUCER_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+"""A producer's name (our services', an agency's or customs' sender): what a key is trusted for."""
+Producer = Annotated[str, StringConstraints(pattern=PRODUCER_NAME)]
 
 Use = Literal["events", "commands"]
 

@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.contract.events import OFFICER_ID
 from shared.contract.refusal import Refusal
+from shared.contract.trust import PRODUCER_NAME
 from shared.platform.db import Connection
 from shared.platform.http import ROLES_ATTRIBUTE
 from shared.platform.limits import rate_limited
@@ -39,22 +40,26 @@ READS = frozenset({"GET", "HEAD"})
 PREFIX = "lk"
 
 FIND = """
-SELECT key_id, hash, agency_code, roles, officer, expires_at, revoked_at FROM access.credentials WHERE key_id = $1
+SELECT key_id, hash, agency_code, roles, officer, sender, expires_at, revoked_at FROM access.credentials
+WHERE key_id = $1
 """
 INSERT = """
-INSERT INTO access.credentials (key_id, hash, agency_code, roles, label, expires_at, officer)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO access.credentials (key_id, hash, agency_code, roles, label, expires_at, officer, sender)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 LIST = """
-SELECT key_id, agency_code, roles, officer, label, created_at, expires_at, revoked_at
+SELECT key_id, agency_code, roles, officer, sender, label, created_at, expires_at, revoked_at
 FROM access.credentials ORDER BY created_at, key_id
 """
 REVOKE = "UPDATE access.credentials SET revoked_at = now() WHERE key_id = $1 AND revoked_at IS NULL"
 EXPIRE = """
 UPDATE access.credentials SET expires_at = least(coalesce(expires_at, $2), $2) WHERE key_id = $1
 """
-GRANTS = "SELECT agency_code, roles, officer, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL"
+GRANTS = """
+SELECT agency_code, roles, officer, sender, label FROM access.credentials WHERE key_id = $1 AND revoked_at IS NULL
+"""
 OFFICER = re.compile(OFFICER_ID)
+SENDER = re.compile(PRODUCER_NAME)
 """An officer's id as the agency's directory names them (``shared.contract.events.OfficerId``)."""
 
 
@@ -66,6 +71,7 @@ class Principal:
     agency_code: str
     roles: frozenset[str]
     officer: str | None = None
+    sender: str | None = None  # the intake sender (a producer of commands) it speaks for: whose refusals it reads
 
     def acting_officer(self, declared: str | None = None) -> str:
         """The officer an action is attributed to: the credential's own. Refused (403) when the credential
@@ -94,6 +100,7 @@ class Credential:
     agency_code: str
     roles: frozenset[str]
     officer: str | None
+    sender: str | None
     expires_at: datetime | None
     revoked_at: datetime | None
 
@@ -211,7 +218,12 @@ def _grants(claims: dict[str, Any]) -> Principal:
     subject = str(claims["sub"])
     # A token is a person's: its subject is the officer an officer action is attributed to.
     officer = subject if "officer" in roles and OFFICER.match(subject) else None
-    return Principal(key_id=f"jwt:{subject}", agency_code=agency, roles=frozenset(roles), officer=officer)
+    sender = claims.get("sender")
+    if sender is not None and not (isinstance(sender, str) and SENDER.match(sender)):
+        raise denied(401, "invalid_credential", "the token's 'sender' claim is not a producer name")
+    return Principal(
+        key_id=f"jwt:{subject}", agency_code=agency, roles=frozenset(roles), officer=officer, sender=sender
+    )
 
 
 BEARER = HTTPBearer(
@@ -238,7 +250,11 @@ async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | 
     check(credential, bearer.credentials, datetime.now(UTC))
     assert credential is not None
     return Principal(
-        key_id=key_id, agency_code=credential.agency_code, roles=credential.roles, officer=credential.officer
+        key_id=key_id,
+        agency_code=credential.agency_code,
+        roles=credential.roles,
+        officer=credential.officer,
+        sender=credential.sender,
     )
 
 
@@ -277,9 +293,11 @@ async def create(
     expires_at: datetime | None = None,
     key: str | None = None,
     officer: str | None = None,
+    sender: str | None = None,
 ) -> tuple[str, str]:
     """Store a new credential; return its key id and the key (``key`` given: that one, as tests fix theirs).
-    ``officer``: the officer it is issued to, whom its officer actions are attributed to."""
+    ``officer``: the officer it is issued to, whom its officer actions are attributed to. ``sender``: the intake
+    sender it speaks for (an agency's or customs' producer name), whose refused commands it may read."""
     key_id, key = (key_id_of(key), key) if key else new_key()
     if key_id is None:
         raise ValueError("a key reads lk_<key id>_<secret>")
@@ -288,7 +306,10 @@ async def create(
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
     if officer is not None and ("officer" not in roles or not OFFICER.match(officer)):
         raise ValueError("an officer is named only on a key with the officer role, as letters, digits and ._@-")
-    await connection.execute(INSERT, key_id, digest(key), agency_code, sorted(set(roles)), label, expires_at, officer)
+    if sender is not None and not SENDER.match(sender):
+        raise ValueError("a sender is a producer name: lower-case letters, digits and ._- (as keys trust names it)")
+    roles = sorted(set(roles))
+    await connection.execute(INSERT, key_id, digest(key), agency_code, roles, label, expires_at, officer, sender)
     return key_id, key
 
 
@@ -303,6 +324,7 @@ async def rotate(connection: Connection, key_id: str, *, grace: timedelta) -> tu
         roles=row["roles"],
         label=row["label"] or f"rotated {key_id}",
         officer=row["officer"],
+        sender=row["sender"],
     )
     await connection.execute(EXPIRE, key_id, datetime.now(UTC) + grace)
     return new

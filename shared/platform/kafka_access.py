@@ -141,7 +141,7 @@ GRANTS: dict[Role, Grant] = {
     Role.APPLICATIONS: Grant(reads=(INTAKE_APPLICATIONS, CASES, TRUST), writes=(CASES, DEAD_LETTER), service=True),
     Role.REVIEW: Grant(reads=(CASES, TRUST), writes=(CASES, DEAD_LETTER), service=True),
     Role.REGISTRY: Grant(
-        reads=(CASES, INTAKE_EXPORTS, CHECKPOINTS, TRUST),
+        reads=(CASES, INTAKE_EXPORTS, CHECKPOINTS, TRUST, DEAD_LETTER),  # the dead letters: senders' refusals
         writes=(CASES, LICENSE_CHANGES, CHECKPOINTS, DEAD_LETTER),
         service=True,
     ),

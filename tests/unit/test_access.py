@@ -33,6 +33,7 @@ def _credential(key: str, **changes: object) -> Credential:
         "agency_code": "44",
         "roles": frozenset({"submitter"}),
         "officer": None,
+        "sender": None,
         "expires_at": None,
         "revoked_at": None,
         **changes,
@@ -105,7 +106,14 @@ class _Table:
 
 async def test_the_cache_reads_a_key_once_per_ttl_so_a_revocation_shows_after_it() -> None:
     _, key = new_key()
-    row = {"key_id": key_id_of(key), "hash": digest(key), "agency_code": "44", "roles": ["customs"], "officer": None}
+    row = {
+        "key_id": key_id_of(key),
+        "hash": digest(key),
+        "agency_code": "44",
+        "roles": ["customs"],
+        "officer": None,
+        "sender": None,
+    }
     table = _Table({**row, "expires_at": None, "revoked_at": None})
     cache = KeyCache(ttl=0.2)
     first = await cache.find(table, str(key_id_of(key)))  # type: ignore[arg-type]
