@@ -280,6 +280,13 @@ def signing_new(
         soft_wrap=True,
         markup=False,
     )
+    role, home = ("submitter", agency) if agency else ("customs", "00")
+    console.print("and gives its backend an API key that reads its refused commands (GET /refusals):", soft_wrap=True)
+    console.print(
+        f"  licensectl keys create --agency {home} --role {role} --sender {producer} --label {producer}",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @app.command("trust")

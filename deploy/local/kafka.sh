@@ -4,6 +4,12 @@
 # download from kafka.apache.org is needed).
 #
 # Usage: deploy/local/kafka.sh {install|start|stop|status|purge|credentials}
+#        deploy/local/kafka.sh console {consume|produce|groups|topics} [ARGS...]
+#
+# `console` runs the broker's own command-line tools already logged in as the admin, so that an operator
+# can look at a topic without Python: `console consume --topic licensing.dead-letter --from-beginning
+# --property print.headers=true`, `console produce --topic ...`, `console groups --list`,
+# `console topics --describe --topic licensing.cases`. ARGS are the tool's own (`console consume --help`).
 #
 # The broker requires a login: clients authenticate with SASL/SCRAM-SHA-512 on
 # 127.0.0.1:$KAFKA_PORT, and ACLs (StandardAuthorizer, deny when no ACL matches)
@@ -481,7 +487,28 @@ do_purge() {
     log "data deleted: $DATA_DIR (the next start formats fresh storage)"
 }
 
+# The broker's own tools, logged in as the admin (the client config ensure_credentials wrote).
+do_console() {
+    local tool="${1:-}" class config_flag
+    shift || true
+    case "$tool" in
+        consume) class=org.apache.kafka.tools.consumer.ConsoleConsumer config_flag=--consumer.config ;;
+        produce) class=org.apache.kafka.tools.ConsoleProducer config_flag=--producer.config ;;
+        groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand config_flag=--command-config ;;
+        topics) class=org.apache.kafka.tools.TopicCommand config_flag=--command-config ;;
+        *) die "usage: $0 console {consume|produce|groups|topics} [ARGS...] (each tool's --help lists its ARGS)" ;;
+    esac
+    is_installed || die "Kafka is not installed: run '$0 start' first"
+    [[ -s "$ADMIN_CLIENT_CONFIG" ]] || die "no credentials yet: run '$0 start' first"
+    run_tool "$class" --bootstrap-server "127.0.0.1:$KAFKA_PORT" "$config_flag" "$ADMIN_CLIENT_CONFIG" "$@"
+}
+
 main() {
+    if [[ "${1:-}" == console ]]; then
+        shift
+        do_console "$@"
+        return
+    fi
     [[ $# -eq 1 ]] || usage
     case "$1" in
         install)

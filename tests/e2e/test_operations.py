@@ -53,7 +53,8 @@ async def test_each_service_reports_its_flow_dead_letters_and_lag_and_licensectl
     assert seen["dead"] == {"malformed_json": 1.0, "unsupported_schema_version": 1.0}
     ledger_lag = [labels for labels, _ in seen["lag"] if labels["group"] == topics.group("registry")]
     assert {labels["partition"] for labels in ledger_lag} == {str(p) for p in range(6)}
-    assert {labels["group"] for labels, _ in seen["lag"]} == {topics.group("registry"), topics.group("registry-intake")}
+    groups = {topics.group(g) for g in ("registry", "registry-intake", "registry-refusals")}
+    assert {labels["group"] for labels, _ in seen["lag"]} == groups
     env = {
         **os.environ,
         "LEDGER_TOPIC_NAMESPACE": topics.namespace,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from contextlib import AsyncExitStack
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -77,7 +78,8 @@ async def test_a_sender_acts_for_its_own_agency_and_ports_only(
         await eventually(decided, what="agency 44's own application decided")
         await eventually(lambda: _judged(client, "531620260000077701"), what="the export at the key's own port judged")
         dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 2)
-        assert (await client.get(f"/applications/{other}")).status_code == 404
+        refused = await eventually(lambda: _refused_at_intake(client, other), what="the refusal kept for its sender")
+        assert refused["errors"][0]["code"] == "other_agency"
         assert (await client.get("/exports/531620260000077702")).status_code == 404
     assert (over_http.status_code, over_http.json()["code"]) == (403, "other_agency")
     reasons = {r.value: dict(r.headers)["dlq.reason-code"] for r in dead}
@@ -86,6 +88,13 @@ async def test_a_sender_acts_for_its_own_agency_and_ports_only(
 
 async def _judged(client, number: str) -> bool | None:  # type: ignore[no-untyped-def]
     return await _found(client, f"/exports/{number}")
+
+
+async def _refused_at_intake(client: Any, application_id: uuid.UUID) -> dict[str, Any] | None:
+    """Not in the ledger, and answered with why it was refused at intake."""
+    answer = await client.get(f"/applications/{application_id}")
+    body: dict[str, Any] = answer.json()
+    return body if answer.status_code == 422 and body["code"] == "refused_at_intake" else None
 
 
 async def _found(client, path: str) -> bool | None:  # type: ignore[no-untyped-def]
