@@ -25,7 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Clock = Callable[[], float]
 
-UNMETERED = frozenset({"/health", "/metrics"})
+UNMETERED = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 """Paths no client is rate-limited on: probes and scrapers poll them, and they cost next to nothing."""
 
 

@@ -50,11 +50,20 @@ class Metrics:
         """Report the lag of ``group``, whose positions ``positions`` tells."""
         self._positions[group] = positions
 
-    async def render(self, kafka: KafkaConnection) -> bytes:
+    async def behind(self, kafka: KafkaConnection) -> dict[str, int]:
+        """Each watched group's records yet to read, summed over its partitions (the lag gauges set too)."""
+        totals: dict[str, int] = {}
         for group, positions in self._positions.items():
             reached = await positions()
+            totals[group] = 0
             for tp, end in (await end_offsets(kafka, reached)).items():
-                self.lag.labels(group, tp.topic, str(tp.partition)).set(max(end - reached[tp], 0))
+                lag = max(end - reached[tp], 0)
+                self.lag.labels(group, tp.topic, str(tp.partition)).set(lag)
+                totals[group] += lag
+        return totals
+
+    async def render(self, kafka: KafkaConnection) -> bytes:
+        await self.behind(kafka)
         return generate_latest(self.registry)
 
 

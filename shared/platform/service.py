@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -71,6 +72,7 @@ class Runtime:
     on_stop: list[Hook] = field(default_factory=list)
     checks: dict[str, Callable[[], str]] = field(default_factory=dict)  # more /health checks: "ok" or why not
     reads: dict[str, str] = field(default_factory=dict)  # topics read other than by a subscriber: what for
+    started: float = field(default_factory=time.monotonic)
     metrics: Metrics = field(init=False)
     keys: KeyCache = field(init=False)
     tokens: TokenIssuer | None = field(init=False)
@@ -122,7 +124,10 @@ class Runtime:
             if resource is not None:
                 await resource.stop()
         if self._pool is not None:
-            await self._pool.close()
+            try:  # a connection the database no longer answers on must not hold the shutdown up
+                await asyncio.wait_for(self._pool.close(), timeout=10)
+            except (TimeoutError, OSError):
+                self._pool.terminate()
 
     def reader(self, name: str) -> Reader:
         """The reader ``name`` of this service: what it cannot handle is dead-lettered, what fails is waited out."""
@@ -461,16 +466,37 @@ HEALTH_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@operations.get("/health", response_model=Health, responses=HEALTH_ANSWERS)
-async def health(runtime: ServiceRuntime) -> JSONResponse:
-    """Whether this service reaches its broker and its database."""
+class Alive(BaseModel):
+    service: str
+    status: Literal["alive"]
+    uptime_seconds: float
+
+
+@operations.get("/health/live", response_model=Alive)
+async def live(runtime: ServiceRuntime) -> Alive:
+    """Liveness: the process answers. Nothing else is checked: restart the process only if this fails."""
+    return Alive(service=runtime.name, status="alive", uptime_seconds=round(time.monotonic() - runtime.started, 3))
+
+
+@operations.get("/health/ready", response_model=Health, responses=HEALTH_ANSWERS)
+async def ready(runtime: ServiceRuntime) -> JSONResponse:
+    """Readiness: the service reaches its broker and its database, its readers and the ledger are sound, and its
+    consumer groups are within ``ready_max_lag`` records of their topics' ends (``caught_up``). 503 says which
+    check is not ok, and why: send it no traffic until it is ready again."""
     checks = {"broker": await _check_broker(runtime.broker), "database": await _check_database(runtime)}
     checks.update({name: check() for name, check in runtime.checks.items()})
+    checks["caught_up"] = await _check_caught_up(runtime)
     healthy = all(v == "ok" for v in checks.values())
     return JSONResponse(
         status_code=200 if healthy else 503,
         content={"service": runtime.name, "status": "ok" if healthy else "degraded", **checks},
     )
+
+
+@operations.get("/health", response_model=Health, responses=HEALTH_ANSWERS)
+async def health(runtime: ServiceRuntime) -> JSONResponse:
+    """The same as ``/health/ready`` (kept for the clients and scripts that ask it)."""
+    return await ready(runtime)
 
 
 # Operators' numbers, not the public's: Prometheus scrapes with an auditor's key (docs/access.md).
@@ -517,6 +543,16 @@ async def _check_broker(broker: KafkaBroker) -> str:
         return "ok" if await broker.ping(timeout=2.0) else "unreachable"
     except Exception as exc:  # the health answer reports any failure; it never raises
         return f"error: {exc}"
+
+
+async def _check_caught_up(runtime: Runtime) -> str:
+    try:
+        behind = await runtime.metrics.behind(runtime.settings.kafka)
+    except Exception as exc:  # the health answer reports any failure; it never raises
+        return f"error: {exc}"
+    bound = runtime.settings.ready_max_lag
+    late = {group: lag for group, lag in behind.items() if lag > bound}
+    return "ok" if not late else "; ".join(f"{g} is {n} records behind (ready within {bound})" for g, n in late.items())
 
 
 async def _check_database(runtime: Runtime) -> str:

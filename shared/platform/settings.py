@@ -49,6 +49,8 @@ class ServiceSettings(BaseSettings):
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None
+    # /health/ready answers 503 while the service's consumer groups are further behind their topics than this.
+    ready_max_lag: int = Field(10_000, ge=0)
     # How long a service trusts what it read of a key: a revoked key stops working within this time.
     access_cache_seconds: float = Field(5.0, ge=0)
     # JWTs are accepted from one issuer, the same for every service: its iss, its public key (PEM), the aud.
