@@ -42,6 +42,13 @@ ensure_node_tools() {
   echo "$want" > "$stamp"
 }
 
+# promtool (Debian's prometheus package), with which the tests check the alerting rules and their unit tests.
+ensure_promtool() {
+  command -v promtool >/dev/null && return 0
+  log "installing promtool (Debian's prometheus package)"
+  apt-get install -y -qq prometheus >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+}
+
 # Start Kafka and PostgreSQL with the project's scripts, unless the environment points at existing ones.
 # The local broker takes SASL/SCRAM logins only: this shell gets its admin's (KAFKA_USERNAME, KAFKA_PASSWORD).
 ensure_infra() {

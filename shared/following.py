@@ -17,8 +17,6 @@ race is answered 409 with what the case had become. Each service keeps, in its o
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiokafka.structs import RecordMetadata
 from pydantic import TypeAdapter
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from shared import fold
 from shared.contract.events import (
@@ -116,14 +115,15 @@ class Followed:
 
 async def follow(
     connection: Connection, *, partition: int, records: Sequence[Followed], next_offset: int, skip_exports: bool
-) -> None:
-    """Fold one partition's records into the case states, in the caller's transaction, with the position.
+) -> int:
+    """Fold one partition's records into the case states, in the caller's transaction, with the position; return
+    how many events were new (a batch delivered again, or an event seen before, adds none).
 
     ``skip_exports``: a service that never judges against licenses (the applications service) folds neither
     declaration; its licenses' balances are then not kept, and nothing of it reads them."""
     position = await connection.fetchval(LOCK_POSITION, partition)
     if position is not None and position >= next_offset:
-        return  # a batch already followed, delivered again
+        return 0  # a batch already followed, delivered again
     envelopes = [
         (r.offset, r.envelope)
         for r in records
@@ -160,6 +160,7 @@ async def follow(
     if rows:
         await connection.execute(RECORD_EVENTS, *[list(column) for column in zip(*rows, strict=True)])
     await connection.execute(SAVE_POSITION, partition, next_offset)
+    return len(rows)
 
 
 async def _load(connection: Connection, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Case]:
@@ -206,19 +207,20 @@ async def followed_to(pool: asyncpg.Pool, partition: int) -> int:
 
 async def wait_until_followed(pool: asyncpg.Pool, partition: int, offset: int, *, timeout: float = 10.0) -> None:
     """Wait until the follower has folded every record of ``partition`` before ``offset``; else 503, retry later."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while await followed_to(pool, partition) < offset:
-        if time.monotonic() > deadline:
-            raise Refusal(
-                503,
-                "not_caught_up",
-                f"this service has not yet read its case stream up to offset {offset} of partition {partition}; "
-                "nothing was changed by this request: send it again in a moment",
-                headers={"Retry-After": "2"},
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    waiting = AsyncRetrying(
+        retry=retry_if_result(lambda reached: reached < offset),
+        wait=wait_exponential(multiplier=0.005, max=0.1),
+        stop=stop_after_delay(timeout),
+        retry_error_callback=lambda _: None,
+    )
+    if await waiting(followed_to, pool, partition) is None:
+        raise Refusal(
+            503,
+            "not_caught_up",
+            f"this service has not yet read its case stream up to offset {offset} of partition {partition}; "
+            "nothing was changed by this request: send it again in a moment",
+            headers={"Retry-After": "2"},
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from shared.platform import access, trust
 from shared.platform.db import drop_database, migrate_all
 from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests import infra
-from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, SENDERS, key, test_trust
+from tests.support import CREDENTIALS, OFFICERS, ROOT_KEY, SENDERS, key, trust_for_tests
 
 # Services started by the tests (in-process or as processes), replay and audit pin the tests' root key: each
 # test's trust topic holds its statements (the topics fixture), as an operator's would (docs/signing.md).
@@ -113,6 +113,6 @@ async def topics(infrastructure: infra.Infrastructure) -> AsyncIterator[Topics]:
     """A topic namespace of this test's own, so tests never read each other's events; deleted after."""
     names = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(infrastructure.kafka, names)
-    await trust.publish(infrastructure.kafka, names.trust, test_trust(), ROOT_KEY)
+    await trust.publish(infrastructure.kafka, names.trust, trust_for_tests(), ROOT_KEY)
     yield names
     await delete_topics(infrastructure.kafka, names)

@@ -164,7 +164,7 @@ ROOT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
 """The tests' operator root key: LEDGER_TRUST_ROOT_KEYS pins its public half (tests/conftest.py)."""
 
 
-def test_trust() -> list[TrustStatement]:
+def trust_for_tests() -> list[TrustStatement]:
     """What every test's trust topic says from the start (valid for all time): the test key for each test
     producer and sender, and each service's own key (from its key directory, as the services load it)."""
     public = SIGNING_KEY.public_key()

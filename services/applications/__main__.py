@@ -1,8 +1,4 @@
-import uvicorn
-
 from services.applications.app import Settings
-from shared.platform.logs import configure
+from shared.platform.service import serve
 
-settings = Settings()
-configure("applications")
-uvicorn.run("services.applications.app:create_app", factory=True, host=settings.host, port=settings.port)
+serve("applications", "services.applications.app:create_app", Settings())

@@ -158,6 +158,7 @@ async def _read(reading: CaseReading, record: Any, *, into: list[following.Follo
 
 async def _follow(runtime: Runtime, partition: int, read: list[following.Followed], next_offset: int) -> None:
     async with runtime.pool.acquire() as connection, connection.transaction():
-        await following.follow(
+        followed = await following.follow(
             connection, partition=partition, records=read, next_offset=next_offset, skip_exports=True
         )
+    runtime.metrics.events_followed.inc(followed)

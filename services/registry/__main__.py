@@ -1,8 +1,4 @@
-import uvicorn
-
 from services.registry.app import Settings
-from shared.platform.logs import configure
+from shared.platform.service import serve
 
-settings = Settings()
-configure("registry")
-uvicorn.run("services.registry.app:create_app", factory=True, host=settings.host, port=settings.port)
+serve("registry", "services.registry.app:create_app", Settings())

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.registry import checkpoints, exports, refusals, seal, store
 from services.registry.guard import LogGuard
+from services.registry.observed import RegistryMetrics
 from services.registry.projector import Projector, relay_forever, run_forever
 from services.registry.queries import queries
 from shared.contract.checkpoints import SignedCheckpoint
@@ -95,8 +96,11 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
             every_batches=settings.checkpoint_every_batches,
         )
 
-        def applied(events: int) -> None:
+        observed = RegistryMetrics(rt.metrics, lambda: rt.pool, lambda: checkpointer.checked_at)
+
+        def applied(events: int, seconds: float) -> None:
             rt.metrics.events_applied.inc(events)
+            observed.fold_seconds.observe(seconds)
             checkpointer.batch_applied()
 
         projector = Projector(

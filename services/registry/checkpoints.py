@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -240,6 +241,7 @@ class Checkpointer:
         self._due = asyncio.Event()
         self._last: tuple[Any, ...] | None = None
         self.altered: str | None = None
+        self.checked_at = time.monotonic()  # when the ledger was last checkpointed (taken, its seal checked)
 
     def batch_applied(self) -> None:
         self._batches += 1
@@ -261,6 +263,7 @@ class Checkpointer:
             self.altered = str(altered)
             return None
         self.altered = None
+        self.checked_at = time.monotonic()
         said = (tuple(signed.checkpoint.partitions), signed.checkpoint.ledger_checksum)
         if said == self._last:
             return None

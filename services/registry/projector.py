@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -88,7 +89,7 @@ class Projector:
         instance_id: str | None = None,
         max_records: int = 2000,
         publish: outbox.Publish | None = None,
-        on_applied: Callable[[int], None] | None = None,
+        on_applied: Callable[[int, float], None] | None = None,  # events folded, and in how many seconds
         reader: Reader | None = None,
         trust: TrustLog,
         guard: LogGuard | None = None,
@@ -179,6 +180,7 @@ class Projector:
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]], trust: signing.TrustList, partitions: int
     ) -> int:
         """Fold one partition's batch; return how many license changes it recorded."""
+        started = time.monotonic()
         applied = await fold_records(
             self._pool,
             tp.topic,
@@ -194,7 +196,7 @@ class Projector:
             await self._dead_letter(by_offset[positioned.offset], reason)
         self.applied += applied.events
         if self._on_applied is not None:
-            self._on_applied(applied.events)
+            self._on_applied(applied.events, time.monotonic() - started)
         return applied.changes
 
 

@@ -1,8 +1,4 @@
-import uvicorn
-
 from services.review.app import Settings
-from shared.platform.logs import configure
+from shared.platform.service import serve
 
-settings = Settings()
-configure("review")
-uvicorn.run("services.review.app:create_app", factory=True, host=settings.host, port=settings.port)
+serve("review", "services.review.app:create_app", Settings())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 from pydantic_settings import SettingsConfigDict
 
 from services.review import expiry, reference, reviewing
@@ -57,7 +58,14 @@ def _add_reference_data(runtime: Runtime, version: str) -> ReferenceCache:
 def _add_expiry(runtime: Runtime, interval: float, clock: expiry.Clock) -> None:
     """Run the expiry scheduler while the service runs; ``clock`` gives China's date (tests set it)."""
 
+    ran = Gauge(
+        "ledger_expiry_last_run_timestamp_seconds",
+        "When the expiry scheduler last finished a round (Unix time)",
+        registry=runtime.metrics.registry,
+    )
+
     async def start(rt: Runtime) -> None:
-        rt.run_in_background(expiry.run_forever(rt.pool, rt.append, clock, interval), name="expiry")
+        work = expiry.run_forever(rt.pool, rt.append, clock, interval, rt.reader("expiry"), ran)
+        rt.run_in_background(work, name="expiry")
 
     runtime.on_start.append(start)

@@ -8,6 +8,7 @@ second. The table only spares the broker needless re-sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import asyncpg
+from prometheus_client import Gauge
 
 from shared.contract.events import (
     Envelope,
@@ -25,6 +27,7 @@ from shared.contract.events import (
     derived_event_id,
 )
 from shared.platform.db import Connection
+from shared.platform.reading import Reader
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +115,15 @@ async def expire_due(pool: asyncpg.Pool, append: Append, today: date) -> int:
             return appended
 
 
-async def run_forever(pool: asyncpg.Pool, append: Append, clock: Clock, interval: float) -> None:
-    """Expire what is due every ``interval`` seconds; a failed round is retried at the next one."""
+async def run_forever(
+    pool: asyncpg.Pool, append: Append, clock: Clock, interval: float, reader: Reader, ran: Gauge
+) -> None:
+    """Expire what is due every ``interval`` seconds. A failed round is waited out and tried again by ``reader``
+    (growing, jittered, capped waits; ``/health/ready`` shows it meanwhile); ``ran`` is set at each round done."""
     while True:
-        try:
-            expired = await expire_due(pool, append, clock())
+        with contextlib.suppress(Exception):  # reader.run logged it and waited; unsent expiries are found again
+            expired = await reader.run(lambda: expire_due(pool, append, clock()))
+            ran.set_to_current_time()
             if expired:
                 log.info("expired %d license(s)", expired)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Nothing is lost: unsent expiries stay unmarked and are found again next round.
-            log.exception("expiry round failed; retried in %s s", interval)
         await asyncio.sleep(interval)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from functools import partial
 from typing import Annotated, Any
 
+import structlog
 from faststream import Context
 from faststream.kafka.annotations import KafkaMessage
 
@@ -28,6 +29,7 @@ from shared.platform.records import records_by_partition
 from shared.platform.service import CaseReading, Runtime, RuntimeContext
 
 References = Annotated[ReferenceCache, Context("references")]
+log = structlog.get_logger(__name__)
 
 
 def follow_cases(runtime: Runtime, batch_size: int) -> None:
@@ -78,6 +80,7 @@ async def _decide_in_order(
             decision = await _on_case_event(connection, envelope, data)
             if decision is not None:
                 sent.append((envelope.event_id, await runtime.send(decision)))
+                log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
             read.append(following.Followed(record.offset, envelope))
 
         for record in records:
@@ -85,13 +88,14 @@ async def _decide_in_order(
 
         async def follow() -> None:
             async with connection.transaction():
-                await following.follow(
+                followed = await following.follow(
                     connection,
                     partition=records[0].partition,
                     records=read,
                     next_offset=records[-1].offset + 1,
                     skip_exports=False,
                 )
+            runtime.metrics.events_followed.inc(followed)
 
         await reader.run(follow)
     return sent

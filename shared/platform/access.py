@@ -30,6 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shared.contract.events import OFFICER_ID
 from shared.contract.refusal import Refusal
 from shared.contract.trust import PRODUCER_NAME
+from shared.platform import logs
 from shared.platform.db import Connection
 from shared.platform.http import ROLES_ATTRIBUTE
 from shared.platform.limits import rate_limited
@@ -261,6 +262,7 @@ async def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | 
 async def authorize(request: Request, roles: tuple[str, ...]) -> Principal:
     """The caller's principal if it holds one of ``roles`` (auditors: any GET), and is within its rate."""
     found = await authenticate(request, await BEARER(request))
+    logs.bind(credential=found.key_id)
     permit(found, roles, request.method)
     limits = request.app.state.runtime.credential_limits
     if limits is not None:

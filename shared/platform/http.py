@@ -11,18 +11,23 @@ refused as the Kafka intake refuses them).
 from __future__ import annotations
 
 import email.message
+import time
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import structlog
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contract import strict_json
 from shared.contract.refusal import Refusal, invalid_fields
+from shared.platform import logs
 
 ROLES_ATTRIBUTE = "__ledger_roles__"
 """Set on a role-checking dependency (``shared.platform.access.require``): the roles its route requires."""
@@ -151,3 +156,49 @@ def _is_json(request: Request) -> bool:
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
     return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+QUIET = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})  # probes and scrapes: logged at debug
+REQUEST_ID = "x-request-id"
+access = structlog.get_logger("ledger.access")
+
+
+class AccessLog:
+    """One log line per request, once answered: method, route, status, duration and the calling credential; and a
+    request id (the caller's ``X-Request-ID`` if it sent a short printable one, else a new one) that every line
+    logged meanwhile carries and the answer returns."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(REQUEST_ID.encode(), b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        status, started = 500, time.monotonic()
+
+        async def answering(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID.encode(), request_id.encode())]
+            await send(message)
+
+        with logs.context(request_id=request_id):
+            try:
+                await self.app(scope, receive, answering)
+            finally:
+                route = scope.get("route")
+                path = getattr(route, "path", None) or scope["path"]
+                principal = scope.get("state", {}).get("principal")
+                line = access.debug if path in QUIET else access.info
+                line(
+                    "request",
+                    method=scope["method"],
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.monotonic() - started) * 1000, 2),
+                    credential=getattr(principal, "key_id", None),
+                )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from typing import cast
 
@@ -29,6 +28,7 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import GRANTS, KafkaConnection, Role
@@ -219,15 +219,12 @@ def permissions(connection: KafkaConnection) -> list[Permission]:
     return sorted(rows, key=lambda p: (p.principal, p.resource, p.name, p.operation))
 
 
-def _await_login(connection: KafkaConnection, timeout_s: float = 15.0) -> None:
+@retry(
+    retry=retry_if_exception_type(KafkaException),
+    wait=wait_exponential_jitter(initial=0.1, max=1.0),
+    stop=stop_after_delay(15.0),
+    reraise=True,
+)
+def _await_login(connection: KafkaConnection) -> None:
     """Wait until the broker has the new credential: the controller commits it before the broker serves it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            admin = _admin(connection)
-            admin.list_topics(timeout=5.0)
-            return
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    _admin(connection).list_topics(timeout=5.0)

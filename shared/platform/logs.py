@@ -1,14 +1,98 @@
-"""One logging set-up for every service: one line per record, the service named in each."""
+"""One logging set-up for every service: one JSON line per event, with the service, the level, the logger, the
+time (UTC), and what the event happened in: the request (its id, the calling credential) or the record (its
+topic, partition and offset; the case, event and correlation ids of a case event). On a terminal the same events
+read as text.
+
+Every library's records go through the same processors (structlog over the standard library's logging), so a
+line from aiokafka, uvicorn or faststream is JSON too. faststream's line per message is at debug; the transient
+errors aiokafka logs while a consumer group or a new topic settles at start are warnings, not errors.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars, merge_contextvars
+
+TRANSIENT = (
+    # A consumer group's coordinator is elected as the broker starts or as the group is first used: retried.
+    "GroupCoordinatorNotAvailable",
+    "NotCoordinatorForGroup",
+    # A topic just created is not yet in every broker's metadata: asked again.
+    "not found in cluster metadata",
+)
 
 
-def configure(service: str, level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
-        force=True,
+def configure(service: str, level: str = "INFO", *, json: bool | None = None) -> None:
+    """Log as ``service``: JSON lines on stderr, or readable text when it is a terminal (``json`` decides)."""
+    as_json = not sys.stderr.isatty() if json is None else json
+    shared: list[Any] = [
+        merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _named(service),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
     )
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    handler.addFilter(_transient_as_warning)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _named(service: str) -> Any:
+    def add(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event.setdefault("service", service)
+        event.pop("color_message", None)  # uvicorn's copy of its message with terminal colours
+        return event
+
+    return add
+
+
+def _transient_as_warning(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.ERROR and record.name.startswith("aiokafka"):
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        if any(mark in text for mark in TRANSIENT):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+@contextlib.contextmanager
+def context(**values: Any) -> Iterator[None]:
+    """Within the block, every log line carries ``values`` (and what is bound inside it, such as a case event's
+    ids); after it, the context is as it was."""
+    before = get_contextvars()
+    bind_contextvars(**values)
+    try:
+        yield
+    finally:
+        clear_contextvars()
+        bind_contextvars(**before)
+
+
+def bind(**values: Any) -> None:
+    """Add ``values`` to the log context of what is being done now (a request, a record)."""
+    bind_contextvars(**values)

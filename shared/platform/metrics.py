@@ -11,29 +11,45 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from shared.platform.kafka_access import KafkaConnection
 
 Positions = Callable[[], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 
 
+Refresh = Callable[[], Awaitable[None]]  # sets gauges that are read when scraped (an outbox's depth, say)
+
+
 class Metrics:
-    """The service's metrics; ``render`` refreshes the lag gauges, then writes the text format."""
+    """The service's metrics, in a registry of its own with the process's; ``render`` refreshes what is read when
+    scraped (the lag gauges, and each ``on_scrape`` hook), then writes the text format.
+
+    A series that only some services can move is made by those services only (``events_applied``: the registry;
+    ``events_followed``: the services that follow the cases), so that none reports a zero by construction."""
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(GC_COLLECTOR)
         self.events_appended = Counter(
             "ledger_events_appended",
             "Events this service appended to the case stream",
             ["type"],
             registry=self.registry,
         )
-        self.events_applied = Counter(
-            "ledger_events_applied",
-            "Events folded into the ledger (new ones; duplicates are not counted)",
-            registry=self.registry,
-        )
+        self._events_applied: Counter | None = None
+        self._events_followed: Counter | None = None
+        self.on_scrape: list[Refresh] = []
         self.dead_letters = Counter(
             "ledger_dead_letters", "Input refused to the dead-letter topic", ["reason"], registry=self.registry
         )
@@ -45,6 +61,28 @@ class Metrics:
         )
         self.service = service
         self._positions: dict[str, Positions] = {}
+
+    @property
+    def events_applied(self) -> Counter:
+        """Events folded into the ledger (the registry's)."""
+        if self._events_applied is None:
+            self._events_applied = Counter(
+                "ledger_events_applied",
+                "Events folded into the ledger (new ones; duplicates are not counted)",
+                registry=self.registry,
+            )
+        return self._events_applied
+
+    @property
+    def events_followed(self) -> Counter:
+        """Events of the case stream a service folded into its own view of the cases (applications, review)."""
+        if self._events_followed is None:
+            self._events_followed = Counter(
+                "ledger_events_followed",
+                "Case events this service folded into its own view of the cases, to judge commands against",
+                registry=self.registry,
+            )
+        return self._events_followed
 
     def watch(self, group: str, positions: Positions) -> None:
         """Report the lag of ``group``, whose positions ``positions`` tells."""
@@ -64,6 +102,8 @@ class Metrics:
 
     async def render(self, kafka: KafkaConnection) -> bytes:
         await self.behind(kafka)
+        for refresh in self.on_scrape:
+            await refresh()
         return generate_latest(self.registry)
 
 

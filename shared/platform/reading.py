@@ -21,6 +21,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal, readable
+from shared.platform import logs
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,13 @@ class Reader:
     async def each(self, record: Any, work: Work) -> None:
         """Run ``work`` on ``record``. A :class:`Refusal` dead-letters the record with its reason. A failure of the
         infrastructure waits, then is raised again (the record is read again). Any other failure waits and is
-        raised again ``attempts - 1`` times; then the record is dead-lettered (``processing_failed``)."""
+        raised again ``attempts - 1`` times; then the record is dead-lettered (``processing_failed``). Each log
+        line meanwhile names the record (its topic, partition, offset)."""
+        topic, partition, offset = _position(record)
+        with logs.context(reader=self.name, topic=topic, partition=partition, offset=offset):
+            await self._each(record, work)
+
+    async def _each(self, record: Any, work: Work) -> None:
         try:
             await work(record)
         except Refusal as refused:
@@ -186,6 +193,8 @@ class Readers:
     def reader(self, name: str) -> Reader:
         if name not in self.readers:
             self.readers[name] = Reader(name, self.dead_letter, self.metrics)
+            if self.metrics is not None:
+                self.metrics.failing.labels(name).set(0)  # each reader's series, from its first use
         return self.readers[name]
 
     def health(self) -> str:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
 import asyncpg
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,17 +27,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
 from pydantic import BaseModel, ConfigDict
 
 from shared.contract import signatures
 from shared.contract.asyncapi import document as contract_document
 from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal
-from shared.platform import signing
+from shared.platform import logs, signing
 from shared.platform.access import KeyCache, TokenIssuer, authorize, require
 from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
-from shared.platform.http import ErrorBody, LedgerRoute, add_error_handlers, router
+from shared.platform.http import AccessLog, ErrorBody, LedgerRoute, add_error_handlers, router
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
@@ -319,8 +322,12 @@ class CaseReading:
     partitions: int
 
     def read(self, record: ConsumerRecord[bytes, bytes] | Any) -> Envelope | Reason:
-        """The event in a record of the case stream, or why it may not be acted on (``signing.read_case_event``)."""
-        return signing.read_case_event(record, self.trust, partitions=self.partitions)
+        """The event in a record of the case stream, or why it may not be acted on (``signing.read_case_event``).
+        The log lines of the record's handling name the event from here on."""
+        read = signing.read_case_event(record, self.trust, partitions=self.partitions)
+        if isinstance(read, Envelope):
+            logs.bind(case_id=str(read.case_id), event_id=str(read.event_id), correlation_id=str(read.correlation_id))
+        return read
 
 
 def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
@@ -329,6 +336,29 @@ def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
     if settings.jwt_issuer is None or settings.jwt_public_key is None:
         raise ValueError("set both LEDGER_JWT_ISSUER and LEDGER_JWT_PUBLIC_KEY, or neither")
     return TokenIssuer(settings.jwt_issuer, settings.jwt_public_key, settings.jwt_audience)
+
+
+def serve(name: str, factory: str, settings: ServiceSettings) -> None:
+    """Run service ``name`` as ``python -m services.<name>`` does: its logging set up (JSON lines, or text on a
+    terminal), then uvicorn, whose own logging and access log give way to ours (``AccessLog``)."""
+    json = {"json": True, "text": False}.get(settings.log_format)
+    logs.configure(name, settings.log_level, json=json)
+    uvicorn.run(factory, factory=True, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+def _instrument(app: FastAPI, runtime: Runtime) -> None:
+    """Request counts and latency by route template, method and status, in the service's own registry. Added
+    before the limits, so it wraps them: a request refused for its size or its rate is counted too."""
+    registry = runtime.metrics.registry
+    instrumentator = Instrumentator(should_group_status_codes=False, excluded_handlers=["/metrics"], registry=registry)
+    instrumentator.add(
+        http_metrics.requests(registry=registry),
+        http_metrics.latency(registry=registry, buckets=LATENCY_BUCKETS),
+    )
+    instrumentator.instrument(app)
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
 
 def _add_limits(app: FastAPI, settings: ServiceSettings) -> None:
@@ -427,6 +457,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         allow_auto_create_topics=False,
         description=description,
         logger=logging.getLogger(f"{name}.broker"),
+        log_level=logging.DEBUG,  # its line per message received and processed: at debug, not in every log
     )
     runtime = Runtime(name=name, settings=settings, broker=broker, title=title, description=description)
     broker.context.set_global("runtime", runtime)  # what subscribers take as ``RuntimeContext``
@@ -439,7 +470,9 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     app.router.route_class = LedgerRoute  # credentials before the body; the body read strictly
     app.state.authorize = authorize
     add_error_handlers(app)
+    _instrument(app, runtime)
     _add_limits(app, settings)
+    app.add_middleware(AccessLog)  # the outermost: every request is logged, refused by a limit or not
     _document_error_answers(app)
 
     app.include_router(operations)

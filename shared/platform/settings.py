@@ -8,6 +8,7 @@ Everything else a service reads carries its own prefix (``APPLICATIONS_``, ``REV
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import AliasChoices, Field, SecretStr
@@ -49,6 +50,9 @@ class ServiceSettings(BaseSettings):
     # A stable id per instance (a StatefulSet pod name, say) makes its consumers static group members:
     # restarted, they get their partitions back at once instead of after the session timeout.
     instance_id: str | None = None
+    log_level: str = "INFO"
+    # JSON lines for machines; text for a person at a terminal ("auto": text when stderr is a terminal).
+    log_format: Literal["auto", "json", "text"] = "auto"
     # /health/ready answers 503 while the service's consumer groups are further behind their topics than this.
     ready_max_lag: int = Field(10_000, ge=0)
     # How long a service trusts what it read of a key: a revoked key stops working within this time.

@@ -211,7 +211,7 @@ async def test_a_ledger_row_changed_by_sql_stops_the_registry_is_named_and_repai
 
         async def stopped() -> dict[str, str] | None:
             answer = await client.get("/health")
-            return answer.json() if answer.status_code == 503 else None
+            return answer.json() if answer.status_code == 503 and answer.json()["ledger"] != "ok" else None
 
         health = await eventually(stopped, timeout=20, what="the registry to notice the altered ledger")
         assert "seal does not hold" in health["ledger"]

@@ -15,7 +15,7 @@ from shared.platform import trust
 from shared.platform.db import create_pool, migrate_async
 from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests.infra import Infrastructure
-from tests.support import ROOT_KEY, producer, send_signed, test_trust
+from tests.support import ROOT_KEY, producer, send_signed, trust_for_tests
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -24,7 +24,7 @@ async def _fold_fixture(infrastructure: Infrastructure, database_url: str, fixtu
     """Publish the fixture's raw lines, as they were written, and fold them into a schema of their own."""
     topics = Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
     await ensure_topics(infrastructure.kafka, topics)
-    await trust.publish(infrastructure.kafka, topics.trust, test_trust(), ROOT_KEY)
+    await trust.publish(infrastructure.kafka, topics.trust, trust_for_tests(), ROOT_KEY)
     ends: dict[int, int] = {}
     async with producer(infrastructure.kafka) as send:
         for line in (FIXTURES / fixture).read_text().splitlines():
