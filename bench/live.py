@@ -192,6 +192,9 @@ async def wait_healthy(client: httpx.AsyncClient, ports: list[int], timeout: flo
             await asyncio.sleep(0.3)
 
 
+IDLE_SECONDS = 3.0  # below uvicorn's keep-alive timeout (5 s)
+
+
 class RawHttp:
     """A minimal keep-alive HTTP/1.1 client over asyncio streams: an order of magnitude less CPU per request
     than httpx, so that on a 2-core box the load generator does not starve the services it measures."""
@@ -200,14 +203,21 @@ class RawHttp:
         self.port = port
         self.authorization = f"authorization: Bearer {key}\r\n"  # every route but /health wants a key
         self.size = connections
-        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        # Each idle connection with when it was last used: uvicorn closes one idle for 5 s, and a request
+        # written as it does so reads an empty answer.
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = asyncio.Queue()
         self.opened = 0
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.idle.empty() and self.opened < self.size:
-            self.opened += 1
-            return await asyncio.open_connection("127.0.0.1", self.port)
-        return await self.idle.get()
+        while True:
+            if self.idle.empty() and self.opened < self.size:
+                self.opened += 1
+                return await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer, used = await self.idle.get()
+            if time.monotonic() - used < IDLE_SECONDS:
+                return reader, writer
+            writer.close()  # the server may be closing it right now: open another instead
+            self.opened -= 1
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
         reader, writer = await self._connection()
@@ -233,12 +243,12 @@ class RawHttp:
             writer.close()
             self.opened -= 1
             raise
-        self.idle.put_nowait((reader, writer))
+        self.idle.put_nowait((reader, writer, time.monotonic()))
         return status, payload
 
     async def close(self) -> None:
         while not self.idle.empty():
-            _, writer = self.idle.get_nowait()
+            _, writer, _ = self.idle.get_nowait()
             writer.close()
 
 
