@@ -221,7 +221,7 @@ def permissions(connection: KafkaConnection) -> list[Permission]:
 
 @retry(
     retry=retry_if_exception_type(KafkaException),
-    wait=wait_exponential_jitter(initial=0.1, max=1.0),
+    wait=wait_exponential_jitter(multiplier=0.1, max=1.0),
     stop=stop_after_delay(15.0),
     reraise=True,
 )
