@@ -8,27 +8,28 @@ import time
 from collections.abc import Coroutine
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
-from licensectl import audit, failures
 from licensectl import demo as demo_flow
+from licensectl import failures
 from licensectl import kafka as kafka_cli
 from licensectl import keys as keys_cli
 from licensectl import status as service_status
 from licensectl.output import emit_json, show
-from services.registry import seal
-from services.registry.replay import FoldFailed, LogIncomplete, ReplayResult, ReplayStalled
-from services.registry.replay import replay as replay_ledger
-from shared.contract.signatures import key_id
-from shared.platform.collector import collect_less
 from shared.platform.db import migrate_all
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from services.registry.replay import ReplayResult
+
+# The replay and the audit (the registry's fold and its dependencies) are imported by their commands only: every
+# other command starts in half the time without them.
 
 # No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password. Help in
 # click's plain layout (rich_markup_mode=None): rich's table cuts long option names at 80 columns.
@@ -140,6 +141,12 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
+    from licensectl import audit
+    from services.registry import seal
+    from services.registry.replay import replay as replay_ledger
+    from shared.contract.signatures import key_id
+    from shared.platform.collector import collect_less
+
     collect_less()  # this process may fold the log itself
     settings = ServiceSettings()
     keys = audit.trusted_keys(checkpoint_key or [])
@@ -241,6 +248,8 @@ def _show_replay(result: ReplayResult, *, keep: bool, repair: bool) -> None:
 
 def _replayed(work: Coroutine[Any, Any, ReplayResult], *, as_json: bool) -> ReplayResult:
     """The replay's result; or exit 1 with what kept it from replaying the log (never a traceback)."""
+    from services.registry.replay import FoldFailed, LogIncomplete, ReplayStalled
+
     try:
         return asyncio.run(work)
     except (LogIncomplete, ReplayStalled, FoldFailed) as failed:
@@ -275,6 +284,8 @@ def audit_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Recompute the log's hash chains and check each signed checkpoint against them and a replay (exit 1 if not)."""
+    from licensectl import audit
+
     settings = ServiceSettings()
     report = asyncio.run(
         audit.verify(
@@ -301,6 +312,7 @@ def audit_verify(
 @audit_app.command("public-key")
 def audit_public_key() -> None:
     """Print the registry's checkpoint public key and key id (from its REGISTRY_SIGNING_KEY settings)."""
+    from licensectl import audit
     from services.registry.app import Settings as RegistrySettings
 
     try:

@@ -39,13 +39,14 @@ def show(console: Console, title: str, columns: Sequence[Column], rows: Sequence
         first, *rest = zip(columns, row, strict=True)
         console.print(f"{first[0].name}: {first[1]}", markup=False, soft_wrap=True)
         for column, value in rest:
+            # A whole value goes on one line, however long (the terminal wraps it, nothing is cut); text wraps.
             lines = value.splitlines() or [""]
             if len(lines) == 1:
-                console.print(f"  {column.name}: {value}", markup=False, soft_wrap=True)
+                console.print(f"  {column.name}: {value}", markup=False, soft_wrap=column.whole)
                 continue
-            console.print(f"  {column.name}:", markup=False, soft_wrap=True)
+            console.print(f"  {column.name}:", markup=False)
             for line in lines:
-                console.print(f"    {line}", markup=False, soft_wrap=True)
+                console.print(f"    {line}", markup=False, soft_wrap=column.whole)
 
 
 def _narrowest(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int:
