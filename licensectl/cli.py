@@ -162,6 +162,7 @@ def replay(
         seal_key = seal.key_of(private)
         if trust_checkpoints:
             keys[key_id(private.public_key())] = private.public_key()
+    failures.check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     if not settings.trust_roots:
         err_console.print(
             "[yellow]no LEDGER_TRUST_ROOT_KEYS pinned: no statement is trusted, so every event is refused"
@@ -287,6 +288,7 @@ def audit_verify(
     from licensectl import audit
 
     settings = ServiceSettings()
+    failures.check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     report = asyncio.run(
         audit.verify(
             kafka=settings.kafka,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from rich.console import Console
 
+from licensectl.failures import check_broker
 from licensectl.output import Column, emit_json, show
 from shared.contract import signatures
 from shared.contract.refusal import Refusal
@@ -404,6 +405,7 @@ def signed_from(
 
 def _trusted() -> trust_log.Folded:
     settings = ServiceSettings()
+    check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     return asyncio.run(trust_log.read_log(settings.kafka, settings.topics.trust, settings.trust_roots))
 
 
