@@ -4,14 +4,19 @@ service, the broker or the database is out of reach it exits 3, when a credentia
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -29,6 +34,7 @@ from shared.platform.kafka_admin import delete_topics, ensure_topics, grant, new
 from tests.infra import ROOT, Infrastructure
 from tests.processes import ServiceProcess, free_port
 from tests.support import CREDENTIALS, ROOT_KEY, SIGNING_KEY, auth, eventually, key, trust_for_tests
+from tests.tcp_proxy import Proxy
 
 SERVICES = tuple(role.value for role in SERVICE_ROLES)
 
@@ -37,19 +43,40 @@ class System:
     """The three services as processes on a database and topic namespace of their own, shared by this module's
     tests (starting them is the slow part), and licensectl run against them as an operator runs it."""
 
-    def __init__(self, infrastructure: Infrastructure, database_url: str, topics: Topics, urls: dict[str, str]):
+    def __init__(
+        self,
+        infrastructure: Infrastructure,
+        database_url: str,
+        topics: Topics,
+        urls: dict[str, str],
+        service_env: dict[str, str],
+    ):
         self.infrastructure = infrastructure
         self.database_url = database_url
         self.topics = topics
         self.urls = urls
+        self.service_env = service_env  # what the services were started with
 
-    def licensectl(self, *args: str, columns: int = 250, **env: str) -> subprocess.CompletedProcess[str]:
+    def environment(self, columns: int, env: dict[str, str]) -> dict[str, str]:
         environment = {**os.environ, **self.infrastructure.kafka.environment(), "COLUMNS": str(columns)}
         environment |= {"DATABASE_URL": self.database_url, "LEDGER_TOPIC_NAMESPACE": self.topics.namespace}
         environment.pop("LEDGER_API_KEY", None)
-        environment |= env
+        return environment | env
+
+    def licensectl(self, *args: str, columns: int = 250, **env: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "licensectl", *args]
+        environment = self.environment(columns, env)
         return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=180)
+
+    async def licensectl_async(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """As ``licensectl``, without blocking the test's event loop (a proxy the test runs must keep serving)."""
+        command = [sys.executable, "-m", "licensectl", *args]
+        process = await asyncio.create_subprocess_exec(
+            *command, cwd=ROOT, env=self.environment(250, env), stdout=PIPE, stderr=PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=180)
+        assert process.returncode is not None
+        return subprocess.CompletedProcess(command, process.returncode, out.decode(), err.decode())
 
     def status(self, *args: str, columns: int = 250, **env: str) -> subprocess.CompletedProcess[str]:
         urls = [f"--{name}={url}" for name, url in self.urls.items()]
@@ -83,7 +110,7 @@ async def system(
             process.wait_healthy()
         urls = {p.name: p.url for p in processes}
         await _one_license(urls)
-        yield System(infrastructure, database_url, topics, urls)
+        yield System(infrastructure, database_url, topics, urls, env)
     finally:
         for process in processes:
             process.stop()
@@ -219,6 +246,48 @@ def test_status_with_a_service_out_of_reach_exits_3_and_reads_the_others(system:
     assert services["review"]["problem"]["reason"] == "service_unreachable"
     assert closed in services["review"]["problem"]["message"] and f"cannot reach {closed}" in done.stderr
     assert services["registry"]["problem"] is None and services["registry"]["applied"] == 2
+
+
+async def test_status_exits_1_when_a_service_is_not_ready_and_3_when_it_cannot_answer(
+    system: System, tmp_path: Path
+) -> None:
+    """A second applications instance whose database is reached through a proxy the test cuts. Its readiness says
+    the database is gone; its /metrics still answers a key it checked within its cache time (exit 1: read, and
+    not ready), and answers 500 to a key it would have to look up (exit 3: not read)."""
+    parts = urlsplit(system.database_url)
+    proxy = await Proxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    through = system.database_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    env = {**system.service_env, "DATABASE_URL": through, "APPLICATIONS_ACCESS_CACHE_SECONDS": "600"}
+    instance = ServiceProcess("applications", env, tmp_path)
+    instance.start()
+    urls = [f"--applications={instance.url}", f"--review={system.urls['review']}"]
+    urls.append(f"--registry={system.urls['registry']}")
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+
+            async def ready(status: int) -> bool | None:
+                with contextlib.suppress(httpx.HTTPError):
+                    return True if (await client.get(f"{instance.url}/health/ready")).status_code == status else None
+                return None
+
+            await eventually(lambda: ready(200), timeout=120, what="the second instance ready")
+            well = await system.licensectl_async("status", *urls, "--json", LEDGER_API_KEY=key("auditor44"))
+            assert well.returncode == 0, well.stdout + well.stderr  # and the auditor's key is in its cache
+            proxy.cut()
+            await eventually(lambda: ready(503), timeout=60, what="the second instance not ready without its database")
+        down = await system.licensectl_async("status", *urls, "--json", LEDGER_API_KEY=key("auditor44"))
+        unread = await system.licensectl_async("status", *urls, "--json", LEDGER_API_KEY=key("admin44"))
+    finally:
+        instance.stop()
+        await proxy.stop()
+    assert down.returncode == 1, down.stdout + down.stderr
+    services = {s["name"]: s for s in _json(down)["services"]}
+    assert services["applications"]["ready"] is False and services["applications"]["problem"] is None
+    assert services["applications"]["checks"]["database"].startswith("error")
+    assert services["applications"]["lag"] is not None and services["registry"]["ready"] is True
+    assert unread.returncode == 3, unread.stdout + unread.stderr
+    problem = {s["name"]: s for s in _json(unread)["services"]}["applications"]["problem"]
+    assert problem["reason"] == "http_500" and "/metrics answered 500" in unread.stderr
 
 
 # keys list
