@@ -175,14 +175,14 @@ def rows(statuses: list[ServiceStatus]) -> list[list[str]]:
     return [_row(s) for s in statuses]
 
 
+def _readiness(s: ServiceStatus) -> str:
+    if s.ready is None:
+        return "-"
+    return "yes" if s.ready else "NO: " + "; ".join(f"{k}: {v}" for k, v in s.checks.items() if v != "ok")
+
+
 def _row(s: ServiceStatus) -> list[str]:
-    ready = (
-        "-"
-        if s.ready is None
-        else "yes"
-        if s.ready
-        else "NO: " + "; ".join(f"{k}: {v}" for k, v in s.checks.items() if v != "ok")
-    )
+    ready = _readiness(s)
     if s.problem is not None or s.lag is None or s.dead_letters is None:
         reason = f"not read: {s.problem}" if s.problem else "not read"
         return [s.name, ready, reason, "", "", "", ""]
