@@ -7,3 +7,14 @@ COPY services ./services
 COPY licensectl ./licensectl
 COPY samples ./samples
 RUN pip install --no-cache-dir -c constraints.txt .
+# Not root: a user of its own, who owns the directories the named volumes are mounted on (a new volume takes the
+# owner of the directory it is mounted on), and nothing else.
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home ledger \
+    && mkdir -p /run/ledger/keys /run/ledger/logins /run/ledger/demo \
+    && chown -R ledger:ledger /run/ledger
+USER ledger
+# A service is healthy while /health/ready answers 200 (LEDGER_HEALTH_URL: its own, set per service; docker-compose.yml
+# does). A container with no URL (a licensectl run) has nothing to probe and counts as healthy.
+ENV LEDGER_HEALTH_URL=""
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; url = os.environ.get('LEDGER_HEALTH_URL'); url and urllib.request.urlopen(url, timeout=4)"]

@@ -1,3 +1,3 @@
-from licensectl.cli import app
+from licensectl.cli import main
 
-app()
+main()

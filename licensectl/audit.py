@@ -331,6 +331,35 @@ def registry_public_key(settings: Any) -> str:
     return f"{base64.b64encode(public_bytes(public)).decode()}  (key id {key_id(public)})"
 
 
+def document(report: AuditReport) -> dict[str, Any]:
+    """The report as ``audit verify --json`` prints it: each checkpoint's verdict, the live ledger's, the overall."""
+    live = None
+    if report.live is not None:
+        live = {"follows_from_the_log": not report.live_problems, "problems": report.live_problems}
+    return {
+        "ok": report.ok,
+        "records": report.records,
+        "log_ends": {str(p): end for p, end in sorted(report.log_ends.items())},
+        "warnings": report.warnings,
+        "checkpoints": [
+            {
+                "position": v.position,
+                "label": v.label,
+                "ok": v.ok,
+                "signed": v.signed,
+                "ledger_checked": v.ledger_checked,
+                "problems": v.problems,
+            }
+            for v in report.verdicts
+        ],
+        "trust": report.trust,
+        "rules": report.rules,
+        "incomplete": report.incomplete,
+        "live": live,
+        "alarm_raised": report.alarm_raised,
+    }
+
+
 def render(report: AuditReport, console: Console) -> None:
     """A verdict per checkpoint, then the live ledger's, then the overall verdict."""
     for warning in report.warnings:

@@ -3,37 +3,79 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Coroutine
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 
-from licensectl import audit
 from licensectl import demo as demo_flow
+from licensectl import failures
 from licensectl import kafka as kafka_cli
 from licensectl import keys as keys_cli
-from licensectl.status import collect, table
-from services.registry import seal
-from services.registry.replay import FoldFailed, LogIncomplete, ReplayResult, ReplayStalled
-from services.registry.replay import replay as replay_ledger
-from shared.contract.signatures import key_id
-from shared.platform.collector import collect_less
+from licensectl import status as service_status
+from licensectl.output import emit_json, show
 from shared.platform.db import migrate_all
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.settings import ServiceSettings
 
-# No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password.
-app = typer.Typer(help="Operate the export license ledger.", no_args_is_help=True, pretty_exceptions_show_locals=False)
-audit_app = typer.Typer(help="Check the log and the registry's signed checkpoints, offline.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from services.registry.replay import ReplayResult
+
+# The replay and the audit (the registry's fold and its dependencies) are imported by their commands only: every
+# other command starts in half the time without them.
+
+# No local variables in a crash's traceback: the settings among them hold DATABASE_URL and its password. Help in
+# click's plain layout (rich_markup_mode=None): rich's table cuts long option names at 80 columns.
+app = typer.Typer(
+    help="Operate the export license ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+audit_app = typer.Typer(
+    help="Check the log and the registry's signed checkpoints, offline.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(kafka_cli.app, name="kafka")
 console = Console()
+err_console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print what was read as JSON on stdout, for a program.")]
+
+
+def main() -> None:
+    """The ``licensectl`` command: what keeps a command from reading what it reports (a service, the broker or the
+    database out of reach, a credential refused) ends it with the reason and exit code 3 or 4, not a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        failure = failures.explain(exc)
+        if failure is None:
+            raise
+        failures.exit_with(failure, as_json="--json" in sys.argv)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        print(f"licensectl {metadata.version('export-license-ledger')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Operate the export license ledger. Exit codes: 0 all is well; 1 what was read is wrong; 2 a usage error;
+    3 a service, the broker or the database could not be reached; 4 a credential was refused."""
 
 
 @app.command()
@@ -96,8 +138,15 @@ def replay(
             help="As --trust-checkpoints, with checkpoints signed by this key (base64 or a file); repeatable."
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Rebuild the ledger from the case stream and prove it equals the live one (exit 1 if not)."""
+    from licensectl import audit
+    from services.registry import seal
+    from services.registry.replay import replay as replay_ledger
+    from shared.contract.signatures import key_id
+    from shared.platform.collector import collect_less
+
     collect_less()  # this process may fold the log itself
     settings = ServiceSettings()
     keys = audit.trusted_keys(checkpoint_key or [])
@@ -113,9 +162,15 @@ def replay(
         seal_key = seal.key_of(private)
         if trust_checkpoints:
             keys[key_id(private.public_key())] = private.public_key()
+    failures.check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     if not settings.trust_roots:
-        console.print("[yellow]no LEDGER_TRUST_ROOT_KEYS pinned: no statement is trusted, so every event is refused")
-    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console) as bar:
+        err_console.print(
+            "[yellow]no LEDGER_TRUST_ROOT_KEYS pinned: no statement is trusted, so every event is refused"
+        )
+    # With --json the progress goes to stderr, so that stdout holds the document alone.
+    with Progress(
+        *Progress.get_default_columns(), MofNCompleteColumn(), console=err_console if as_json else console
+    ) as bar:
         task = bar.add_task("folding licensing.cases", total=None)
         result = _replayed(
             replay_ledger(
@@ -132,8 +187,36 @@ def replay(
                 trust_topic=settings.topics.trust,
                 roots=settings.trust_roots,
                 seal_key=seal_key,
-            )
+            ),
+            as_json=as_json,
         )
+    if as_json:
+        emit_json(_replay_document(result, keep=keep))
+    else:
+        _show_replay(result, keep=keep, repair=repair)
+    if not result.matches and not result.swapped:
+        raise typer.Exit(1)
+
+
+def _replay_document(result: ReplayResult, *, keep: bool) -> dict[str, Any]:
+    return {
+        "matches": result.matches,
+        "events": result.events,
+        "fold_seconds": round(result.fold_seconds, 3),
+        "seconds": round(result.seconds, 3),
+        "live": {"digest": result.live.digest, "rows": result.live.rows},
+        "rebuilt": {"digest": result.rebuilt.digest, "rows": result.rebuilt.rows},
+        "offsets": {str(p): o for p, o in sorted(result.offsets.items())},
+        "differences": [d.describe() for d in result.differences],
+        "chain_breaks": [b.describe() for b in result.chain_breaks],
+        "checkpoint": result.checkpoint.label if result.checkpoint is not None else None,
+        "notes": result.notes,
+        "swapped": result.swapped,
+        "kept_schema": result.schema if keep and not result.swapped else None,
+    }
+
+
+def _show_replay(result: ReplayResult, *, keep: bool, repair: bool) -> None:
     rate = result.events / result.fold_seconds if result.fold_seconds else 0.0
     console.print(
         f"events folded: {result.events} in {result.fold_seconds:.2f} s ({rate:,.0f} events/s; "
@@ -143,8 +226,8 @@ def replay(
         console.print(f"from {result.checkpoint.label}: signatures below it not checked again, its checksum held")
     for note in result.notes:
         console.print(f"[yellow]{note}")
-    console.print(f"live ledger:    {result.live.digest} ({result.live.rows} rows)")
-    console.print(f"rebuilt ledger: {result.rebuilt.digest} ({result.rebuilt.rows} rows)")
+    console.print(f"live ledger:    {result.live.digest} ({result.live.rows} rows)", soft_wrap=True)
+    console.print(f"rebuilt ledger: {result.rebuilt.digest} ({result.rebuilt.rows} rows)", soft_wrap=True)
     if not result.matches:
         console.print("[red bold]MISMATCH: the live ledger does not follow from the log")
         for broken in result.chain_breaks:
@@ -154,10 +237,9 @@ def replay(
         if result.swapped:
             console.print("[green bold]repaired: the ledger that follows from the log is live, sealed anew")
             console.print("the altered one is kept as a retired schema; the rows above are what changed")
-            return
-        if repair:
+        elif repair:
             console.print("[red]not repaired: the log itself is broken (restore it first)")
-        raise typer.Exit(1)
+        return
     console.print("[green bold]equal: the live ledger follows from the log")
     if result.swapped:
         console.print("the rebuilt ledger is live; the previous one is kept as a retired schema")
@@ -165,12 +247,16 @@ def replay(
         console.print(f"rebuilt schema kept: {result.schema}")
 
 
-def _replayed(work: Coroutine[Any, Any, ReplayResult]) -> ReplayResult:
+def _replayed(work: Coroutine[Any, Any, ReplayResult], *, as_json: bool) -> ReplayResult:
     """The replay's result; or exit 1 with what kept it from replaying the log (never a traceback)."""
+    from services.registry.replay import FoldFailed, LogIncomplete, ReplayStalled
+
     try:
         return asyncio.run(work)
     except (LogIncomplete, ReplayStalled, FoldFailed) as failed:
-        console.print(f"[red bold]cannot replay: {failed}", soft_wrap=True)
+        if as_json:
+            emit_json({"matches": False, "error": {"reason": "cannot_replay", "message": str(failed), "exit_code": 1}})
+        err_console.print(f"[red bold]cannot replay: {failed}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -196,9 +282,13 @@ def audit_verify(
     alarm: bool = typer.Option(
         True, help="With --live: if the live ledger differs from the log, stop the registry until it is repaired."
     ),
+    as_json: JsonOption = False,
 ) -> None:
     """Recompute the log's hash chains and check each signed checkpoint against them and a replay (exit 1 if not)."""
+    from licensectl import audit
+
     settings = ServiceSettings()
+    failures.check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     report = asyncio.run(
         audit.verify(
             kafka=settings.kafka,
@@ -213,7 +303,10 @@ def audit_verify(
             raise_alarm=alarm,
         )
     )
-    audit.render(report, console)
+    if as_json:
+        emit_json(audit.document(report))
+    else:
+        audit.render(report, console)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -221,6 +314,7 @@ def audit_verify(
 @audit_app.command("public-key")
 def audit_public_key() -> None:
     """Print the registry's checkpoint public key and key id (from its REGISTRY_SIGNING_KEY settings)."""
+    from licensectl import audit
     from services.registry.app import Settings as RegistrySettings
 
     try:
@@ -237,12 +331,22 @@ def status(
     review: str = "http://127.0.0.1:8002",
     registry: str = "http://127.0.0.1:8003",
     key: Annotated[str | None, typer.Option(envvar="LEDGER_API_KEY", help="an auditor's or admin's key")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Each service's health, events appended and applied (with the rate), dead letters and lag."""
-    statuses = collect({"applications": applications, "review": review, "registry": registry}, key=key)
-    console.print(table(statuses))
-    if any(s.health != "ok" for s in statuses):
-        raise typer.Exit(1)
+    """Each service's readiness, events appended and applied (with the rate), dead letters and lag. Exit 1 if a
+    service is not ready, 3 if one cannot be reached, 4 if its /metrics refuses the key (401, 403)."""
+    services = {"applications": applications, "review": review, "registry": registry}
+    statuses = service_status.collect(services, key=key)
+    for s in statuses:
+        if s.problem is not None:
+            err_console.print(f"licensectl: {s.name}: {s.problem}", style="red", markup=False, soft_wrap=True)
+    if as_json:
+        emit_json(service_status.document(statuses))
+    else:
+        show(console, "export license ledger", service_status.COLUMNS, service_status.rows(statuses))
+    code = service_status.outcome(statuses)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

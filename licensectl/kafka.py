@@ -7,19 +7,23 @@ credentials)"`` on the provisioned broker). Names and ACLs follow ``LEDGER_TOPIC
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from licensectl.failures import check_broker
+from licensectl.output import Column, emit_json, show
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import SERVICES, KafkaConnection, Role
 from shared.platform.kafka_admin import PrincipalError, grant, new_password, permissions, revoke
 from shared.platform.settings import ServiceSettings
 
-app = typer.Typer(help="Kafka principals (SASL/SCRAM users) and their ACLs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Kafka principals (SASL/SCRAM users) and their ACLs.", no_args_is_help=True, rich_markup_mode=None
+)
 console = Console()
 
 
@@ -28,6 +32,7 @@ def _admin() -> tuple[KafkaConnection, Topics]:
     if not settings.kafka.authenticated:
         console.print("[red]KAFKA_USERNAME and KAFKA_PASSWORD must name the broker's admin")
         raise typer.Exit(2)
+    check_broker(settings.kafka)  # at once, not after the admin client's full timeout
     return settings.kafka, settings.topics
 
 
@@ -111,10 +116,15 @@ def revoke_command(name: Annotated[str, typer.Argument(help="The principal to re
 
 
 @app.command("acls")
-def acls_command() -> None:
+def acls_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ACLs as JSON on stdout, for a program.")] = False,
+) -> None:
     """List every ACL on the broker."""
     kafka, _ = _admin()
-    table = Table("principal", "resource", "name", "pattern", "operation")
-    for p in permissions(kafka):
-        table.add_row(p.principal, p.resource, p.name, p.pattern, p.operation)
-    console.print(table)
+    found = permissions(kafka)
+    if as_json:
+        emit_json([asdict(p) for p in found])
+        return
+    columns = [Column("principal", whole=True), Column("resource"), Column("name", whole=True)]
+    columns += [Column("pattern"), Column("operation")]
+    show(console, "ACLs", columns, [[p.principal, p.resource, p.name, p.pattern, p.operation] for p in found])

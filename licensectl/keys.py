@@ -16,8 +16,9 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from rich.console import Console
-from rich.table import Table
 
+from licensectl.failures import check_broker
+from licensectl.output import Column, emit_json, show
 from shared.contract import signatures
 from shared.contract.refusal import Refusal
 from shared.contract.trust import KeyScope
@@ -30,7 +31,9 @@ app = typer.Typer(
     help="API keys (issue, rotate, revoke, list; in DATABASE_URL's access schema) and trusted signing keys "
     "(root-signed statements on the trust topic).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
+JsonOption = Annotated[bool, typer.Option("--json", help="Print what was read as JSON on stdout, for a program.")]
 console = Console()
 DEMO: dict[str, tuple[str, tuple[str, ...]]] = {
     "submitter": ("44", ("submitter",)),
@@ -112,17 +115,32 @@ def revoke(key_id: str) -> None:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOption = False) -> None:
     """Every key: its agency, roles, officer, label, and when it was made, expires or was revoked."""
-    view = Table(title="API keys")
-    for column in ("key id", "agency", "roles", "officer", "sender", "label", "created", "expires", "revoked"):
-        view.add_column(column)
-    for row in _run(access.listing):
-        stamps = [_when(row[k]) for k in ("created_at", "expires_at", "revoked_at")]
-        roles = ", ".join(row["roles"])
-        holders = [row["officer"] or "", row["sender"] or ""]
-        view.add_row(row["key_id"], row["agency_code"], roles, *holders, row["label"], *stamps)
-    console.print(view)
+    listed = [
+        {
+            "key_id": row["key_id"],
+            "agency": row["agency_code"],
+            "roles": list(row["roles"]),
+            "officer": row["officer"],
+            "sender": row["sender"],
+            "label": row["label"],
+            **{k: _when(row[k]) or None for k in ("created_at", "expires_at", "revoked_at")},
+        }
+        for row in _run(access.listing)
+    ]
+    if as_json:
+        emit_json(listed)
+        return
+    columns = [Column("key id", whole=True), Column("agency"), Column("roles"), Column("officer", whole=True)]
+    columns += [Column(c) for c in ("sender", "label", "created", "expires", "revoked")]
+    stamps = ("created_at", "expires_at", "revoked_at")
+    rows = [
+        [k["key_id"], k["agency"], ", ".join(k["roles"]), k["officer"] or "", k["sender"] or "", k["label"]]
+        + [k[s] or "" for s in stamps]
+        for k in listed
+    ]
+    show(console, "API keys", columns, rows)
 
 
 def _when(moment: datetime | None) -> str:
@@ -190,8 +208,12 @@ RootKey = Annotated[
         help="the operator's root key that signs the statement: a file holding base64 of the raw private key",
     ),
 ]
-root_app = typer.Typer(help="The operator's root key, which signs every trust statement.", no_args_is_help=True)
-signing_app = typer.Typer(help="Signing keys for agencies' and customs' backends.", no_args_is_help=True)
+root_app = typer.Typer(
+    help="The operator's root key, which signs every trust statement.", no_args_is_help=True, rich_markup_mode=None
+)
+signing_app = typer.Typer(
+    help="Signing keys for agencies' and customs' backends.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(root_app, name="root")
 app.add_typer(signing_app, name="signing")
 
@@ -383,21 +405,34 @@ def signed_from(
 
 def _trusted() -> trust_log.Folded:
     settings = ServiceSettings()
+    check_broker(settings.kafka)  # a refused login said at once, not after the client's retries
     return asyncio.run(trust_log.read_log(settings.kafka, settings.topics.trust, settings.trust_roots))
 
 
 @app.command()
-def trusted() -> None:
+def trusted(as_json: JsonOption = False) -> None:
     """Every trusted signing key, as the trust topic's statements signed by a pinned root key say: its
     producer, id, what it signs, and when it was added or revoked; and every record of the topic skipped."""
     folded = _trusted()
-    view = Table(title="Trusted signing keys")
-    for column in ("producer", "key id", "signs", "added", "revoked"):
-        view.add_column(column, overflow="fold")
-    rows = sorted((k for keys in folded.trust.keys.values() for k in keys), key=lambda k: (k.producer, k.added_at))
-    for k in rows:
-        view.add_row(k.producer, k.key_id, _scope(k.scope), _when(k.added_at), _when(k.revoked_at))
-    console.print(view)
+    keys = sorted((k for keys in folded.trust.keys.values() for k in keys), key=lambda k: (k.producer, k.added_at))
+    if as_json:
+        listed = [
+            {
+                "producer": k.producer,
+                "key_id": k.key_id,
+                "signs": _scope(k.scope),
+                "added_at": _when(k.added_at) or None,
+                "revoked_at": _when(k.revoked_at) or None,
+            }
+            for k in keys
+        ]
+        skipped = [{"offset": offset, "reason": why} for offset, why in folded.skipped]
+        emit_json({"keys": listed, "skipped": skipped})
+        return
+    columns = [Column("producer", whole=True), Column("key id", whole=True), Column("signs")]
+    columns += [Column("added"), Column("revoked")]
+    rows = [[k.producer, k.key_id, _scope(k.scope), _when(k.added_at), _when(k.revoked_at)] for k in keys]
+    show(console, "Trusted signing keys", columns, rows)
     for offset, why in folded.skipped:
         console.print(f"[yellow]trust topic record {offset} skipped: {why}", soft_wrap=True)
 
