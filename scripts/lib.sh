@@ -46,7 +46,7 @@ ensure_node_tools() {
 # packages (npm checks their integrity), unpacked into tools/docs-ui/dist: the pages need no CDN.
 SWAGGER_UI_VERSION="5.35.0" REDOC_VERSION="2.5.4"
 ensure_docs_assets() {
-  local dist="$ROOT/tools/docs-ui/dist" want="swagger-ui-dist@$SWAGGER_UI_VERSION redoc@$REDOC_VERSION" tmp
+  local dist="$ROOT/tools/docs-ui/dist" want="swagger-ui-dist@$SWAGGER_UI_VERSION redoc@$REDOC_VERSION no-cdn-logo" tmp
   [ "$(cat "$dist/.installed" 2>/dev/null)" = "$want" ] && return 0
   command -v npm >/dev/null || ensure_node_tools
   log "fetching Swagger UI $SWAGGER_UI_VERSION and ReDoc $REDOC_VERSION into tools/docs-ui/dist"
@@ -59,7 +59,10 @@ ensure_docs_assets() {
   cp "$tmp/package/LICENSE" "$dist/LICENSE.swagger-ui"
   rm -rf "$tmp/package"
   tar -xzf "$tmp/redoc-$REDOC_VERSION.tgz" -C "$tmp" package/bundles/redoc.standalone.js package/LICENSE
-  cp "$tmp/package/bundles/redoc.standalone.js" "$dist/"
+  # ReDoc's footer loads Redocly's logo from their CDN; an image that fails is hidden (its onError), so "data:,"
+  # keeps the page whole without a request leaving the machine.
+  sed 's#"https://cdn.redoc.ly/redoc/logo-mini.svg"#"data:,"#' "$tmp/package/bundles/redoc.standalone.js" \
+    > "$dist/redoc.standalone.js"
   cp "$tmp/package/LICENSE" "$dist/LICENSE.redoc"
   rm -rf "$tmp"
   echo "$want" > "$dist/.installed"

@@ -103,12 +103,13 @@ async def list_exports(
     port: Annotated[str | None, Query(description="the port of exit")] = None,
     applicant: Annotated[str | None, Query(description="the license holder's unified social credit code")] = None,
     outcome: Outcome | None = None,
+    license: Annotated[str | None, Query(description="the declarations against this license")] = None,
     after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ExportPage:
     """Every declaration the ledger judged, accepted and refused, by period, destination, port, applicant and
-    outcome; in export-date order, paged."""
-    where = reads.ExportFilter(date_from, date_to, destination, port, applicant, outcome)
+    outcome, or against one license; in export-date order, paged."""
+    where = reads.ExportFilter(date_from, date_to, destination, port, applicant, outcome, license)
     rows = await reads.exports(runtime.pool, where, after=_cursor(after), limit=limit)
     items = [
         ListedExport(

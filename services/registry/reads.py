@@ -135,8 +135,9 @@ SELECT e.*, l.destination_country, l.applicant_code FROM exports e LEFT JOIN lic
 WHERE ($1::date IS NULL OR e.export_date >= $1) AND ($2::date IS NULL OR e.export_date <= $2)
   AND ($3::text IS NULL OR l.destination_country = $3) AND ($4::text IS NULL OR e.port_of_exit = $4)
   AND ($5::text IS NULL OR l.applicant_code = $5) AND ($6::text IS NULL OR e.outcome = $6)
-  AND ($7::date IS NULL OR (e.export_date, e.event_id) > ($7, $8::uuid))
-ORDER BY e.export_date, e.event_id LIMIT $9
+  AND ($7::text IS NULL OR e.license_number = $7)
+  AND ($8::date IS NULL OR (e.export_date, e.event_id) > ($8, $9::uuid))
+ORDER BY e.export_date, e.event_id LIMIT $10
 """
 
 
@@ -150,6 +151,7 @@ class ExportFilter:
     port_of_exit: str | None = None
     applicant_code: str | None = None
     outcome: str | None = None
+    license_number: str | None = None
 
 
 async def exports(
@@ -166,6 +168,7 @@ async def exports(
             where.port_of_exit,
             where.applicant_code,
             where.outcome,
+            where.license_number,
             after_date,
             after_id,
             limit,
