@@ -20,14 +20,16 @@ class AuditRun:
     output: str
 
 
-async def verify() -> AuditRun:
+async def verify(public_key: str | None) -> AuditRun:
     """The audit's verdict and everything it printed (cut short after ``TIMEOUT`` seconds)."""
+    pinned = ["--public-key", public_key] if public_key else []
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "licensectl",
         "audit",
         "verify",
+        *pinned,
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "160", "NO_COLOR": "1"},
         stdout=asyncio.subprocess.PIPE,

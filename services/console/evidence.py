@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from services.console import audit
 from services.console.case_view import license_events
 from services.console.officer import REASON_CODES, offered_actions, today
-from services.console.web import Form, finish, ledger_for, render, signed_in
+from services.console.web import Form, finish, ledger_for, render, settings_of, signed_in
 
 pages = APIRouter()
 READER = Depends(signed_in("officer", "auditor"))
@@ -42,7 +42,7 @@ async def license_page(request: Request, number: str, session: Any = READER) -> 
         shown_error=None if shown.ok else shown.error,
         as_of=as_of,
         history=await license_events(ledger, number),
-        exports=exports.body["items"] if exports.ok else [],
+        exports=exports.body["items"] if exports.ok else None,  # customs' and auditors' to read, not officers'
         offered=offered,
         reason_codes=REASON_CODES,
         done=request.query_params.get("done"),
@@ -115,5 +115,5 @@ async def audit_page(request: Request, session: Any = AUDITOR) -> Response:
 async def audit_verify(request: Request, form: Form, session: Any = AUDITOR) -> Response:
     """Run ``licensectl audit verify`` (offline from the services: the log and the signed checkpoints) and show
     its output. It reads the log with the console's own Kafka login (an auditor's: scripts/up grants it)."""
-    result = await audit.verify()
+    result = await audit.verify(settings_of(request).audit_public_key)
     return render(request, session, "audit.html", result=result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ CHARTS = (
     "licenses_by_status",
     "decision_time",
 )
+SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL)
 PDF_CSS = HERE / "static" / "report-print.css"
 _pages = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
 
@@ -110,7 +112,14 @@ def charts(figures: dict[str, Any], lang: str) -> list[Chart]:
     decided.add(t("decided"), [decision[b] for b in buckets])
 
     made = (by_month, by_destination, versus, refusals, statuses, decided)
-    return [Chart(name, t(name), graph.render(is_unicode=True)) for name, graph in zip(CHARTS, made, strict=True)]
+    return [
+        Chart(name, t(name), _inert(graph.render(is_unicode=True))) for name, graph in zip(CHARTS, made, strict=True)
+    ]
+
+
+def _inert(svg: str) -> str:
+    """The SVG without the config script pygal writes into it even with ``js=[]`` (used only by its tooltips)."""
+    return SCRIPT.sub("", svg)
 
 
 def csv_text(figures: dict[str, Any]) -> str:

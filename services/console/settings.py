@@ -23,4 +23,7 @@ class Settings(BaseSettings):
     # The day the console counts due dates against (rule 12). Unset: today in China. Set for demonstrations and
     # tests that show an overdue case without waiting three working days.
     today: date | None = None
+    # The registry's checkpoint public key (``licensectl audit public-key``) that `audit verify` checks checkpoints
+    # against; the log is read with the Kafka login in KAFKA_USERNAME / KAFKA_PASSWORD (an auditor's).
+    audit_public_key: str | None = None
     log_level: str = "INFO"

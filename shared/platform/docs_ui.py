@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -29,8 +29,8 @@ def serve_docs(app: FastAPI, title: str) -> None:
     """Add ``/docs``, ``/redoc`` and the assets they load to ``app`` (made with ``docs_url=None, redoc_url=None``)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=assets_dir(), check_dir=False), name="docs-assets")
 
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    # Plain routes, as FastAPI adds its own documentation pages: open, and outside the OpenAPI document.
+    async def swagger_ui(_: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title=f"{title} - API",
@@ -39,8 +39,7 @@ def serve_docs(app: FastAPI, title: str) -> None:
             swagger_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
         )
 
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(_: Request) -> HTMLResponse:
         return get_redoc_html(
             openapi_url="/openapi.json",
             title=f"{title} - API",
@@ -48,3 +47,6 @@ def serve_docs(app: FastAPI, title: str) -> None:
             redoc_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
             with_google_fonts=False,
         )
+
+    app.add_route("/docs", swagger_ui, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
