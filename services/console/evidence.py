@@ -3,6 +3,7 @@ with its filters, the exports of a VIN, and the refused input by reason."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from services.console.web import Form, finish, ledger_for, render, settings_of, 
 pages = APIRouter()
 READER = Depends(signed_in("officer", "auditor"))
 AUDITOR = Depends(signed_in("auditor"))
+UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 EXPORT_FILTERS = ("from", "to", "destination", "port", "applicant", "outcome", "license", "after")
 
 
@@ -102,8 +104,12 @@ async def dead_letters(request: Request, session: Any = AUDITOR) -> Response:
 
 @pages.get("/find")
 async def find_license(request: Request, session: Any = READER) -> Response:
+    """A license by its number, or a case by its application id."""
     number = (request.query_params.get("number") or "").strip()
-    return finish(request, RedirectResponse(f"/licenses/{quote(number)}" if number else "/", status_code=303))
+    if not number:
+        return finish(request, RedirectResponse("/", status_code=303))
+    kind = "cases" if UUID.fullmatch(number) else "licenses"
+    return finish(request, RedirectResponse(f"/{kind}/{quote(number)}", status_code=303))
 
 
 @pages.get("/audit")

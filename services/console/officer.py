@@ -20,6 +20,7 @@ from shared.platform.clock import china_today
 
 pages = APIRouter()
 OFFICER = Depends(signed_in("officer"))
+READER = Depends(signed_in("officer", "auditor"))  # an auditor reads a case; only an officer is offered its actions
 APPLICATION_ACTIONS = ("approve", "reject", "return")
 LICENSE_ACTIONS = ("suspend", "reinstate", "revoke", "replace")
 REASON_CODES = {
@@ -60,7 +61,7 @@ async def queue(request: Request, session: Any = OFFICER) -> Response:
 
 
 @pages.get("/cases/{application_id}")
-async def case(request: Request, application_id: uuid.UUID, session: Any = OFFICER) -> Response:
+async def case(request: Request, application_id: uuid.UUID, session: Any = READER) -> Response:
     ledger = ledger_for(request, session)
     found = await case_view.load(ledger, application_id)
     if found is None:

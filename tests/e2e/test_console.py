@@ -176,6 +176,11 @@ async def test_auditor_reads_a_license_history_and_downloads_the_report_as_pdf_a
     await expect(page.locator("body")).to_contain_text("exceeds_balance")
     await expect(page.locator("#suspend-form")).to_have_count(0)  # an auditor never acts
     await _shot(page, "license-history")
+    await page.click("#case-link")  # the license's case: its events in order, and no action
+    events = page.locator("table.events tbody")
+    await expect(events).to_contain_text("ApplicationSubmitted")
+    await expect(events).to_contain_text("LicenseGranted")
+    await expect(page.locator("#approve-form")).to_have_count(0)
 
     await page.goto("/exports?outcome=refused")
     await expect(page.locator("table.grid tbody tr")).to_have_count(1)
@@ -211,6 +216,25 @@ async def test_auditor_reads_a_license_history_and_downloads_the_report_as_pdf_a
     rows = list(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))))
     assert ["exports_by_destination", "MX", "6", "1", ""] in rows
     assert ["refusals_by_reason", "export:exceeds_balance", "1", "", ""] in rows
+
+
+async def test_another_agencys_officer_neither_sees_nor_decides_the_case(
+    services: dict[str, str], console: str, browser: Browser
+) -> None:
+    escalated_id, _ = await _escalated_and_exported(services)
+    context, page = await _signed_in(browser, console, key("officer32"))
+    await expect(page).to_have_url(f"{console}/queue")
+    await expect(page.locator(f"a[href='/cases/{escalated_id}']")).to_have_count(0)
+    await expect(page.locator("body")).to_contain_text("No application is waiting")
+    # Even at the case's own address, an approval is the officer API's to refuse: 403 other_agency, shown as such.
+    await page.goto(f"/cases/{escalated_id}")
+    await expect(page.locator("#approve-form")).to_have_count(0)  # not in its agency's queue: nothing to act on
+    csrf = await page.locator("form[action='/signout'] input[name=csrf]").get_attribute("value")
+    answer = await page.request.post(
+        f"{console}/cases/{escalated_id}/approve", form={"csrf": csrf or "", "confirmed": "yes", "quantity": "1"}
+    )
+    assert answer.status == 403 and "other_agency" in await answer.text()
+    await context.close()
 
 
 async def test_a_submitter_cannot_reach_officer_pages_and_a_form_without_its_csrf_token_is_refused(
