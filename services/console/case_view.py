@@ -118,6 +118,7 @@ async def license_events(ledger: Ledger, number: str) -> list[dict[str, Any]]:
                 "position": f"{version['partition']}/{version['offset']}",
                 "changed": changed,
                 "license_number": number,
+                "case_id": state["case_id"],
             }
         )
         before = state
