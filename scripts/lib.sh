@@ -71,7 +71,7 @@ ensure_docs_assets() {
 # Debian's chromium, which the console's browser tests drive through Playwright (never `playwright install`: no
 # browser build is downloaded), and a font with Chinese glyphs for the console's PDF reports (weasyprint, pango).
 ensure_chromium() {
-  command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "WenQuanYi Zen Hei" && return 0
+  command -v chromium >/dev/null && fc-list : family 2>/dev/null | grep -i "WenQuanYi Zen Hei" >/dev/null && return 0
   log "installing chromium and the WenQuanYi Zen Hei font from Debian's packages"
   local packages=(chromium fonts-wqy-zenhei libpango-1.0-0 libpangoft2-1.0-0 fontconfig)
   apt-get install -y -qq "${packages[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null; }
@@ -79,7 +79,7 @@ ensure_chromium() {
 
 # Chinese glyphs and pango for the console's PDF reports (weasyprint): what scripts/up needs without the browser.
 ensure_report_fonts() {
-  fc-list 2>/dev/null | grep -qi "WenQuanYi Zen Hei" && return 0
+  fc-list : family 2>/dev/null | grep -i "WenQuanYi Zen Hei" >/dev/null && return 0
   log "installing the WenQuanYi Zen Hei font and pango from Debian's packages (the console's PDF reports)"
   local packages=(fonts-wqy-zenhei libpango-1.0-0 libpangoft2-1.0-0 fontconfig)
   apt-get install -y -qq "${packages[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null; }
