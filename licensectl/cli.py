@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sys
 import time
 from collections.abc import Coroutine
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -347,6 +349,46 @@ def status(
     code = service_status.outcome(statuses)
     if code:
         raise typer.Exit(code)
+
+
+class ReportFormat(StrEnum):
+    pdf = "pdf"
+    csv = "csv"
+    html = "html"
+
+
+@app.command()
+def report(
+    date_from: Annotated[datetime.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first day")],
+    date_to: Annotated[datetime.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last day")],
+    format: Annotated[ReportFormat, typer.Option(help="pdf, csv or html")] = ReportFormat.pdf,
+    lang: Annotated[str, typer.Option(help="en or zh")] = "en",
+    out: Annotated[Path | None, typer.Option(help="where to write it (default: ledger-report-FROM-TO.FORMAT)")] = None,
+    registry: str = "http://127.0.0.1:8003",
+    key: Annotated[
+        str | None, typer.Option(envvar="LEDGER_API_KEY", help="an officer's, auditor's or admin's key")
+    ] = None,
+) -> None:
+    """The console's report for a period (exports by month and destination, exported against licensed, refusals
+    by reason, licenses by status, time to decision), from the registry's GET /statistics, as PDF, CSV or HTML."""
+    from services.console import report as rendering
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    period = {"from": date_from.date().isoformat(), "to": date_to.date().isoformat()}
+    answer = httpx.get(f"{registry}/statistics", params=period, headers=headers, timeout=30)
+    if answer.status_code != 200:  # refused (4), or not the statistics (3): never a report of what was not read
+        code = failures.REFUSED if answer.status_code in (401, 403) else failures.UNREACHABLE
+        reason = f"{registry}/statistics answered {answer.status_code}: {answer.text[:300]}"
+        raise failures.CannotRead(code, f"http_{answer.status_code}", reason)
+    figures = answer.json()
+    rendered = {
+        ReportFormat.pdf: lambda: rendering.pdf(figures, lang),
+        ReportFormat.csv: lambda: rendering.csv_text(figures).encode("utf-8-sig"),
+        ReportFormat.html: lambda: rendering.html(figures, lang).encode(),
+    }[format]()
+    target = out or Path(f"ledger-report-{period['from']}-{period['to']}.{format.value}")
+    target.write_bytes(rendered)
+    console.print(f"wrote {target} ({len(rendered)} bytes)")
 
 
 @app.command()

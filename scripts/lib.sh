@@ -42,6 +42,49 @@ ensure_node_tools() {
   echo "$want" > "$stamp"
 }
 
+# Swagger UI and ReDoc for every service's /docs and /redoc (shared/platform/docs_ui.py), from the npm registry's
+# packages (npm checks their integrity), unpacked into tools/docs-ui/dist: the pages need no CDN.
+SWAGGER_UI_VERSION="5.35.0" REDOC_VERSION="2.5.4"
+ensure_docs_assets() {
+  local dist="$ROOT/tools/docs-ui/dist" want="swagger-ui-dist@$SWAGGER_UI_VERSION redoc@$REDOC_VERSION no-cdn-logo" tmp
+  [ "$(cat "$dist/.installed" 2>/dev/null)" = "$want" ] && return 0
+  command -v npm >/dev/null || ensure_node_tools
+  log "fetching Swagger UI $SWAGGER_UI_VERSION and ReDoc $REDOC_VERSION into tools/docs-ui/dist"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" "redoc@$REDOC_VERSION" >/dev/null)
+  mkdir -p "$dist"
+  tar -xzf "$tmp/swagger-ui-dist-$SWAGGER_UI_VERSION.tgz" -C "$tmp" package/swagger-ui-bundle.js \
+    package/swagger-ui.css package/favicon-32x32.png package/LICENSE
+  cp "$tmp/package/swagger-ui-bundle.js" "$tmp/package/swagger-ui.css" "$tmp/package/favicon-32x32.png" "$dist/"
+  cp "$tmp/package/LICENSE" "$dist/LICENSE.swagger-ui"
+  rm -rf "$tmp/package"
+  tar -xzf "$tmp/redoc-$REDOC_VERSION.tgz" -C "$tmp" package/bundles/redoc.standalone.js package/LICENSE
+  # ReDoc's footer loads Redocly's logo from their CDN; an image that fails is hidden (its onError), so "data:,"
+  # keeps the page whole without a request leaving the machine.
+  sed 's#"https://cdn.redoc.ly/redoc/logo-mini.svg"#"data:,"#' "$tmp/package/bundles/redoc.standalone.js" \
+    > "$dist/redoc.standalone.js"
+  cp "$tmp/package/LICENSE" "$dist/LICENSE.redoc"
+  rm -rf "$tmp"
+  echo "$want" > "$dist/.installed"
+}
+
+# Debian's chromium, which the console's browser tests drive through Playwright (never `playwright install`: no
+# browser build is downloaded), and a font with Chinese glyphs for the console's PDF reports (weasyprint, pango).
+ensure_chromium() {
+  command -v chromium >/dev/null && fc-list : family 2>/dev/null | grep -i "WenQuanYi Zen Hei" >/dev/null && return 0
+  log "installing chromium and the WenQuanYi Zen Hei font from Debian's packages"
+  local packages=(chromium fonts-wqy-zenhei libpango-1.0-0 libpangoft2-1.0-0 fontconfig)
+  apt-get install -y -qq "${packages[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null; }
+}
+
+# Chinese glyphs and pango for the console's PDF reports (weasyprint): what scripts/up needs without the browser.
+ensure_report_fonts() {
+  fc-list : family 2>/dev/null | grep -i "WenQuanYi Zen Hei" >/dev/null && return 0
+  log "installing the WenQuanYi Zen Hei font and pango from Debian's packages (the console's PDF reports)"
+  local packages=(fonts-wqy-zenhei libpango-1.0-0 libpangoft2-1.0-0 fontconfig)
+  apt-get install -y -qq "${packages[@]}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null; }
+}
+
 # promtool (Debian's prometheus package), with which the tests check the alerting rules and their unit tests.
 ensure_promtool() {
   command -v promtool >/dev/null && return 0

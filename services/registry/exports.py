@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NoReturn
 
 import asyncpg
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Query
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.registry import admission, reads
 from shared.contract.events import VIN, ExportDeclaration, Reason
@@ -50,6 +51,22 @@ class ExportView(BaseModel):
     recorded_at: datetime | None = None
 
 
+class ListedExport(ExportView):
+    """An export in a list, with its license's destination and applicant (what the list filters by)."""
+
+    destination_country: str | None = None
+    applicant_code: str | None = None
+
+
+class ExportPage(BaseModel):
+    items: list[ListedExport]
+    next_after: str | None = Field(None, description="pass as `after` for the next page; absent on the last one")
+
+
+Outcome = Literal["accepted", "refused"]
+CURSOR = re.compile(r"^(\d{4}-\d{2}-\d{2})_([0-9a-f-]{36})$")
+
+
 class PreCheck(BaseModel):
     """Whether the ledger would accept the declaration if it were recorded now, and if not, why."""
 
@@ -75,6 +92,53 @@ async def check_export(declaration: ExportDeclaration, runtime: ServiceRuntime) 
     admission.ensure_ledger_follows(runtime)
     reason = await admission.would_refuse(runtime.pool, declaration)
     return PreCheck(would_pass=reason is None, reason=reason)
+
+
+@exports.get("/exports", response_model=ExportPage, responses={422: {"model": ErrorBody}})
+async def list_exports(
+    runtime: ServiceRuntime,
+    date_from: Annotated[date | None, Query(alias="from", description="exported on or after this day")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="exported on or before this day")] = None,
+    destination: Annotated[str | None, Query(description="the license's destination country (ISO 3166)")] = None,
+    port: Annotated[str | None, Query(description="the port of exit")] = None,
+    applicant: Annotated[str | None, Query(description="the license holder's unified social credit code")] = None,
+    outcome: Outcome | None = None,
+    license: Annotated[str | None, Query(description="the declarations against this license")] = None,
+    after: Annotated[str | None, Query(description="`next_after` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ExportPage:
+    """Every declaration the ledger judged, accepted and refused, by period, destination, port, applicant and
+    outcome, or against one license; in export-date order, paged."""
+    where = reads.ExportFilter(date_from, date_to, destination, port, applicant, outcome, license)
+    rows = await reads.exports(runtime.pool, where, after=_cursor(after), limit=limit)
+    items = [
+        ListedExport(
+            **export_view(r).model_dump(),
+            destination_country=r["destination_country"],
+            applicant_code=r["applicant_code"],
+        )
+        for r in rows
+    ]
+    last = items[-1] if len(items) == limit else None
+    return ExportPage(items=items, next_after=f"{last.export_date}_{rows[-1]['event_id']}" if last else None)
+
+
+def _license_of(r: asyncpg.Record) -> dict[str, str | None]:
+    return {"destination_country": r["destination_country"], "applicant_code": r["applicant_code"]}
+
+
+def _cursor(after: str | None) -> tuple[date, uuid.UUID] | None:
+    if after is None:
+        return None
+    found = CURSOR.match(after)
+    try:
+        return (date.fromisoformat(found.group(1)), uuid.UUID(found.group(2))) if found else _bad_cursor()
+    except ValueError:
+        return _bad_cursor()
+
+
+def _bad_cursor() -> NoReturn:
+    raise Refusal(422, "invalid_cursor", "after is the next_after of a previous page: <export date>_<event id>")
 
 
 @exports.get("/exports/{declaration_number}", response_model=list[ExportView], responses=NOT_FOUND)

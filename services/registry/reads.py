@@ -126,3 +126,51 @@ SELECT * FROM exports WHERE vins @> ARRAY[$1]::text[] AND vins <> '{}' ORDER BY 
 async def exports_of_vin(pool: asyncpg.Pool, vin: str) -> list[asyncpg.Record]:
     """Every export that declared ``vin``, accepted or refused, in the order they were recorded."""
     return list(await pool.fetch(EXPORTS_OF_VIN, vin))
+
+
+# The exports list (GET /exports): by the export's date, destination (its license's), port, applicant and outcome,
+# in (export date, event id) order; a page continues after the last (date, event id) of the previous one.
+EXPORTS_PAGE = """
+SELECT e.*, l.destination_country, l.applicant_code FROM exports e LEFT JOIN licenses l USING (license_number)
+WHERE ($1::date IS NULL OR e.export_date >= $1) AND ($2::date IS NULL OR e.export_date <= $2)
+  AND ($3::text IS NULL OR l.destination_country = $3) AND ($4::text IS NULL OR e.port_of_exit = $4)
+  AND ($5::text IS NULL OR l.applicant_code = $5) AND ($6::text IS NULL OR e.outcome = $6)
+  AND ($7::text IS NULL OR e.license_number = $7)
+  AND ($8::date IS NULL OR (e.export_date, e.event_id) > ($8, $9::uuid))
+ORDER BY e.export_date, e.event_id LIMIT $10
+"""
+
+
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which exports a list holds: a period of export dates (both ends included), and exact matches."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    destination_country: str | None = None
+    port_of_exit: str | None = None
+    applicant_code: str | None = None
+    outcome: str | None = None
+    license_number: str | None = None
+
+
+async def exports(
+    pool: asyncpg.Pool, where: ExportFilter, *, after: tuple[date, uuid.UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Exports matching ``where``, accepted and refused, in (export date, event id) order after ``after``."""
+    after_date, after_id = after if after else (None, None)
+    return list(
+        await pool.fetch(
+            EXPORTS_PAGE,
+            where.date_from,
+            where.date_to,
+            where.destination_country,
+            where.port_of_exit,
+            where.applicant_code,
+            where.outcome,
+            where.license_number,
+            after_date,
+            after_id,
+            limit,
+        )
+    )

@@ -88,6 +88,7 @@ CATALOG: dict[str, Code] = _codes(
     Code("not_found", HTTP, "404: no such route."),
     Code("method_not_allowed", HTTP, "405: the route does not take this method."),
     Code("conflicting_parameters", HTTP, "422: two query parameters that exclude each other were given."),
+    Code("invalid_cursor", HTTP, "422: `after` is not the `next_after` of a previous page."),
     Code("idempotency_key_reused", HTTP, "422: this Idempotency-Key was used before for another request."),
     Code("command_id_reused", INTAKE, "This command id was sent before with other content."),
     # Signatures.

@@ -36,9 +36,10 @@ from shared.contract.asyncapi import document as contract_document
 from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal
 from shared.platform import logs, signing
-from shared.platform.access import KeyCache, TokenIssuer, authorize, require
+from shared.platform.access import ROLES, KeyCache, Principal, TokenIssuer, authorize, require
 from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
+from shared.platform.docs_ui import serve_docs
 from shared.platform.http import AccessLog, ErrorBody, LedgerRoute, add_error_handlers, router
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
@@ -466,7 +467,10 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
     broker.publisher(settings.topics.cases, title="cases", description="Appends its events, signed with its key.")
     broker.publisher(settings.topics.dead_letter, title="dead-letter", description="Refuses what it cannot take.")
     runtime.reads[settings.topics.trust] = "Reads who is trusted to sign what, under the pinned root keys."
-    app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
+    app = FastAPI(
+        title=title, description=description, version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    serve_docs(app, title)  # with our own copies of Swagger UI and ReDoc: no CDN
     app.router.route_class = LedgerRoute  # credentials before the body; the body read strictly
     app.state.authorize = authorize
     add_error_handlers(app)
@@ -538,6 +542,22 @@ async def metrics(runtime: ServiceRuntime) -> PlainTextResponse:
     """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
     body = await runtime.metrics.render(runtime.settings.kafka)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class WhoAmI(BaseModel):
+    """What a credential is granted: a client (the console) asks it once, to show its user what it may do."""
+
+    key_id: str
+    agency_code: str
+    roles: list[str]
+    officer: str | None = None
+
+
+@operations.get("/whoami", response_model=WhoAmI)
+async def whoami(principal: Annotated[Principal, Depends(require(*ROLES))]) -> WhoAmI:
+    """The caller's own credential: its key id, agency, roles and the officer it acts as."""
+    roles = sorted(principal.roles)
+    return WhoAmI(key_id=principal.key_id, agency_code=principal.agency_code, roles=roles, officer=principal.officer)
 
 
 @operations.get("/asyncapi.json")
