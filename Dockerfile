@@ -1,6 +1,19 @@
-# One image for the three services and licensectl (used by docker-compose.yml).
+# One image for the three services, the console and licensectl (used by docker-compose.yml).
+
+# Swagger UI's and ReDoc's files for every service's /docs and /redoc, from the npm registry as scripts/lib.sh
+# fetches them for a local run: no page of ours loads a CDN (shared/platform/docs_ui.py).
+FROM node:22-slim AS docs-ui
+WORKDIR /build
+COPY scripts/lib.sh ./scripts/lib.sh
+RUN bash -c 'source scripts/lib.sh && ensure_docs_assets'
+
 FROM python:3.11-slim
 WORKDIR /app
+# pango and a font with Chinese glyphs: the console's PDF reports (weasyprint), in both languages.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-zenhei libpango-1.0-0 libpangoft2-1.0-0 \
+    fontconfig && rm -rf /var/lib/apt/lists/*
+COPY --from=docs-ui /build/tools/docs-ui/dist ./tools/docs-ui/dist
+ENV LEDGER_DOCS_ASSETS=/app/tools/docs-ui/dist
 COPY pyproject.toml constraints.txt ./
 COPY shared ./shared
 COPY services ./services

@@ -80,8 +80,29 @@ def verdicts(reasons: list[dict[str, str]]) -> list[Verdict]:
 
 
 async def events(ledger: Ledger, view: CaseView) -> list[dict[str, Any]]:
-    """The case's events as the ledger shows their effect: submission, escalation, decision, then each state of
-    its license with the event and stream position that made it, and what that event changed."""
+    """The case's events read back from the log (the registry's ``/cases/{id}/events``), each with who signed it
+    and whether the signature holds, and what it changed in the ledger; where the log cannot be read, what the
+    ledger's rows show of them."""
+    signed = await ledger.get("registry", f"/cases/{view.application_id}/events")
+    if not signed.ok:
+        return await ledger_events(ledger, view)
+    changes = {e["event"]: e["changed"] for e in await license_events(ledger, view.license_number or "")}
+    return [
+        {
+            "event": e["type"],
+            "when": e["occurred_at"],
+            "position": f"{e['partition']}/{e['offset']}",
+            "changed": changes.get(e["event_id"], {}),
+            "signer": f"{e['producer']} · {(e['key_id'] or '-')[:16]}",
+            "signature": e["signature"],
+        }
+        for e in signed.body
+    ]
+
+
+async def ledger_events(ledger: Ledger, view: CaseView) -> list[dict[str, Any]]:
+    """The case's events as the ledger's rows show their effect: submission, escalation, decision, then each state
+    of its license with the event and stream position that made it, and what that event changed."""
     found: list[dict[str, Any]] = []
     if view.ledger:
         found.append({"event": "ApplicationSubmitted", "when": view.ledger["submitted_at"], "changed": {}})
@@ -103,6 +124,8 @@ async def events(ledger: Ledger, view: CaseView) -> list[dict[str, Any]]:
 
 async def license_events(ledger: Ledger, number: str) -> list[dict[str, Any]]:
     """Each state of a license in stream order, with what changed from the state before it."""
+    if not number:
+        return []
     history = await ledger.get("registry", f"/licenses/{number}/history")
     if not history.ok:
         return []

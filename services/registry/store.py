@@ -121,7 +121,7 @@ EXPORT_COLUMNS = (
     "quantity", "port_of_exit", "export_date", "vins", "value", "currency", "recorded_at",
 )  # fmt: skip
 HISTORY_COLUMNS = ("license_number", "event_id", "partition", "offset", "occurred_at", "state")
-APPLIED_COLUMNS = ("event_id", "partition")
+APPLIED_COLUMNS = ("event_id", "partition", "case_id", "offset")
 # From the offset the ledger started keeping refusals at (0 unless it predates migration 0006).
 RECORD_REFUSALS = """
 INSERT INTO refused_events AS t (topic, partition, "offset", reason_code)
@@ -264,7 +264,7 @@ async def apply_batch(
     await vins.settle(connection, exports)
     written += await _record_changes(connection, history, publish=outbox, returning=sealing)
     if fresh:
-        marks = [(p.envelope.event_id, partition) for p in fresh]
+        marks = [(p.envelope.event_id, partition, p.envelope.case_id, p.offset) for p in fresh]
         await connection.copy_records_to_table("applied_events", records=marks, columns=APPLIED_COLUMNS)
     if refused:
         query = RECORD_REFUSALS + (RETURNING_ROWS if sealing else "")

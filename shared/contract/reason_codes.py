@@ -89,6 +89,9 @@ CATALOG: dict[str, Code] = _codes(
     Code("method_not_allowed", HTTP, "405: the route does not take this method."),
     Code("conflicting_parameters", HTTP, "422: two query parameters that exclude each other were given."),
     Code("invalid_cursor", HTTP, "422: `after` is not the `next_after` of a previous page."),
+    Code("unknown_case", HTTP, "404: the ledger applied no event of this case (or none since it kept positions)."),
+    Code("log_unavailable", HTTP, "503: the case stream did not give a record the ledger applied; try again."),
+    Code("record_gone", HTTP, "410: the case stream no longer holds a record the ledger applied (deleted)."),
     Code("idempotency_key_reused", HTTP, "422: this Idempotency-Key was used before for another request."),
     Code("command_id_reused", INTAKE, "This command id was sent before with other content."),
     # Signatures.
