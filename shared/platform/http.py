@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -99,9 +100,30 @@ def _on_http_exception(_: Request, exc: Exception) -> Response:
     return refused(Refusal(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None))
 
 
+BROKER_RETRY_AFTER = "5"
+"""Seconds a client waits after ``broker_unavailable``: about how long Kafka takes to elect a new leader."""
+
+
+def broker_unavailable(exc: KafkaError) -> Refusal:
+    """503 with Retry-After: the broker did not take the write (fewer in-sync replicas than
+    ``min.insync.replicas``, no leader, no answer in time). Whatever the request began was rolled back
+    with it: an append is the last step of every write, inside its database transaction."""
+    message = (
+        f"the event store did not acknowledge the write ({type(exc).__name__}): nothing was recorded; "
+        "send the same request again later (with the same Idempotency-Key or declaration number)"
+    )
+    return Refusal(503, "broker_unavailable", message, headers={"Retry-After": BROKER_RETRY_AFTER})
+
+
+def _on_broker_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KafkaError)
+    return refused(broker_unavailable(exc))
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer every refusal with the one error body."""
+    """Answer every refusal with the one error body; a write the broker would not take with 503."""
     app.add_exception_handler(Refusal, _on_refusal)
+    app.add_exception_handler(KafkaError, _on_broker_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
 

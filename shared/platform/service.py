@@ -397,8 +397,10 @@ def _declare_error_answers(document: dict[str, Any]) -> None:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             answers = operation.setdefault("responses", {})
+            if method in WRITES:
+                answers.setdefault("503", BROKER_UNAVAILABLE)
             if _is_fastapi_422(answers.get("422")):
                 answers["422"] = _error_answer("The request is not valid: each field and what is wrong with it.")
             if "requestBody" in operation:
@@ -428,6 +430,16 @@ RATE_LIMITED = {
     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
 }
 
+
+WRITES = frozenset({"post", "put", "patch", "delete"})
+BROKER_UNAVAILABLE = {
+    **_error_answer(
+        "Kafka did not take the write (broker_unavailable: fewer in-sync replicas than min.insync.replicas, no "
+        "leader), and nothing was recorded; or the ledger cannot judge now (ledger_unavailable). Retry after "
+        "Retry-After seconds."
+    ),
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+}
 
 UNAUTHENTICATED = {
     **_error_answer("No credential, or one that is unknown, revoked or expired: the error's code says which."),
