@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Header, Request, Response
@@ -120,10 +121,25 @@ def _on_broker_error(_: Request, exc: Exception) -> Response:
     return refused(broker_unavailable(exc))
 
 
+DATABASE_DOWN = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, ConnectionError)
+"""The database unreachable, restarting or shutting down: not the request's fault, and over in seconds."""
+
+
+def _on_database_down(_: Request, exc: Exception) -> Response:
+    message = (
+        f"the database did not answer ({type(exc).__name__}): nothing was recorded; "
+        "send the same request again later (with the same Idempotency-Key or declaration number)"
+    )
+    return refused(Refusal(503, "database_unavailable", message, headers={"Retry-After": "2"}))
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer every refusal with the one error body; a write the broker would not take with 503."""
+    """Answer every refusal with the one error body; a write the broker would not take, or a database that does
+    not answer, with 503 and Retry-After."""
     app.add_exception_handler(Refusal, _on_refusal)
     app.add_exception_handler(KafkaError, _on_broker_error)
+    for down in DATABASE_DOWN:
+        app.add_exception_handler(down, _on_database_down)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
 

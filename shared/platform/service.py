@@ -435,8 +435,8 @@ WRITES = frozenset({"post", "put", "patch", "delete"})
 BROKER_UNAVAILABLE = {
     **_error_answer(
         "Kafka did not take the write (broker_unavailable: fewer in-sync replicas than min.insync.replicas, no "
-        "leader), and nothing was recorded; or the ledger cannot judge now (ledger_unavailable). Retry after "
-        "Retry-After seconds."
+        "leader) or the database did not answer (database_unavailable), and nothing was recorded; or the ledger "
+        "cannot judge now (ledger_unavailable). Send again after Retry-After seconds."
     ),
     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
 }
@@ -461,7 +461,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await runtime.stop()  # also after a start that failed half-way: what did start is stopped
 
     broker = KafkaBroker(
-        settings.kafka.bootstrap_servers,
+        settings.kafka.servers,
         security=settings.kafka.security(),
         client_id=name,
         acks="all",
