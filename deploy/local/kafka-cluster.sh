@@ -183,6 +183,7 @@ start_node() {
     for port in "$(port_of "$n")" "$(controller_port_of "$n")"; do
         port_open "$port" && die "port 127.0.0.1:$port is already in use by another process"
     done
+    rm -f "$(pid_file "$n")"  # a node killed (by a test) leaves its pid file behind
     local -a heap
     read -r -a heap <<<"$HEAP"
     printf '\n===== %s starting node %s =====\n' "$(date -Is)" "$n" >>"$dir/logs/kafka.out"
