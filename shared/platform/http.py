@@ -110,8 +110,9 @@ def broker_unavailable(exc: KafkaError) -> Refusal:
     ``min.insync.replicas``, no leader, no answer in time). Whatever the request began was rolled back
     with it: an append is the last step of every write, inside its database transaction."""
     message = (
-        f"the event store did not acknowledge the write ({type(exc).__name__}): nothing was recorded; "
-        "send the same request again later (with the same Idempotency-Key or declaration number)"
+        f"the event store did not acknowledge the write ({type(exc).__name__}: {exc}); nothing of the request "
+        "was kept, but its event may still be written when the cluster is back: send the same request again "
+        "later (the same Idempotency-Key or declaration number), and it takes effect once"
     )
     return Refusal(503, "broker_unavailable", message, headers={"Retry-After": BROKER_RETRY_AFTER})
 

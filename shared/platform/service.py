@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, cast
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
@@ -238,7 +239,19 @@ class Runtime:
     async def append(self, envelope: Envelope) -> RecordMetadata:
         """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
         the registry folds only events signed by a key trusted for their producer. Returns where it lies."""
-        written: RecordMetadata = await (await self.send(envelope))
+
+        async def acknowledged() -> RecordMetadata:
+            done: RecordMetadata = await (await self.send(envelope))
+            return done
+
+        # The send itself waits too (for the partition's leader, for room in the producer's buffer): both count.
+        try:
+            written = await asyncio.wait_for(asyncio.shield(acknowledged()), self.settings.append_timeout_seconds)
+        except TimeoutError:
+            # Still queued in the producer, which retries it: it may be written once the cluster takes writes
+            # again. The caller's transaction is rolled back; the same request sent again appends the same
+            # event id (derived from the request), which every reader drops as a duplicate.
+            raise KafkaTimeoutError(f"no acknowledgement within {self.settings.append_timeout_seconds:g} s") from None
         return written
 
     async def case_partition(self, case_id: uuid.UUID) -> int:

@@ -36,8 +36,9 @@ class LedgerSystem:
     review: ServiceProcess | None = None
     registries: list[ServiceProcess] = field(default_factory=list)
 
-    def start(self, registries: int = 2) -> None:
+    def start(self, registries: int = 2, **extra: str) -> None:
         self.env = {
+            **extra,
             **self.kafka.environment(),
             **grant_services(self.kafka, self.topics),
             "DATABASE_URL": self.database_url,
@@ -113,11 +114,11 @@ def wait_ready(process: ServiceProcess, timeout: float = 120) -> None:
 
 @contextlib.contextmanager
 def running(
-    kafka: KafkaConnection, database_url: str, topics: Topics, logs: Path, registries: int = 2
+    kafka: KafkaConnection, database_url: str, topics: Topics, logs: Path, registries: int = 2, **extra: str
 ) -> Iterator[LedgerSystem]:
     system = LedgerSystem(kafka, database_url, topics, logs)
     try:
-        system.start(registries)
+        system.start(registries, **extra)
         yield system
     finally:
         system.stop()

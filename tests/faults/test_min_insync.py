@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 
 import samples
+from services.applications.idempotency import application_id_of
 from shared.contract.events import Envelope
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
@@ -30,7 +31,8 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
     cluster_topics: Topics,
     tmp_path: Path,
 ) -> None:
-    with running(cluster_kafka, fault_database, cluster_topics, tmp_path, registries=1) as system:
+    timeouts = {"APPLICATIONS_APPEND_TIMEOUT_SECONDS": "5", "REGISTRY_APPEND_TIMEOUT_SECONDS": "5"}
+    with running(cluster_kafka, fault_database, cluster_topics, tmp_path, registries=1, **timeouts) as system:
         assert system.applications is not None
         applications, registry = system.applications.url, system.registry_urls[0]
         async with httpx.AsyncClient(timeout=120, headers=auth()) as client:
@@ -63,6 +65,7 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
                 f"{applications}/applications", json=application, headers={"Idempotency-Key": key}
             )
             assert again.status_code == 202, again.text
+            assert again.json()["application_id"] == str(application_id_of(key))  # the refused request's id
             assert (await client.post(f"{registry}/exports", json=export)).status_code == 202
             verdict = await _verdict(client, registry, declaration)
             balance = (await client.get(f"{registry}/licenses/{number}")).json()["balance"]
