@@ -1,5 +1,6 @@
-"""Fixtures of the fault tests: the three-node cluster and a PostgreSQL of their own (started once, stopped at the
-end of the session), a database and a replicated topic namespace per test."""
+"""Fixtures of the fault tests: the three-node cluster and a PostgreSQL of their own (started once, stopped once the
+package's tests are done: three JVMs must not go on taking the cores the rest of the suite runs on), a database
+and a replicated topic namespace per test."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.faults.cluster import KafkaCluster, Postgres
 from tests.support import ROOT_KEY, trust_for_tests
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kafka_cluster() -> Iterator[KafkaCluster]:
     cluster = KafkaCluster()
     try:
@@ -30,12 +31,12 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
         cluster.stop()  # three JVMs on two shared cores: not one second longer than the tests need them
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_kafka(kafka_cluster: KafkaCluster) -> KafkaConnection:
     return kafka_cluster.connection()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fault_postgres() -> Iterator[Postgres]:
     postgres = Postgres()
     postgres.start()

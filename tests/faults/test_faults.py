@@ -8,7 +8,7 @@ database. Afterwards: every acknowledged command is in the ledger exactly once, 
 each export's verdict are what an independent fold of the acknowledged commands gives, no balance is below
 zero, ``licensectl replay`` equals the live ledger and ``licensectl audit verify --live`` passes.
 
-``LEDGER_FAULTS=long`` (``make faults``) runs three rounds of every fault and a few thousand declarations;
+``LEDGER_FAULTS=long`` (``make faults``) runs two rounds of every fault and a few thousand declarations;
 the default, in the suite, one round and a few hundred commands. ``LEDGER_FAULTS_SEED`` replays a schedule.
 """
 
@@ -50,7 +50,7 @@ class Profile:
 
 PROFILES = {
     "short": Profile(("broker-pause", "registry-kill", "postgres-restart"), 1, 12, 6, 3, 2.0, 240),
-    "long": Profile(KINDS, 3, 400, 8, 8, 5.0, 2000),
+    "long": Profile(KINDS, 2, 150, 8, 6, 4.0, 1500),
 }
 PROFILE = os.environ.get("LEDGER_FAULTS", "short")
 REPORT = Path(os.environ.get("LEDGER_FAULTS_REPORT", ".run/faults-report.json"))

@@ -32,7 +32,7 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
     tmp_path: Path,
 ) -> None:
     timeouts = {"APPLICATIONS_APPEND_TIMEOUT_SECONDS": "5", "REGISTRY_APPEND_TIMEOUT_SECONDS": "5"}
-    with running(cluster_kafka, fault_database, cluster_topics, tmp_path, registries=1, **timeouts) as system:
+    with running(cluster_kafka, fault_database, cluster_topics, tmp_path, registries=1, extra=timeouts) as system:
         assert system.applications is not None
         applications, registry = system.applications.url, system.registry_urls[0]
         async with httpx.AsyncClient(timeout=120, headers=auth()) as client:
