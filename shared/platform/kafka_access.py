@@ -70,9 +70,9 @@ class KafkaConnection(BaseSettings):
     def options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka producer, consumer or admin client."""
         if not self.authenticated:
-            return {"bootstrap_servers": self.servers}
+            return {"bootstrap_servers": self.bootstrap_servers}  # aiokafka splits a comma-separated list itself
         return {
-            "bootstrap_servers": self.servers,
+            "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": "SASL_SSL" if self.use_tls else "SASL_PLAINTEXT",
             "ssl_context": ssl.create_default_context() if self.use_tls else None,
             "sasl_mechanism": self.sasl_mechanism,
