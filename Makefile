@@ -32,6 +32,6 @@ faults: bench-env
 	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=long exec $(PY) -m pytest -q -s -p no:cacheprovider \
 		tests/faults/test_faults.py'
 
-# The short version the suite runs: three faults, a few hundred commands.
+# The short version: three faults, a few hundred commands (out of the default suite for now; tests/faults/conftest.py).
 faults-short: bench-env
-	@bash -c 'source scripts/lib.sh && exec $(PY) -m pytest -q -s -p no:cacheprovider tests/faults'
+	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=short exec $(PY) -m pytest -q -s -p no:cacheprovider tests/faults'
