@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH_ARGS ?=
 
-.PHONY: bench bench-quick bench-5m bench-env
+.PHONY: bench bench-quick bench-5m bench-env faults faults-short
 
 # The project's environment, with its bench extra (the peer's eventsourcing, pyinstrument): scripts/lib.sh.
 bench-env:
@@ -23,3 +23,15 @@ bench-quick: bench-env
 # The large size as well (several GB in Kafka while it runs; deleted at the end).
 bench-5m: bench-env
 	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes 100k,1M,5M $(BENCH_ARGS)'
+
+# The fault test on the three-node cluster (tests/faults/, deploy/local/kafka-cluster.sh): the long version, three
+# rounds of every fault under a few thousand commands, 20-30 minutes on the 2-core dev box; its figures go to
+# .run/faults-report.json (and docs/guarantees.md). LEDGER_FAULTS_SEED=<n> replays a schedule. It starts and stops
+# its own cluster (ports 29092-29094) and PostgreSQL (54339): the shared broker and database are not touched.
+faults: bench-env
+	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=long exec $(PY) -m pytest -q -s -p no:cacheprovider \
+		tests/faults/test_faults.py'
+
+# The short version: three faults, a few hundred commands (out of the default suite for now; tests/faults/conftest.py).
+faults-short: bench-env
+	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=short exec $(PY) -m pytest -q -s -p no:cacheprovider tests/faults'

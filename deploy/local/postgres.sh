@@ -12,6 +12,8 @@
 #
 # Environment:
 #   PGPORT_LEDGER        port of the ledger cluster (default 54329)
+#   LEDGER_PG_CLUSTER    name of the postgresql-common cluster (default "ledger"); another name and port make
+#                        a second cluster beside it (the fault tests restart theirs, never the shared one)
 #   PG_VERSION           major version for a new cluster (default: newest installed)
 #   PG_START_TIMEOUT     seconds to wait for pg_isready (default 60)
 #   LEDGER_CACHE_DIR     cache root for the lock file (default $HOME/.cache/export-ledger)
@@ -21,7 +23,7 @@
 set -euo pipefail
 
 readonly LOG_PREFIX="[postgres]"
-readonly CLUSTER="ledger"
+readonly CLUSTER="${LEDGER_PG_CLUSTER:-ledger}"
 readonly DB_NAME="ledger"
 readonly DB_USER="ledger"
 readonly DB_PASSWORD="ledger"
@@ -38,7 +40,7 @@ source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/common.sh"
 require_root() {
     if [[ "$EUID" -ne 0 ]]; then
         if command -v sudo >/dev/null 2>&1; then
-            exec sudo --preserve-env=PGPORT_LEDGER,PG_VERSION,PG_START_TIMEOUT,LEDGER_CACHE_DIR \
+            exec sudo --preserve-env=PGPORT_LEDGER,LEDGER_PG_CLUSTER,PG_VERSION,PG_START_TIMEOUT,LEDGER_CACHE_DIR \
                 "$(readlink -f "$0")" "$@"
         fi
         die "must run as root (apt-get, pg_createcluster, runuser)"

@@ -20,6 +20,15 @@ CLAIMED = "SELECT application_id, fingerprint, event FROM idempotency_keys WHERE
 KEEP = "UPDATE idempotency_keys SET event = $2 WHERE key = $1"
 
 
+KEYED_APPLICATIONS = uuid.UUID("5b0e7c4e-2f59-4d0e-9a53-8f1f0c6f7d21")
+
+
+def application_id_of(key: str) -> uuid.UUID:
+    """The application id a key's submission gets: the same for every retry, even one whose first append was
+    written after its request had given up (a cluster that took writes again), so that both are one event."""
+    return uuid.uuid5(KEYED_APPLICATIONS, key)
+
+
 async def append_once(
     pool: asyncpg.Pool,
     *,
@@ -32,7 +41,7 @@ async def append_once(
     """The event of ``key``'s submission: appended now (``make`` given the key's application id), or, for a
     retry, the one appended before. ``reused`` is refused if the key was first used for other content."""
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(CLAIM, key, uuid.uuid4(), fingerprint)
+        await connection.execute(CLAIM, key, application_id_of(key), fingerprint)
         row = await connection.fetchrow(CLAIMED, key)
         assert row is not None
         if row["fingerprint"] != fingerprint:

@@ -59,9 +59,13 @@ def conflict(declaration: DeclaredExport, stored: str) -> Refusal | None:
 
 
 def ledger_problem(runtime: Runtime) -> str | None:
-    """Why the ledger cannot be trusted to follow its log now (its own health checks), or None."""
-    failing = [f"{name}: {state}" for name, check in runtime.checks.items() if (state := check()) != "ok"]
-    return "the ledger does not follow its log now: " + "; ".join(failing) if failing else None
+    """Why the ledger cannot be trusted to follow its log now (its ``ledger`` health check: the log replaced or
+    cut, the ledger altered), or None. A reader waiting out a failure of the broker or the database (a partition
+    handed to another instance, a leader being elected) is not one: nothing is admitted but by an append, which
+    fails on its own if it cannot be made, and an intake command refused for it would be lost to its sender."""
+    check = runtime.checks.get("ledger")
+    state = check() if check is not None else "ok"
+    return None if state == "ok" else f"the ledger does not follow its log now: ledger: {state}"
 
 
 def ensure_ledger_follows(runtime: Runtime) -> None:

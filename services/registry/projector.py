@@ -39,6 +39,10 @@ class LedgerAheadOfLog(RuntimeError):
     """
 
 
+class PartitionsNotPositioned(RuntimeError):
+    """Partitions were assigned but could not be positioned at the ledger's offsets; the projector starts again."""
+
+
 class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, resume each partition where the ledger's own last commit left it."""
 
@@ -49,6 +53,9 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         # Where each partition was positioned. The fetcher may hand over records before the listener is
         # done (it awaits the database and the broker): those of unpositioned partitions are dropped.
         self.start: dict[TopicPartition, int] = {}
+        # Why positioning assigned partitions failed (the database restarting, say): the projector starts again,
+        # and is assigned them again. Left alone, their records would be dropped by ``wanted`` for ever.
+        self.unpositioned: str | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
@@ -62,6 +69,12 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         return [] if start is None else [r for r in records if r.offset >= start]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._position(assigned)
+        except Exception as exc:  # aiokafka would swallow it, and the partitions stay unpositioned: read nothing
+            self.unpositioned = f"partitions {sorted(tp.partition for tp in assigned)} not positioned: {exc!r}"
+
+    async def _position(self, assigned: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in assigned}:
             offsets = await store.stored_offsets(self._pool, topic)
             mine = [tp for tp in assigned if tp.topic == topic]
@@ -137,6 +150,9 @@ class Projector:
                         "ledger from it into an empty database."
                     )
                     raise LedgerAheadOfLog(self.failure)
+                if listener.unpositioned:
+                    self.failure = listener.unpositioned
+                    raise PartitionsNotPositioned(listener.unpositioned)
                 await self._check_log(force=bool(batches))
                 if (altered := self._altered()) is not None:
                     self.failure = altered

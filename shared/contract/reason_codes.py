@@ -123,6 +123,18 @@ CATALOG: dict[str, Code] = _codes(
         "unknown_reference", HTTP, "404: the reference data holds no such enterprise, model, authorisation or outlet."
     ),
     Code("not_caught_up", HTTP, "503: the service has not read its case stream far enough yet; send again."),
+    Code(
+        "broker_unavailable",
+        HTTP,
+        "503: Kafka did not acknowledge the write (fewer in-sync replicas than min.insync.replicas, no leader); "
+        "nothing was recorded: send again after Retry-After.",
+    ),
+    Code(
+        "database_unavailable",
+        HTTP,
+        "503: the database did not answer (restarting, unreachable); nothing was recorded: send again after "
+        "Retry-After.",
+    ),
     Code("ledger_unavailable", BOTH, "503: the ledger does not follow its log now (replaced, cut, or altered)."),
     # Export declarations.
     Code("declaration_conflict", BOTH, "409: the declaration number was recorded before with other content."),

@@ -16,7 +16,9 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+import asyncpg
 import structlog
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -99,9 +101,46 @@ def _on_http_exception(_: Request, exc: Exception) -> Response:
     return refused(Refusal(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}) or None))
 
 
+BROKER_RETRY_AFTER = "5"
+"""Seconds a client waits after ``broker_unavailable``: about how long Kafka takes to elect a new leader."""
+
+
+def broker_unavailable(exc: KafkaError) -> Refusal:
+    """503 with Retry-After: the broker did not take the write (fewer in-sync replicas than
+    ``min.insync.replicas``, no leader, no answer in time). Whatever the request began was rolled back
+    with it: an append is the last step of every write, inside its database transaction."""
+    message = (
+        f"the event store did not acknowledge the write ({type(exc).__name__}: {exc}); nothing of the request "
+        "was kept, but its event may still be written when the cluster is back: send the same request again "
+        "later (the same Idempotency-Key or declaration number), and it takes effect once"
+    )
+    return Refusal(503, "broker_unavailable", message, headers={"Retry-After": BROKER_RETRY_AFTER})
+
+
+def _on_broker_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KafkaError)
+    return refused(broker_unavailable(exc))
+
+
+DATABASE_DOWN = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError, ConnectionError)
+"""The database unreachable, restarting or shutting down: not the request's fault, and over in seconds."""
+
+
+def _on_database_down(_: Request, exc: Exception) -> Response:
+    message = (
+        f"the database did not answer ({type(exc).__name__}): nothing was recorded; "
+        "send the same request again later (with the same Idempotency-Key or declaration number)"
+    )
+    return refused(Refusal(503, "database_unavailable", message, headers={"Retry-After": "2"}))
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer every refusal with the one error body."""
+    """Answer every refusal with the one error body; a write the broker would not take, or a database that does
+    not answer, with 503 and Retry-After."""
     app.add_exception_handler(Refusal, _on_refusal)
+    app.add_exception_handler(KafkaError, _on_broker_error)
+    for down in DATABASE_DOWN:
+        app.add_exception_handler(down, _on_database_down)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
 

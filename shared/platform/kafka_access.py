@@ -55,6 +55,12 @@ class KafkaConnection(BaseSettings):
         return self.model_copy(update={"username": username, "password": secret})
 
     @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers one by one: ``KAFKA_BOOTSTRAP_SERVERS`` lists a cluster's brokers separated by
+        commas, and faststream takes a string as one single address."""
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
+    @property
     def authenticated(self) -> bool:
         return self.username is not None
 
@@ -64,7 +70,7 @@ class KafkaConnection(BaseSettings):
     def options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka producer, consumer or admin client."""
         if not self.authenticated:
-            return {"bootstrap_servers": self.bootstrap_servers}
+            return {"bootstrap_servers": self.bootstrap_servers}  # aiokafka splits a comma-separated list itself
         return {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": "SASL_SSL" if self.use_tls else "SASL_PLAINTEXT",

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, cast
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import RecordMetadata
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
@@ -239,7 +240,19 @@ class Runtime:
     async def append(self, envelope: Envelope) -> RecordMetadata:
         """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
         the registry folds only events signed by a key trusted for their producer. Returns where it lies."""
-        written: RecordMetadata = await (await self.send(envelope))
+
+        async def acknowledged() -> RecordMetadata:
+            done: RecordMetadata = await (await self.send(envelope))
+            return done
+
+        # The send itself waits too (for the partition's leader, for room in the producer's buffer): both count.
+        try:
+            written = await asyncio.wait_for(asyncio.shield(acknowledged()), self.settings.append_timeout_seconds)
+        except TimeoutError:
+            # Still queued in the producer, which retries it: it may be written once the cluster takes writes
+            # again. The caller's transaction is rolled back; the same request sent again appends the same
+            # event id (derived from the request), which every reader drops as a duplicate.
+            raise KafkaTimeoutError(f"no acknowledgement within {self.settings.append_timeout_seconds:g} s") from None
         return written
 
     async def case_partition(self, case_id: uuid.UUID) -> int:
@@ -398,8 +411,10 @@ def _declare_error_answers(document: dict[str, Any]) -> None:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             answers = operation.setdefault("responses", {})
+            if method in WRITES:
+                answers.setdefault("503", BROKER_UNAVAILABLE)
             if _is_fastapi_422(answers.get("422")):
                 answers["422"] = _error_answer("The request is not valid: each field and what is wrong with it.")
             if "requestBody" in operation:
@@ -430,6 +445,16 @@ RATE_LIMITED = {
 }
 
 
+WRITES = frozenset({"post", "put", "patch", "delete"})
+BROKER_UNAVAILABLE = {
+    **_error_answer(
+        "Kafka did not take the write (broker_unavailable: fewer in-sync replicas than min.insync.replicas, no "
+        "leader) or the database did not answer (database_unavailable), and nothing was recorded; or the ledger "
+        "cannot judge now (ledger_unavailable). Send again after Retry-After seconds."
+    ),
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+}
+
 UNAUTHENTICATED = {
     **_error_answer("No credential, or one that is unknown, revoked or expired: the error's code says which."),
     "headers": {"WWW-Authenticate": {"description": "Bearer, with the error code", "schema": {"type": "string"}}},
@@ -450,7 +475,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
             await runtime.stop()  # also after a start that failed half-way: what did start is stopped
 
     broker = KafkaBroker(
-        settings.kafka.bootstrap_servers,
+        settings.kafka.servers,
         security=settings.kafka.security(),
         client_id=name,
         acks="all",

@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
     topic_replication_factor: int = Field(
         1, validation_alias=AliasChoices("LEDGER_TOPIC_REPLICATION_FACTOR", "topic_replication_factor")
     )
+    # How long a request waits for Kafka to acknowledge its event. An idempotent producer retries a write the
+    # cluster cannot take (fewer in-sync replicas than min.insync.replicas, no leader) for as long as that
+    # lasts; the request answers 503 broker_unavailable after this many seconds instead of hanging.
+    append_timeout_seconds: float = Field(15.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     max_message_bytes: int = 256 * 1024

@@ -70,3 +70,8 @@ def test_a_service_joins_groups_named_after_it_and_a_subscriber_groups_named_aft
     assert groups("registry", Role.REGISTRY) == ["registry"]
     assert groups("statistics", Role.SUBSCRIBER) == ["statistics"]
     assert groups("agency-44", Role.AGENCY) == []  # writes only: no group to join
+
+
+def test_a_cluster_of_brokers_is_handed_to_faststream_one_by_one() -> None:
+    connection = KafkaConnection(bootstrap_servers="127.0.0.1:19092, 127.0.0.1:19093,127.0.0.1:19094")
+    assert connection.servers == ["127.0.0.1:19092", "127.0.0.1:19093", "127.0.0.1:19094"]
