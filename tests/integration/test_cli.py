@@ -253,7 +253,7 @@ async def test_status_exits_1_when_a_service_is_not_ready_and_3_when_it_cannot_a
 ) -> None:
     """A second applications instance whose database is reached through a proxy the test cuts. Its readiness says
     the database is gone; its /metrics still answers a key it checked within its cache time (exit 1: read, and
-    not ready), and answers 500 to a key it would have to look up (exit 3: not read)."""
+    not ready), and answers 503 database_unavailable to a key it would have to look up (exit 3: not read)."""
     parts = urlsplit(system.database_url)
     proxy = await Proxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     through = system.database_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
@@ -287,7 +287,7 @@ async def test_status_exits_1_when_a_service_is_not_ready_and_3_when_it_cannot_a
     assert services["applications"]["lag"] is not None and services["registry"]["ready"] is True
     assert unread.returncode == 3, unread.stdout + unread.stderr
     problem = {s["name"]: s for s in _json(unread)["services"]}["applications"]["problem"]
-    assert problem["reason"] == "http_500" and "/metrics answered 500" in unread.stderr
+    assert problem["reason"] == "http_503" and "/metrics answered 503" in unread.stderr
 
 
 # keys list
