@@ -23,6 +23,7 @@ from services.registry.guard import LogGuard, LogReplaced
 from shared.contract.events import Reason
 from shared.platform import signing
 from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_admin import partition_count
 from shared.platform.reading import Reader
 from shared.platform.trust import TrustLog
 
@@ -124,6 +125,7 @@ class Projector:
         self._dead_letter = dead_letter
         self._max_records = max_records
         self.applied = 0
+        self._partitions = 0  # how many the case stream has: asked of the broker before the first batch
         self.failure: str | None = None  # why the ledger cannot follow the log, for /health
 
     async def run(self) -> None:
@@ -160,14 +162,28 @@ class Projector:
                 self.failure = None
                 applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
                 if applied:
-                    partitions = len(consumer.partitions_for_topic(self._topic) or ())
-                    await self._apply_all(applied, partitions)
+                    await self._apply_all(applied, await self._partitions_covering(applied))
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
                     await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
                 if self._reader is not None:
                     self._reader.recovered()
         finally:
             await consumer.stop()
+
+    async def _partitions_covering(self, batches: dict[TopicPartition, Any]) -> int:
+        """How many partitions the case stream has, as the broker describes it: what placement is judged
+        against. Asked once, and again only if a batch comes from a partition beyond the count (the topic
+        grew). Never the consumer's cached metadata, which may lack the topic for a moment: a count of 0 or
+        a short one would refuse genuine events as misplaced. A broker that cannot say raises, and the
+        projector starts again."""
+        highest = max(tp.partition for tp in batches)
+        if self._partitions <= highest:
+            self._partitions = await partition_count(self._kafka, self._topic)
+            if self._partitions <= highest:
+                raise LookupError(
+                    f"{self._topic} is described with {self._partitions} partitions, but partition {highest} was read"
+                )
+        return self._partitions
 
     async def _check_log(self, *, force: bool) -> None:
         """Stop (``LogReplaced``, named on /health) if the log is no longer the one the ledger follows."""

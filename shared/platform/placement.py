@@ -12,6 +12,8 @@ def case_partition(case_id: uuid.UUID | str, partitions: int) -> int:
     """The partition of the case stream that holds case ``case_id``: its key's, by Kafka's default partitioner
     (murmur2 of the key bytes, as the Java client and aiokafka place a keyed record). Every event of a case
     belongs there, and only there (docs/guarantees.md: placement)."""
+    if partitions < 1:
+        raise ValueError(f"a case stream has at least one partition, not {partitions}")
     return _key_partition(str(case_id), partitions)
 
 

@@ -207,7 +207,12 @@ def read_case_event(
     the applications service all read the stream through this.
 
     ``verify=False`` skips the signature: only for a record a trusted checkpoint already vouches for
-    (``services/registry/replay.py``)."""
+    (``services/registry/replay.py``).
+
+    A ``partitions`` below 1 is the reader's own error (a partition count taken from metadata the client
+    did not have), not the record's: it raises ValueError, so that no genuine event is refused for it."""
+    if partitions is not None and partitions < 1:
+        raise ValueError(f"a case stream has at least one partition, not {partitions}: the reader's count is wrong")
     try:
         return _read_case_event(record, trust, partitions, verify=verify)
     except Exception as exc:  # whatever the record holds, the reader is told why and moves on

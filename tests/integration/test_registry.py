@@ -4,6 +4,8 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
 
 import samples
 from services.registry.app import Settings, create_app
@@ -214,3 +216,21 @@ async def test_a_ledger_ahead_of_its_log_stops_and_says_so_instead_of_skipping_e
     assert health["ledger"].startswith("the ledger is ahead of the log")
     assert f"{topics.cases}/0: applied up to 50" in health["ledger"]
     assert (await _ledger(database_url))["licenses"] == []  # partition 0's new events were not skipped past
+
+
+async def test_placement_is_judged_against_the_brokers_partition_count_not_the_consumers_metadata(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer's cached metadata may lack the topic for a moment (its count then 0): no genuine event may
+    be refused for that. The projector asks the broker how many partitions the case stream has."""
+    monkeypatch.setattr(AIOKafkaConsumer, "partitions_for_topic", lambda self, topic: None)
+    events = case("26-44-000301", (1, 2), (2, 3))
+    await publish(infrastructure.kafka, topics.cases, events)
+    assert await _project_until(infrastructure, database_url, topics, applied=len(events)) == len(events)
+    connection = await asyncpg.connect(database_url)
+    try:
+        refused = await connection.fetch('SELECT partition, "offset", reason_code FROM registry.refused_events')
+    finally:
+        await connection.close()
+    assert refused == []
+    assert (await _ledger(database_url))["licenses"] == [("26-44-000301", "active", 5, 2)]

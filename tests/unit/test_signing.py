@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.contract import signatures
+from shared.contract.events import Envelope, Reason
 from shared.contract.trust import KeyScope
 from shared.platform import signing
+from shared.platform.placement import case_partition
+from tests.histories import many_cases
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
@@ -87,3 +94,33 @@ def test_a_key_id_header_holding_any_bytes_gives_a_reason_never_an_exception() -
         headers = [(signatures.SIGNATURE_HEADER, b"AAAA"), (signatures.KEY_ID_HEADER, junk)]
         reason = _trust().problem(VALUE, headers, producer="review", at=NOW, use="events")
         assert reason is not None and reason.code == "untrusted_key" and "\x00" not in reason.message
+
+
+def _placed(event: Envelope, partition: int) -> SimpleNamespace:
+    """A record of the case stream holding ``event`` in ``partition``, as a consumer hands it over."""
+    return SimpleNamespace(
+        value=event.to_bytes(), headers=[], topic="licensing.cases", partition=partition, offset=0, key=None
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(partitions=st.integers(min_value=1, max_value=64), index=st.integers(min_value=0, max_value=5))
+def test_an_event_reads_in_its_cases_partition_and_is_misplaced_in_every_other(partitions: int, index: int) -> None:
+    event = many_cases(2)[index]
+    home = case_partition(event.case_id, partitions)
+    read = signing.read_case_event(_placed(event, home), _trust(), partitions=partitions, verify=False)
+    assert read == event
+    for elsewhere in set(range(partitions)) - {home}:
+        refused = signing.read_case_event(_placed(event, elsewhere), _trust(), partitions=partitions, verify=False)
+        assert isinstance(refused, Reason) and refused.code == "misplaced_event"
+
+
+@pytest.mark.parametrize("partitions", [0, -1])
+def test_a_partition_count_below_one_is_the_readers_error_and_refuses_no_event(partitions: int) -> None:
+    """A count taken from metadata the client lacked (no topic: 0 partitions) must not turn a genuine event
+    into a refusal that the fold records and moves past: the reader raises instead, and starts again."""
+    event = many_cases(1)[0]
+    with pytest.raises(ValueError, match="at least one partition"):
+        signing.read_case_event(_placed(event, 0), _trust(), partitions=partitions, verify=False)
+    with pytest.raises(ValueError, match="at least one partition"):
+        case_partition(event.case_id, partitions)
