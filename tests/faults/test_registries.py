@@ -14,14 +14,27 @@ import asyncpg
 import httpx
 from confluent_kafka.admin import AdminClient
 
+from shared.contract.events import Envelope
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
 from tests.faults.system import running, wait_ready
-from tests.histories import applied_offsets, many_cases, publish
+from tests.histories import many_cases, publish
 from tests.integration.test_exactly_once import pure_fold
-from tests.support import auth, eventually
+from tests.support import auth, eventually, everything_on
 
 CASES = 240
+
+
+async def stored_offsets(database_url: str, topic: str) -> dict[int, int]:
+    """Each partition's offset the ledger has applied up to (stored with its rows)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", topic
+        )
+    finally:
+        await connection.close()
+    return {int(r["partition"]): int(r["next_offset"]) for r in rows}
 
 
 def assignment(kafka: KafkaConnection, group: str, topic: str) -> dict[str, list[int]]:
@@ -75,8 +88,11 @@ async def test_registries_share_partitions_through_joins_and_deaths_and_apply_no
         after = await eventually(lambda: shared_by("registry-2", "registry-3"), timeout=60, what="the survivors")
         handed_over = time.monotonic() - died
 
+        log = await everything_on(cluster_kafka, cases)
+        ends = {p: 1 + max(r.offset for r in log if r.partition == p) for p in {r.partition for r in log}}
+
         async def caught_up() -> bool | None:
-            return True if await applied_offsets(fault_database, cases) == len(history) else None
+            return True if await stored_offsets(fault_database, cases) == ends else None
 
         await eventually(caught_up, timeout=120, what="the survivors to apply the whole log")
         numbers = [f"26-44-{n:06d}" for n in range(1, CASES + 1, 17)]
@@ -102,7 +118,7 @@ async def test_registries_share_partitions_through_joins_and_deaths_and_apply_no
             tuple(r)
             for r in await connection.fetch("SELECT declaration_number, outcome, reason_code FROM registry.exports")
         ]
-        applied = await connection.fetchval("SELECT count(*) FROM registry.applied_events")
+        applied = {r["event_id"] for r in await connection.fetch("SELECT event_id FROM registry.applied_events")}
         rows = await connection.fetch(
             "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", cases
         )
@@ -113,11 +129,28 @@ async def test_registries_share_partitions_through_joins_and_deaths_and_apply_no
         ]
     finally:
         await connection.close()
+    logged: dict[object, Envelope] = {}  # each event once, in log order: a producer's retry may append it twice
+    for record in sorted(log, key=lambda r: (r.partition, r.offset)):
+        logged.setdefault((e := Envelope.from_bytes(record.value or b"")).event_id, e)
+    print(f"[faults] the log holds {len(log)} records of {len(logged)} events ({len(history)} sent)")
+    assert set(logged) == {e.event_id for e in history}
+    reordered = [
+        c
+        for c in {e.case_id for e in history}
+        if [e.event_id for e in logged.values() if e.case_id == c] != [e.event_id for e in history if e.case_id == c]
+    ]
+    assert not reordered, f"the log holds these cases' events out of the order sent: {reordered}"
     assert refused == [], f"genuine events refused: {refused}"  # every record of the history is signed and placed
+    unapplied = [
+        (r.partition, r.offset, e.type, str(e.case_id))
+        for r in log
+        if (e := Envelope.from_bytes(r.value or b"")).event_id not in applied
+    ]
+    assert not unapplied, f"records below the stored offsets never applied: {unapplied}"
     assert licenses == expected_licenses  # a batch applied twice would have drawn on a balance twice
     assert len(exports) == len(set(exports)) == len(expected_exports) and set(exports) == expected_exports
-    assert applied == len({e.event_id for e in history})
+    assert applied == {e.event_id for e in history}
     first, second = answers.values()
     wrong = [a for a, n in zip(first + second, numbers + numbers, strict=True) if a.get("license_number") != n]
     assert first == second and not wrong, wrong
-    assert sum(stored.values()) == len(history)  # each partition's stored offset is where its log ends
+    assert stored == ends  # each partition's stored offset is where its log ends
