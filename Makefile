@@ -32,6 +32,6 @@ faults: bench-env
 	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=long exec $(PY) -m pytest -q -s -p no:cacheprovider \
 		tests/faults/test_faults.py'
 
-# The short version: three faults, a few hundred commands (out of the default suite for now; tests/faults/conftest.py).
+# The short version: three faults, a few hundred commands, with the other cluster tests (./scripts/test runs it too).
 faults-short: bench-env
 	@bash -c 'source scripts/lib.sh && LEDGER_FAULTS=short exec $(PY) -m pytest -q -s -p no:cacheprovider tests/faults'

@@ -69,7 +69,9 @@ def ledger_problem(runtime: Runtime) -> str | None:
 
 
 def ensure_ledger_follows(runtime: Runtime) -> None:
-    """Refuse (503 ``ledger_unavailable``) while the ledger cannot be trusted to judge an export."""
+    """Refuse (503 ``ledger_unavailable``) while the ledger cannot be trusted to judge an export. Over HTTP the
+    sender tries again after Retry-After; on the intake topic the reader waits and takes the command again
+    (``shared/platform/reading.py``), so nothing a sender had acknowledged is bounced for it."""
     if (problem := ledger_problem(runtime)) is not None:
         raise Refusal(503, "ledger_unavailable", problem, headers={"Retry-After": "30"})
 

@@ -153,7 +153,8 @@ class Projector:
                     )
                     raise LedgerAheadOfLog(self.failure)
                 if listener.unpositioned:
-                    self.failure = listener.unpositioned
+                    # Waited out (the database or the broker failing): /health shows the projector's reader
+                    # failing meanwhile. Not the ledger's failure to follow its log: exports are still admitted.
                     raise PartitionsNotPositioned(listener.unpositioned)
                 await self._check_log(force=bool(batches))
                 if (altered := self._altered()) is not None:

@@ -135,7 +135,12 @@ CATALOG: dict[str, Code] = _codes(
         "503: the database did not answer (restarting, unreachable); nothing was recorded: send again after "
         "Retry-After.",
     ),
-    Code("ledger_unavailable", BOTH, "503: the ledger does not follow its log now (replaced, cut, or altered)."),
+    Code(
+        "ledger_unavailable",
+        HTTP,
+        "503: the ledger does not follow its log now (replaced, cut, or altered); an intake command waits in its "
+        "topic until it does.",
+    ),
     # Export declarations.
     Code("declaration_conflict", BOTH, "409: the declaration number was recorded before with other content."),
     Code("already_recorded", ("http",), "The pre-check's answer: the declaration is recorded already."),

@@ -2,8 +2,9 @@
 
 A record's own fault (a :class:`Refusal` raised while reading or judging it, or an exception raised by it
 time after time) sends it to the dead-letter topic with a reason, and the reader moves on. A failure
-that is not the record's (the database or the broker unreachable) is retried after a wait that grows, with
-jitter, up to a cap: the partition waits rather than spins, and ``/health`` and ``/metrics`` show the
+that is not the record's (the database or the broker unreachable, or a refusal of status 500 or more: the
+service cannot judge now, as the ledger while it does not follow its log) is retried after a wait that grows,
+with jitter, up to a cap: the partition waits rather than spins, and ``/health`` and ``/metrics`` show the
 reader as failing until it succeeds again.
 """
 
@@ -94,7 +95,8 @@ class Reader:
     _tries: dict[tuple[str, int, int], int] = field(default_factory=dict)  # failed tries of each record
 
     async def each(self, record: Any, work: Work) -> None:
-        """Run ``work`` on ``record``. A :class:`Refusal` dead-letters the record with its reason. A failure of the
+        """Run ``work`` on ``record``. A :class:`Refusal` dead-letters the record with its reason, unless its status
+        is 500 or more (not the record's fault: it waits, then is raised again). A failure of the
         infrastructure waits, then is raised again (the record is read again). Any other failure waits and is
         raised again ``attempts - 1`` times; then the record is dead-lettered (``processing_failed``). Each log
         line meanwhile names the record (its topic, partition, offset)."""
@@ -106,6 +108,9 @@ class Reader:
         try:
             await work(record)
         except Refusal as refused:
+            if refused.status >= 500:  # "cannot judge now": the same record is judged once the service can
+                await self._wait(refused)
+                raise
             reason = refused.reason
         except Exception as error:  # any failure of any record: dead-lettered or waited out, never left to spin
             if is_infrastructure(error) or self._try_again(record, error):

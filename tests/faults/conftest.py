@@ -5,7 +5,6 @@ and a replicated topic namespace per test."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,10 +19,6 @@ from shared.platform.kafka_admin import delete_topics, ensure_topics
 from tests.conftest import _add_credentials, with_database
 from tests.faults.cluster import KafkaCluster, Postgres
 from tests.support import ROOT_KEY, trust_for_tests
-
-# Out of the default suite for now: its last short run timed out after every fault had healed (under investigation,
-# see docs/guarantees.md section 10). `make faults-short` (LEDGER_FAULTS=short) and `make faults` run it.
-collect_ignore = [] if os.environ.get("LEDGER_FAULTS") else ["test_faults.py"]
 
 
 @pytest.fixture(scope="package")
