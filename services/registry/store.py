@@ -163,6 +163,11 @@ async def stored_offsets(
     return {row["partition"]: row["next_offset"] for row in rows}
 
 
+class BatchNotContiguous(RuntimeError):
+    """A batch that does not start where the partition's applied records end: applying it would skip records for
+    ever (the offset moves past them). Nothing is written; the reader starts again from the stored offset."""
+
+
 @dataclass(frozen=True)
 class Position:
     """Where the ledger stands in one partition: the next offset to read and the chain head before it."""
@@ -236,6 +241,11 @@ async def apply_batch(
     if seal_key is not None:
         await connection.execute(UTC)
     position = await _lock_position(connection, topic, partition)
+    if records and position.next_offset > 0 and records[0].offset > position.next_offset:
+        raise BatchNotContiguous(
+            f"{topic}/{partition}: a batch from offset {records[0].offset}, but the ledger has applied up to "
+            f"{position.next_offset}: its records in between were never applied; read again from the stored offset"
+        )
     fresh, elsewhere = await _not_yet_applied(connection, events, partition)
     fresh, taken = await _numbers_free(connection, fresh)
     own = [*elsewhere, *taken]

@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 import samples
+from services.registry import chain, store
 from services.registry.app import Settings, create_app
 from services.registry.projector import Projector
 from shared.contract.events import derived_event_id
@@ -234,3 +235,32 @@ async def test_placement_is_judged_against_the_brokers_partition_count_not_the_c
         await connection.close()
     assert refused == []
     assert (await _ledger(database_url))["licenses"] == [("26-44-000301", "active", 5, 2)]
+
+
+async def test_a_batch_that_does_not_start_where_the_partitions_applied_records_end_is_refused_writing_nothing(
+    database_url: str,
+) -> None:
+    """Whatever hands a reader records beyond the stored offset (a stale batch held across rebalances, a zombie
+    member), applying them would move the offset past records never applied: the batch raises and the reader
+    reads again from the stored offset. A batch that overlaps what was applied is fine."""
+    raw = [chain.Raw(offset, f"record {offset}".encode()) for offset in range(10)]
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("SET search_path TO registry")
+
+        async def apply(records: list[chain.Raw]) -> int:
+            async with connection.transaction():
+                await store.apply_batch(
+                    connection, topic="c", partition=0, events=[], next_offset=records[-1].offset + 1, records=records
+                )
+            return int(await connection.fetchval("SELECT next_offset FROM partition_offsets WHERE topic = 'c'"))
+
+        assert await apply(raw[0:3]) == 3
+        with pytest.raises(store.BatchNotContiguous, match="applied up to 3"):
+            await apply(raw[5:8])
+        assert await apply(raw[2:6]) == 6
+        assert await apply(raw[6:10]) == 10
+        head = await connection.fetchval("SELECT chain_head FROM partition_offsets WHERE topic = 'c'")
+    finally:
+        await connection.close()
+    assert bytes(head) == chain.extend(chain.GENESIS, 0, raw)  # every record chained once, in order
