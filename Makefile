@@ -24,8 +24,8 @@ bench-quick: bench-env
 bench-5m: bench-env
 	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes 100k,1M,5M $(BENCH_ARGS)'
 
-# The fault test on the three-node cluster (tests/faults/, deploy/local/kafka-cluster.sh): the long version, three
-# rounds of every fault under a few thousand commands, 20-30 minutes on the 2-core dev box; its figures go to
+# The fault test on the three-node cluster (tests/faults/, deploy/local/kafka-cluster.sh): the long version, two
+# rounds of every fault under about 3,000 commands, 7 minutes on the 2-core dev box; its figures go to
 # .run/faults-report.json (and docs/guarantees.md). LEDGER_FAULTS_SEED=<n> replays a schedule. It starts and stops
 # its own cluster (ports 29092-29094) and PostgreSQL (54339): the shared broker and database are not touched.
 faults: bench-env
