@@ -134,6 +134,17 @@ def _on_database_down(_: Request, exc: Exception) -> Response:
     return refused(Refusal(503, "database_unavailable", message, headers={"Retry-After": "2"}))
 
 
+CONNECTION_GONE = ("connection has been released back to the pool", "connection is closed")
+"""What asyncpg says (an ``InterfaceError``) when the server closed a connection a request was still using: a
+database restarting while the request waited (on the broker, say). Any other ``InterfaceError`` is a server error."""
+
+
+def _on_interface_error(request: Request, exc: Exception) -> Response:
+    if any(gone in str(exc) for gone in CONNECTION_GONE):
+        return _on_database_down(request, exc)
+    raise exc
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Answer every refusal with the one error body; a write the broker would not take, or a database that does
     not answer, with 503 and Retry-After."""
@@ -141,6 +152,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KafkaError, _on_broker_error)
     for down in DATABASE_DOWN:
         app.add_exception_handler(down, _on_database_down)
+    app.add_exception_handler(asyncpg.InterfaceError, _on_interface_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
 
