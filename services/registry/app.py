@@ -82,7 +82,7 @@ def _add_projector(runtime: Runtime, settings: Settings) -> None:
     )
     runtime.metrics.watch(
         settings.topics.group("registry"),
-        stored_positions(settings.kafka, settings.topics.cases, stored),
+        stored_positions(settings.topics.cases, stored),
     )
 
     async def start(rt: Runtime) -> None:

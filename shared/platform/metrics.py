@@ -7,6 +7,7 @@ has reached. The registry reports the offsets stored with its ledger, which is w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +24,7 @@ from prometheus_client import (
 
 from shared.platform.kafka_access import KafkaConnection
 
-Positions = Callable[[], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
+Positions = Callable[["Offsets"], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 
 
 Refresh = Callable[[], Awaitable[None]]  # sets gauges that are read when scraped (an outbox's depth, say)
@@ -36,8 +37,9 @@ class Metrics:
     A series that only some services can move is made by those services only (``events_applied``: the registry;
     ``events_followed``: the services that follow the cases), so that none reports a zero by construction."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, kafka: KafkaConnection) -> None:
         self.registry = CollectorRegistry()
+        self.offsets = Offsets(kafka)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(GC_COLLECTOR)
@@ -88,70 +90,100 @@ class Metrics:
         """Report the lag of ``group``, whose positions ``positions`` tells."""
         self._positions[group] = positions
 
-    async def behind(self, kafka: KafkaConnection) -> dict[str, int]:
+    async def behind(self) -> dict[str, int]:
         """Each watched group's records yet to read, summed over its partitions (the lag gauges set too)."""
         totals: dict[str, int] = {}
         for group, positions in self._positions.items():
-            reached = await positions()
+            reached = await positions(self.offsets)
             totals[group] = 0
-            for tp, end in (await end_offsets(kafka, reached)).items():
+            for tp, end in (await self.offsets.ends(reached)).items():
                 lag = max(end - reached[tp], 0)
                 self.lag.labels(group, tp.topic, str(tp.partition)).set(lag)
                 totals[group] += lag
         return totals
 
-    async def render(self, kafka: KafkaConnection) -> bytes:
-        await self.behind(kafka)
+    async def render(self) -> bytes:
+        await self.behind()
         for refresh in self.on_scrape:
             await refresh()
         return generate_latest(self.registry)
 
 
-async def end_offsets(kafka: KafkaConnection, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-    partitions = list(partitions)
-    if not partitions:
-        return {}
-    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+class Offsets:
+    """Where partitions end and where consumer groups have got to, asked of Kafka through two clients made on
+    first use and kept (a login per scrape or health check cost most of its time, and more on a loaded broker).
+    A client that failed to start is made again on the next question; :meth:`stop` closes both."""
+
+    def __init__(self, kafka: KafkaConnection) -> None:
+        self._kafka = kafka
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._starting = asyncio.Lock()
+
+    async def ends(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        partitions = list(partitions)
+        if not partitions:
+            return {}
+        ends: dict[TopicPartition, int] = await (await self._started_consumer()).end_offsets(partitions)
         return ends
-    finally:
-        await consumer.stop()
+
+    async def partitions(self, topic: str) -> list[TopicPartition]:
+        described = await (await self._started_admin()).describe_topics([topic])
+        return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
+
+    async def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The offsets ``group`` has committed (a partition it never committed is absent)."""
+        found = await (await self._started_admin()).list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+
+    async def stop(self) -> None:
+        consumer, admin, self._consumer, self._admin = self._consumer, self._admin, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+    async def _started_consumer(self) -> AIOKafkaConsumer:
+        async with self._starting:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(**self._kafka.options(), enable_auto_commit=False)
+                try:
+                    await consumer.start()
+                except BaseException:
+                    await consumer.stop()
+                    raise
+                self._consumer = consumer
+            return self._consumer
+
+    async def _started_admin(self) -> AIOKafkaAdminClient:
+        async with self._starting:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(**self._kafka.options())
+                try:
+                    await admin.start()
+                except BaseException:
+                    await admin.close()
+                    raise
+                self._admin = admin
+            return self._admin
 
 
-async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
-    described = await admin.describe_topics([topic])
-    return sorted(TopicPartition(topic, p["partition"]) for d in described for p in d["partitions"])
-
-
-def committed_positions(kafka: KafkaConnection, group: str, topic: str) -> Positions:
+def committed_positions(group: str, topic: str) -> Positions:
     """The positions a group has committed to Kafka, for each partition of ``topic`` (0 if none)."""
 
-    async def positions() -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(**kafka.options())
-        await admin.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group)
-            partitions = await topic_partitions(admin, topic)
-        finally:
-            await admin.close()
-        return {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in partitions}
+    async def positions(offsets: Offsets) -> dict[TopicPartition, int]:
+        committed = await offsets.committed(group)
+        return {tp: committed.get(tp, 0) for tp in await offsets.partitions(topic)}
 
     return positions
 
 
-def stored_positions(kafka: KafkaConnection, topic: str, stored: Callable[[], Awaitable[dict[int, int]]]) -> Positions:
+def stored_positions(topic: str, stored: Callable[[], Awaitable[dict[int, int]]]) -> Positions:
     """Positions kept outside Kafka (the ledger's own offsets), for each partition of ``topic`` (0 if none)."""
 
-    async def positions() -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(**kafka.options())
-        await admin.start()
-        try:
-            partitions = await topic_partitions(admin, topic)
-        finally:
-            await admin.close()
-        offsets = await stored()
-        return {tp: offsets.get(tp.partition, 0) for tp in partitions}
+    async def positions(offsets: Offsets) -> dict[TopicPartition, int]:
+        partitions = await offsets.partitions(topic)
+        found = await stored()
+        return {tp: found.get(tp.partition, 0) for tp in partitions}
 
     return positions

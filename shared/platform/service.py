@@ -93,7 +93,7 @@ class Runtime:
     _dead: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)  # records dead-lettered
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.name)
+        self.metrics = Metrics(self.name, self.settings.kafka)
         self.keys = KeyCache(self.settings.access_cache_seconds)
         self.tokens = _token_issuer(self.settings)
         rate, burst = self.settings.rate_limit_per_credential_per_second, self.settings.rate_limit_per_credential_burst
@@ -128,6 +128,7 @@ class Runtime:
         for resource in (self._raw_producer, self._log, self._trust_log):
             if resource is not None:
                 await resource.stop()
+        await self.metrics.offsets.stop()
         if self._pool is not None:
             try:  # a connection the database no longer answers on must not hold the shutdown up
                 await asyncio.wait_for(self._pool.close(), timeout=10)
@@ -169,7 +170,7 @@ class Runtime:
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
-        self.metrics.watch(group, committed_positions(self.settings.kafka, group, topic))
+        self.metrics.watch(group, committed_positions(group, topic))
         return group
 
     @property
@@ -565,7 +566,7 @@ async def health(runtime: ServiceRuntime) -> JSONResponse:
 @operations.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(require("auditor", "admin"))])
 async def metrics(runtime: ServiceRuntime) -> PlainTextResponse:
     """Prometheus metrics: events appended and applied, dead letters by reason, consumer lag."""
-    body = await runtime.metrics.render(runtime.settings.kafka)
+    body = await runtime.metrics.render()
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -625,7 +626,7 @@ async def _check_broker(broker: KafkaBroker) -> str:
 
 async def _check_caught_up(runtime: Runtime) -> str:
     try:
-        behind = await runtime.metrics.behind(runtime.settings.kafka)
+        behind = await runtime.metrics.behind()
     except Exception as exc:  # the health answer reports any failure; it never raises
         return f"error: {exc}"
     bound = runtime.settings.ready_max_lag

@@ -29,6 +29,7 @@ import pytest
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
 from tests.faults.cluster import KafkaCluster, Postgres
+from tests.faults.evidence import preserve
 from tests.faults.schedule import KINDS, Fault, Injector, plan
 from tests.faults.system import ledger_rows, running
 from tests.faults.workload import Clients, percentile
@@ -103,6 +104,12 @@ async def test_faults_lose_no_acknowledged_command_and_apply_none_twice(
     print("[faults] " + json.dumps(figures, indent=1))
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(figures, indent=1) + "\n")
+    failed = replayed.returncode != 0 or audited.returncode != 0 or figures["problems"]
+    if failed:  # kept before the fixtures drop the topics and the database: what the failure can be read from
+        kept = await preserve(cluster_kafka, cluster_topics, fault_database, tmp_path / "evidence")
+        for name, ran in (("replay", replayed), ("audit", audited)):
+            (kept / f"{name}.txt").write_text(ran.stdout + ran.stderr)
+        print(f"[faults] evidence kept in {kept}: the case stream's records, the database, replay's and audit's output")
     assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["wrong_verdicts"] == 0, figures
     assert figures["negative_balances"] == 0
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

@@ -42,7 +42,7 @@ from tests.support import auth, serving
 
 MAX_EXAMPLES = 15
 """Per operation and generation mode: enough to find the cheap failures, small enough for every CI run."""
-SECONDS_PER_SERVICE = 30.0
+SECONDS_PER_SERVICE = 90.0
 """The time bound of one service's run; operations left when it runs out are reported as not fuzzed."""
 CHECKS = [
     not_a_server_error,
