@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
 from services.registry import checkpoints, exports, refusals, seal, statistics, store
-from services.registry.evidence import evidence
+from services.registry.evidence import evidence, keep_case_records
 from services.registry.guard import LogGuard
 from services.registry.observed import RegistryMetrics
 from services.registry.projector import Projector, relay_forever, run_forever
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(refusals.refusal_routes)
     app.include_router(statistics.statistics)
     app.include_router(evidence)
+    keep_case_records(app, runtime)
     exports.follow_intake(runtime, settings.intake_batch_size)
     refusals.follow_dead_letters(runtime, settings.intake_batch_size)
     _add_projector(runtime, settings)

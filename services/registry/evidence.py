@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel
 
 from services.registry.queries import NOT_FOUND, READER
@@ -22,7 +23,7 @@ from shared.contract.signatures import KEY_ID_HEADER
 from shared.platform import signing
 from shared.platform.http import ErrorBody, router
 from shared.platform.kafka_access import KafkaConnection
-from shared.platform.service import ServiceRuntime
+from shared.platform.service import Runtime, ServiceRuntime
 
 evidence = router(tags=["queries"])
 POSITIONS = 'SELECT partition, "offset" FROM applied_events WHERE case_id = $1 ORDER BY "offset"'
@@ -52,14 +53,19 @@ class SignedEvent(BaseModel):
         503: {"model": ErrorBody, "description": "the log did not give a record in time (log_unavailable)"},
     },
 )
-async def case_events(case_id: uuid.UUID, principal: READER, runtime: ServiceRuntime) -> list[SignedEvent]:
+async def case_events(
+    case_id: uuid.UUID,
+    principal: READER,
+    runtime: ServiceRuntime,
+    log: Annotated[CaseRecords, Depends(case_records)],
+) -> list[SignedEvent]:
     """Every event of the case the ledger applied, in stream order, read back from the case stream: its type, time,
     producer, the key that signed it and whether that signature holds under the trust list now. Officers, auditors
     and admins read any case; a submitter its own agency's."""
     positions = [(r["partition"], r["offset"]) for r in await runtime.pool.fetch(POSITIONS, case_id)]
     if not positions:
         raise Refusal(404, "unknown_case", f"no case {case_id} in the ledger, or none applied since its positions kept")
-    records = await read_records(runtime.settings.kafka, runtime.settings.topics.cases, positions)
+    records = await log.read(positions)
     reading = await runtime.case_reading()
     shown = [_signed(record, reading.trust, reading.partitions) for record in records]
     if any(s.type == "ApplicationSubmitted" for s in shown):
@@ -85,30 +91,75 @@ def _signed(record: ConsumerRecord[bytes, bytes], trust: signing.TrustList, part
     )
 
 
-async def read_records(
-    kafka: KafkaConnection, topic: str, positions: list[tuple[int, int]]
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """The records at ``positions`` (partition, offset), in that order; 503 if the log does not give them."""
-    consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, max_partition_fetch_bytes=1024 * 1024)
-    await consumer.start()
-    try:
-        found = []
-        for partition, offset in positions:
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
+class CaseRecords:
+    """Reads records of the case stream back at given positions, through one consumer kept for the service's life
+    (a consumer made per request paid a login each time: most of a request's time, and seconds on a loaded
+    broker). Requests take turns on it; a consumer that failed is closed, and the next request makes another."""
+
+    def __init__(self, kafka: KafkaConnection, topic: str) -> None:
+        self._kafka, self._topic = kafka, topic
+        self._consumer: AIOKafkaConsumer | None = None
+        self._turn = asyncio.Lock()
+
+    async def read(self, positions: list[tuple[int, int]]) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records at ``positions`` (partition, offset), in that order; 503 if the log does not give them."""
+        async with self._turn:
+            consumer = await self._started()
             try:
-                found.append(await asyncio.wait_for(_record_at(consumer, tp, offset), READ_SECONDS))
-            except TimeoutError:
-                raise Refusal(
-                    503,
-                    "log_unavailable",
-                    f"{topic} did not give partition {partition} offset {offset}",
-                    headers={"Retry-After": "10"},
-                ) from None
-        return found
-    finally:
-        await consumer.stop()
+                return [await self._record(consumer, partition, offset) for partition, offset in positions]
+            except Refusal:
+                raise
+            except BaseException:
+                await self.stop()
+                raise
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _started(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                **self._kafka.options(), enable_auto_commit=False, max_partition_fetch_bytes=1024 * 1024
+            )
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
+            self._consumer = consumer
+        return self._consumer
+
+    async def _record(self, consumer: AIOKafkaConsumer, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+        tp = TopicPartition(self._topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        try:
+            return await asyncio.wait_for(_record_at(consumer, tp, offset), READ_SECONDS)
+        except TimeoutError:
+            raise Refusal(
+                503,
+                "log_unavailable",
+                f"{self._topic} did not give partition {partition} offset {offset}",
+                headers={"Retry-After": "10"},
+            ) from None
+
+
+def case_records(request: Request) -> CaseRecords:
+    found: CaseRecords = request.app.state.case_records
+    return found
+
+
+def keep_case_records(app: FastAPI, runtime: Runtime) -> None:
+    """Give ``app`` the reader of case records its evidence route uses; closed when the service stops."""
+    records = CaseRecords(runtime.settings.kafka, runtime.settings.topics.cases)
+    app.state.case_records = records
+
+    async def stop(_: Runtime) -> None:
+        await records.stop()
+
+    runtime.on_stop.append(stop)
 
 
 async def _record_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> ConsumerRecord[bytes, bytes]:

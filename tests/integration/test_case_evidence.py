@@ -3,6 +3,7 @@ console shows an auditor, never the database's word for it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -40,3 +41,25 @@ async def test_a_cases_events_are_read_back_from_the_log_with_their_signer_in_st
     assert read[3]["payload"]["quantity"] == 9  # the record as sent, whatever the fold made of it
     assert refused.status_code == 403
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_case"
+
+
+async def test_concurrent_requests_for_several_cases_each_get_their_own_cases_events(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """One consumer serves every request, in turns: interleaved requests must never get another case's records."""
+    cases = [case(f"26-44-0009{n}0", (900 + n, 1), (910 + n, 2)) for n in range(1, 5)]
+    settings = settings_for(Settings, infrastructure, database_url, topics)
+    async with serving(create_app(settings)) as client:
+        await publish(infrastructure.kafka, topics.cases, [event for events in cases for event in events])
+
+        async def all_applied() -> bool | None:
+            answers = [await client.get(f"/cases/{events[0].case_id}/events") for events in cases]
+            return True if all(a.status_code == 200 and len(a.json()) == 4 for a in answers) else None
+
+        await eventually(all_applied, what="every case's events applied")
+        asked = [events for _ in range(3) for events in cases]
+        answers = await asyncio.gather(*(client.get(f"/cases/{events[0].case_id}/events") for events in asked))
+
+    for events, answer in zip(asked, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        assert [e["event_id"] for e in answer.json()] == [str(e.event_id) for e in events]
