@@ -22,7 +22,7 @@ from shared.contract.refusal import Refusal
 from shared.contract.signatures import KEY_ID_HEADER
 from shared.platform import signing
 from shared.platform.http import ErrorBody, router
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, started_consumer
 from shared.platform.service import Runtime, ServiceRuntime
 
 evidence = router(tags=["queries"])
@@ -120,15 +120,8 @@ class CaseRecords:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                **self._kafka.options(), enable_auto_commit=False, max_partition_fetch_bytes=1024 * 1024
-            )
-            try:
-                await consumer.start()
-            except BaseException:
-                await consumer.stop()
-                raise
-            self._consumer = consumer
+            options = {"enable_auto_commit": False, "max_partition_fetch_bytes": 1024 * 1024}
+            self._consumer = await started_consumer(self._kafka, **options)
         return self._consumer
 
     async def _record(self, consumer: AIOKafkaConsumer, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:

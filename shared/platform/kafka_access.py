@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from aiokafka import AIOKafkaConsumer
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -159,3 +160,14 @@ GRANTS: dict[Role, Grant] = {
 }
 
 SERVICES: tuple[Role, ...] = (Role.APPLICATIONS, Role.REVIEW, Role.REGISTRY)
+
+
+async def started_consumer(kafka: KafkaConnection, **options: Any) -> AIOKafkaConsumer:
+    """A consumer of ``kafka`` with ``options``, started (logged in); one that fails to start is closed first."""
+    consumer = AIOKafkaConsumer(**kafka.options(), **options)
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer

@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, started_consumer
 
 Positions = Callable[["Offsets"], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 
@@ -146,13 +146,7 @@ class Offsets:
     async def _started_consumer(self) -> AIOKafkaConsumer:
         async with self._starting:
             if self._consumer is None:
-                consumer = AIOKafkaConsumer(**self._kafka.options(), enable_auto_commit=False)
-                try:
-                    await consumer.start()
-                except BaseException:
-                    await consumer.stop()
-                    raise
-                self._consumer = consumer
+                self._consumer = await started_consumer(self._kafka, enable_auto_commit=False)
             return self._consumer
 
     async def _started_admin(self) -> AIOKafkaAdminClient:
