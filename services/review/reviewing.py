@@ -15,7 +15,7 @@ from faststream import Context
 from faststream.kafka.annotations import KafkaMessage
 
 from services.review import expiry
-from services.review.decisions import SUBMISSIONS, decide_once, mark_sent
+from services.review.decisions import SUBMISSIONS, decide_all, decide_once, mark_sent
 from services.review.reference import ReferenceData
 from services.review.reference.store import ReferenceCache
 from services.review.rules import decide
@@ -24,7 +24,7 @@ from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal
 from shared.platform.clock import CHINA, china_today
 from shared.platform.db import Connection
-from shared.platform.reading import Reader
+from shared.platform.reading import Reader, is_infrastructure
 from shared.platform.records import records_by_partition
 from shared.platform.service import CaseReading, Runtime, RuntimeContext
 
@@ -67,38 +67,96 @@ async def on_case_events(message: KafkaMessage, runtime: RuntimeContext, referen
 async def _decide_in_order(
     runtime: Runtime, reader: Reader, reading: CaseReading, records: list[Any], data: ReferenceData
 ) -> list[tuple[uuid.UUID, Awaitable[Any]]]:
-    """Act on one partition's records in order, then follow them; the decisions sent, by the submission."""
+    """Act on one partition's records in order and follow them; the decisions sent, by the submission. The
+    decisions are recorded before they are sent: a crash between the two delivers the batch again, and the
+    decisions recorded are sent then (the case states, followed already, are left as they are)."""
     sent: list[tuple[uuid.UUID, Awaitable[Any]]] = []
-    read: list[following.Followed] = []
+    partition, next_offset = records[0].partition, records[-1].offset + 1
     async with runtime.pool.acquire() as connection:
+        together = await reader.run(partial(_decide_together, connection, reading, records, data, next_offset))
+        if together is None:
+            read = await _decide_each(runtime, connection, reader, reading, records, data, sent)
 
-        async def decide_record(record: Any) -> None:
-            envelope = reading.read(record)
-            if isinstance(envelope, Reason):  # unreadable or unsigned: a forged submission, say
-                read.append(following.Followed(record.offset, None))
-                raise Refusal(422, envelope.code, envelope.message)
-            decision = await _on_case_event(connection, envelope, data)
-            if decision is not None:
-                sent.append((envelope.event_id, await runtime.send(decision)))
+            async def follow() -> int:
+                async with connection.transaction():
+                    return await following.follow(
+                        connection, partition=partition, records=read, next_offset=next_offset, skip_exports=False
+                    )
+
+            followed = await reader.run(follow)
+        else:
+            decisions, followed = together
+            for submission, decision in decisions:
+                sent.append((submission, await runtime.send(decision)))
                 log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
-            read.append(following.Followed(record.offset, envelope))
-
-        for record in records:
-            await reader.each(record, decide_record)
-
-        async def follow() -> None:
-            async with connection.transaction():
-                followed = await following.follow(
-                    connection,
-                    partition=records[0].partition,
-                    records=read,
-                    next_offset=records[-1].offset + 1,
-                    skip_exports=False,
-                )
-            runtime.metrics.events_followed.inc(followed)
-
-        await reader.run(follow)
+        runtime.metrics.events_followed.inc(followed)
     return sent
+
+
+async def _decide_together(
+    connection: Connection, reading: CaseReading, records: list[Any], data: ReferenceData, next_offset: int
+) -> tuple[list[tuple[uuid.UUID, Envelope]], int] | None:
+    """The whole batch in one transaction: each submission decided (the decisions still to send, by submission),
+    every record followed (how many events were new). None when one of the records is at fault (unreadable,
+    unsigned, or failing for a reason of its own): then each is decided on its own, so that only that one is
+    dead-lettered. A failure of the database is raised."""
+    try:
+        envelopes = [reading.read(record) for record in records]
+        if any(isinstance(envelope, Reason) for envelope in envelopes):
+            return None
+        read = [e for e in envelopes if isinstance(e, Envelope)]
+        today = china_today()
+        submissions = [
+            (e, decide(e.payload.application, data, today, submitted=e.occurred_at.astimezone(CHINA).date()))
+            for e in read
+            if isinstance(e.payload, SUBMISSIONS)
+        ]
+        async with connection.transaction():
+            await expiry.remember_all(connection, read)
+            decided = await decide_all(connection, submissions, today)
+            followed = await following.follow(
+                connection,
+                partition=records[0].partition,
+                records=[following.Followed(r.offset, e) for r, e in zip(records, read, strict=True)],
+                next_offset=next_offset,
+                skip_exports=False,
+            )
+    except Exception as error:
+        if is_infrastructure(error):
+            raise
+        log.info("deciding the batch together failed; deciding each record on its own", error=repr(error))
+        return None
+    unsent = [(s.event_id, d) for (s, _), (d, to_send) in zip(submissions, decided, strict=True) if to_send]
+    return unsent, followed
+
+
+async def _decide_each(
+    runtime: Runtime,
+    connection: Connection,
+    reader: Reader,
+    reading: CaseReading,
+    records: list[Any],
+    data: ReferenceData,
+    sent: list[tuple[uuid.UUID, Awaitable[Any]]],
+) -> list[following.Followed]:
+    """Act on each record in a transaction of its own, as the reader judges it: one at fault is dead-lettered
+    and followed as nothing; the decisions sent are added to ``sent``."""
+    read: list[following.Followed] = []
+
+    async def decide_record(record: Any) -> None:
+        envelope = reading.read(record)
+        if isinstance(envelope, Reason):  # unreadable or unsigned: a forged submission, say
+            read.append(following.Followed(record.offset, None))
+            raise Refusal(422, envelope.code, envelope.message)
+        decision = await _on_case_event(connection, envelope, data)
+        if decision is not None:
+            sent.append((envelope.event_id, await runtime.send(decision)))
+            log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
+        read.append(following.Followed(record.offset, envelope))
+
+    for record in records:
+        await reader.each(record, decide_record)
+    return read
 
 
 async def _on_case_event(connection: Connection, envelope: Envelope, data: ReferenceData) -> Envelope | None:
