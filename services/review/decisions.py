@@ -143,6 +143,8 @@ async def decide_all(
 ) -> list[tuple[Envelope, bool]]:
     """:func:`decide_once` for each submission, in order, in the caller's transaction: a handful of statements
     for all of them, not one transaction each. A submission that comes twice is decided once, and sent once."""
+    if not submissions:  # a batch of the decisions and exports that follow, say: nothing to lock or look up
+        return []
     await connection.execute(LOCK_CASES, [submission.case_id for submission, _ in submissions])
     stored = {
         row["submission_event_id"]: (Envelope.from_bytes(row["event"]), not row["sent"])
