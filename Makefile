@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH_ARGS ?=
 
-.PHONY: bench bench-quick bench-5m bench-env faults faults-short
+.PHONY: bench bench-quick bench-live bench-5m bench-env faults faults-short
 
 # The project's environment, with its bench extra (the peer's eventsourcing, pyinstrument): scripts/lib.sh.
 bench-env:
@@ -19,6 +19,12 @@ bench: bench-env
 bench-quick: bench-env
 	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes 100k --seconds 10 \
 		--query-seconds 5 $(BENCH_ARGS)'
+
+# The live phase alone (200 submissions/s and 100 exports/s for 15 s, one registry), to compare the live path's
+# CPU per submission between two commits: about 1 minute.
+bench-live: bench-env
+	@bash -c 'source scripts/lib.sh && ensure_infra && exec $(PY) -m bench --sizes "" --seconds 15 \
+		--query-seconds 5 --registries 1 $(BENCH_ARGS)'
 
 # The large size as well (several GB in Kafka while it runs; deleted at the end).
 bench-5m: bench-env

@@ -496,9 +496,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--sizes",
-        type=lambda s: [parse_size(x) for x in s.split(",")],
+        type=lambda s: [parse_size(x) for x in s.split(",") if x],
         default=[100_000, 1_000_000],
-        help="comma-separated log sizes, e.g. 100k,1M,5M (default 100k,1M)",
+        help="comma-separated log sizes, e.g. 100k,1M,5M (default 100k,1M); empty: the live phase only",
     )
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--no-live", dest="live", action="store_false", help="skip the running-services phase")
