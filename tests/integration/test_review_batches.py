@@ -16,6 +16,7 @@ from services.review.decisions import decide_all, decide_once, mark_sent
 from services.review.rules import Decision, Escalate, Grant, Reject
 from shared.contract.events import (
     ApplicationResubmitted,
+    BatchMode,
     Envelope,
     LicenseExpired,
     LicenseGranted,
@@ -40,7 +41,9 @@ TABLES = {
 def _decision(rng: random.Random) -> Decision:
     kind = rng.choice(["grant", "grant", "escalate", "reject"])
     if kind == "grant":
-        return Grant(valid_from=TODAY, valid_to=date(2026, 12, 31), quantity=rng.randint(1, 10), batch_mode="single")
+        return Grant(
+            valid_from=TODAY, valid_to=date(2026, 12, 31), quantity=rng.randint(1, 10), batch_mode=BatchMode.SINGLE
+        )
     reasons = (REASON,)
     if kind == "escalate":
         return Escalate(reasons=reasons, due=TODAY + timedelta(days=5))
