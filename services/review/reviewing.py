@@ -26,7 +26,7 @@ from shared.platform.clock import CHINA, china_today
 from shared.platform.db import Connection
 from shared.platform.reading import Reader, is_infrastructure
 from shared.platform.records import records_by_partition
-from shared.platform.service import CaseReading, Runtime, RuntimeContext
+from shared.platform.service import CaseReading, Runtime, RuntimeContext, name_in_logs
 
 References = Annotated[ReferenceCache, Context("references")]
 log = structlog.get_logger(__name__)
@@ -73,7 +73,7 @@ async def _decide_in_order(
     sent: list[tuple[uuid.UUID, Awaitable[Any]]] = []
     partition, next_offset = records[0].partition, records[-1].offset + 1
     async with runtime.pool.acquire() as connection:
-        together = await reader.run(partial(_decide_together, connection, reading, records, data, next_offset))
+        together = await reader.run(partial(_decide_together, connection, reader, reading, records, data, next_offset))
         if together is None:
             read = await _decide_each(runtime, connection, reader, reading, records, data, sent)
 
@@ -86,22 +86,33 @@ async def _decide_in_order(
             followed = await reader.run(follow)
         else:
             decisions, followed = together
-            for submission, decision in decisions:
-                sent.append((submission, await runtime.send(decision)))
-                log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
+            for record, submission, decision in decisions:
+                with reader.context(record):
+                    name_in_logs(submission)
+                    sent.append((submission.event_id, await runtime.send(decision)))
+                    log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
         runtime.metrics.events_followed.inc(followed)
     return sent
 
 
 async def _decide_together(
-    connection: Connection, reading: CaseReading, records: list[Any], data: ReferenceData, next_offset: int
-) -> tuple[list[tuple[uuid.UUID, Envelope]], int] | None:
-    """The whole batch in one transaction: each submission decided (the decisions still to send, by submission),
+    connection: Connection,
+    reader: Reader,
+    reading: CaseReading,
+    records: list[Any],
+    data: ReferenceData,
+    next_offset: int,
+) -> tuple[list[tuple[Any, Envelope, Envelope]], int] | None:
+    """The whole batch in one transaction: each submission decided (the decisions still to send, with their
+    records and submissions),
     every record followed (how many events were new). None when one of the records is at fault (unreadable,
     unsigned, or failing for a reason of its own): then each is decided on its own, so that only that one is
     dead-lettered. A failure of the database is raised."""
     try:
-        envelopes = [reading.read(record) for record in records]
+        envelopes = []
+        for record in records:
+            with reader.context(record):  # what reading it logs names the record
+                envelopes.append(reading.read(record))
         if any(isinstance(envelope, Reason) for envelope in envelopes):
             return None
         read = [e for e in envelopes if isinstance(e, Envelope)]
@@ -126,7 +137,10 @@ async def _decide_together(
             raise
         log.info("deciding the batch together failed; deciding each record on its own", error=repr(error))
         return None
-    unsent = [(s.event_id, d) for (s, _), (d, to_send) in zip(submissions, decided, strict=True) if to_send]
+    where: dict[uuid.UUID, Any] = {}  # each submission's first record
+    for record, envelope in zip(records, read, strict=True):
+        where.setdefault(envelope.event_id, record)
+    unsent = [(where[s.event_id], s, d) for (s, _), (d, to_send) in zip(submissions, decided, strict=True) if to_send]
     return unsent, followed
 
 

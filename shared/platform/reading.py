@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -100,9 +101,13 @@ class Reader:
         infrastructure waits, then is raised again (the record is read again). Any other failure waits and is
         raised again ``attempts - 1`` times; then the record is dead-lettered (``processing_failed``). Each log
         line meanwhile names the record (its topic, partition, offset)."""
-        topic, partition, offset = _position(record)
-        with logs.context(reader=self.name, topic=topic, partition=partition, offset=offset):
+        with self.context(record):
             await self._each(record, work)
+
+    def context(self, record: Any) -> AbstractContextManager[None]:
+        """The log context of work on ``record``: within it, every line names the reader and where the record lies."""
+        topic, partition, offset = _position(record)
+        return logs.context(reader=self.name, topic=topic, partition=partition, offset=offset)
 
     async def _each(self, record: Any, work: Work) -> None:
         try:

@@ -341,8 +341,15 @@ class CaseReading:
         The log lines of the record's handling name the event from here on."""
         read = signing.read_case_event(record, self.trust, partitions=self.partitions)
         if isinstance(read, Envelope):
-            logs.bind(case_id=str(read.case_id), event_id=str(read.event_id), correlation_id=str(read.correlation_id))
+            name_in_logs(read)
         return read
+
+
+def name_in_logs(envelope: Envelope) -> None:
+    """From here on, the log lines of the handling of ``envelope``'s record name its event."""
+    logs.bind(
+        case_id=str(envelope.case_id), event_id=str(envelope.event_id), correlation_id=str(envelope.correlation_id)
+    )
 
 
 def _token_issuer(settings: ServiceSettings) -> TokenIssuer | None:
