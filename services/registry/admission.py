@@ -10,6 +10,7 @@ log (``ledger_unavailable``, 503): the log replaced or cut, the ledger altered.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,8 @@ from shared.contract.events import (
     derived_event_id,
 )
 from shared.contract.refusal import Refusal
+from shared.platform.db import Connection
+from shared.platform.reading import is_infrastructure
 from shared.platform.service import Runtime
 
 PRODUCER = "registry"
@@ -34,9 +37,19 @@ DECLARE = """
 INSERT INTO declarations (declaration_number, license_number, content) VALUES ($1, $2, $3::jsonb)
 ON CONFLICT (declaration_number) DO NOTHING
 """
+DECLARE_ALL = """
+INSERT INTO declarations (declaration_number, license_number, content)
+SELECT number, license, content::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) AS d (number, license, content)
+ON CONFLICT (declaration_number) DO NOTHING
+"""
 DECLARED = "SELECT content, appended FROM declarations WHERE declaration_number = $1"
 DECLARED_FOR_UPDATE = DECLARED + " FOR UPDATE"
+DECLARED_ALL_FOR_UPDATE = """
+SELECT declaration_number, content, appended FROM declarations WHERE declaration_number = ANY($1::text[])
+ORDER BY declaration_number FOR UPDATE
+"""
 APPENDED = "UPDATE declarations SET appended = true WHERE declaration_number = $1"
+APPENDED_ALL = "UPDATE declarations SET appended = true WHERE declaration_number = ANY($1::text[])"
 
 
 def declaration_event_id(declaration: DeclaredExport) -> uuid.UUID:
@@ -95,20 +108,54 @@ async def admit(runtime: Runtime, declaration: ExportDeclaration) -> uuid.UUID:
             raise refused
         if declared["appended"]:
             return event_id  # sent again: the first verdict stands, nothing is appended
-        taken = await vins.claim(
-            connection,
-            vins=declaration.vins,
-            declaration=declaration.declaration_number,
-            license_number=declaration.license_number,
-            event_id=event_id,
-        )
-        fields = declaration.model_dump()
-        event = ExportRecorded(**fields) if taken is None else ExportRefused(**fields, reason=taken)
-        envelope = Envelope.wrap(event, case_id=case_id, producer=PRODUCER, event_id=event_id)
         # Appended before the claims commit: an append that fails leaves no claim behind to block the VINs.
-        await runtime.append(envelope)
+        await runtime.append(await _verdict(connection, declaration, case_id))
         await connection.execute(APPENDED, declaration.declaration_number)
     return event_id
+
+
+async def admit_all(runtime: Runtime, declarations: Sequence[ExportDeclaration]) -> None:
+    """:func:`admit` for each declaration, in order, in one transaction: the declarations written and locked
+    together, each one's VINs claimed (seeing the claims of those before it), the verdicts appended together.
+    The first declaration refused (an unknown license, a number declared with other content) raises its
+    :class:`Refusal`, and nothing is admitted."""
+    ensure_ledger_follows(runtime)
+    cases = await reads.license_cases(runtime.pool, (d.license_number for d in declarations))
+    for declaration in declarations:
+        if declaration.license_number not in cases:
+            raise Refusal(422, "unknown_license", f"no license {declaration.license_number} in the ledger")
+    numbers = [d.declaration_number for d in declarations]
+    async with runtime.pool.acquire() as connection, connection.transaction():
+        await connection.execute(store.LEDGER_LOCK_SHARED)
+        contents = [d.model_dump_json() for d in declarations]
+        await connection.execute(DECLARE_ALL, numbers, [d.license_number for d in declarations], contents)
+        declared = {r["declaration_number"]: r for r in await connection.fetch(DECLARED_ALL_FOR_UPDATE, numbers)}
+        verdicts: dict[str, Envelope] = {}
+        for declaration in declarations:
+            number = declaration.declaration_number
+            if (refused := conflict(declaration, declared[number]["content"])) is not None:
+                raise refused
+            if not declared[number]["appended"] and number not in verdicts:  # else sent again: nothing appended
+                verdicts[number] = await _verdict(connection, declaration, cases[declaration.license_number])
+        await runtime.append_all(list(verdicts.values()))
+        if verdicts:
+            await connection.execute(APPENDED_ALL, list(verdicts))
+
+
+async def _verdict(connection: Connection, declaration: ExportDeclaration, case_id: uuid.UUID) -> Envelope:
+    """The event that carries ``declaration`` to the fold: ``ExportRecorded`` with its VINs claimed, in the
+    caller's transaction; ``ExportRefused`` if another export holds one of them."""
+    event_id = declaration_event_id(declaration)
+    taken = await vins.claim(
+        connection,
+        vins=declaration.vins,
+        declaration=declaration.declaration_number,
+        license_number=declaration.license_number,
+        event_id=event_id,
+    )
+    fields = declaration.model_dump()
+    event = ExportRecorded(**fields) if taken is None else ExportRefused(**fields, reason=taken)
+    return Envelope.wrap(event, case_id=case_id, producer=PRODUCER, event_id=event_id)
 
 
 async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Reason | None:
@@ -129,6 +176,30 @@ async def would_refuse(pool: asyncpg.Pool, declaration: ExportDeclaration) -> Re
 
 async def record_export_command(runtime: Runtime, record: Any) -> None:
     """Take one customs backend's ``RecordExport``: read it, check its signature, admit the declaration."""
+    await admit(runtime, await _declaration(runtime, record))
+
+
+async def record_export_commands(runtime: Runtime, records: Sequence[Any]) -> bool:
+    """:func:`record_export_command` for each record, in one transaction (:func:`admit_all`): True when all
+    were admitted; False when one of them is refused or at fault, and none was (the caller then takes each on
+    its own, so that only that one is dead-lettered). A failure that is not the records' (the ledger not
+    following its log, the database, the broker) is raised."""
+    try:
+        await admit_all(runtime, [await _declaration(runtime, record) for record in records])
+    except Refusal as refused:
+        if refused.status >= 500:
+            raise
+        return False
+    except Exception as error:
+        if is_infrastructure(error):
+            raise
+        return False
+    return True
+
+
+async def _declaration(runtime: Runtime, record: Any) -> ExportDeclaration:
+    """The declaration of a ``RecordExport`` record, read strictly, signed by its sender, at a port its key
+    may record exports at; else a :class:`Refusal`."""
     intake, command = decode_command(
         record.value or b"", expected=RecordExport.TYPE, max_bytes=runtime.settings.max_message_bytes
     )
@@ -141,4 +212,4 @@ async def record_export_command(runtime: Runtime, record: Any) -> None:
             "other_customs_office",
             f"{intake.sender}'s key is trusted to record exports at {', '.join(key.scope.ports)}, not at {port}",
         )
-    await admit(runtime, command.declaration)
+    return command.declaration

@@ -198,5 +198,8 @@ async def on_record_exports(message: KafkaMessage, runtime: RuntimeContext) -> N
 
 
 async def _admit_in_order(runtime: Runtime, reader: Reader, records: list[Any]) -> None:
+    # All in one transaction; if one command is refused or at fault, each on its own, as the reader judges it.
+    if await reader.run(partial(admission.record_export_commands, runtime, records)):
+        return
     for record in records:
         await reader.each(record, partial(admission.record_export_command, runtime))

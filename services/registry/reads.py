@@ -7,6 +7,7 @@ Every answer about a license as of a moment of the stream is a ``LicenseState``,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -21,6 +22,7 @@ from shared.fold import ApplicationEntry, LicenseEntry
 APPLICATION = "SELECT * FROM applications WHERE application_id = $1"
 LICENSE = "SELECT * FROM licenses WHERE license_number = $1"
 LICENSE_CASE = "SELECT case_id FROM licenses WHERE license_number = $1"
+LICENSE_CASES = "SELECT license_number, case_id FROM licenses WHERE license_number = ANY($1::text[])"
 EXPORTS_OF_DECLARATION = "SELECT * FROM exports WHERE declaration_number = $1 ORDER BY recorded_at, event_id"
 
 
@@ -37,6 +39,11 @@ async def license_(pool: asyncpg.Pool, number: str) -> LicenseEntry | None:
 async def license_case(pool: asyncpg.Pool, number: str) -> uuid.UUID | None:
     case_id: uuid.UUID | None = await pool.fetchval(LICENSE_CASE, number)
     return case_id
+
+
+async def license_cases(pool: asyncpg.Pool, numbers: Iterable[str]) -> dict[str, uuid.UUID]:
+    """The case of each of these licenses the ledger holds (a number it does not hold is left out)."""
+    return {r["license_number"]: r["case_id"] for r in await pool.fetch(LICENSE_CASES, list(set(numbers)))}
 
 
 async def exports_of_declaration(pool: asyncpg.Pool, declaration_number: str) -> list[asyncpg.Record]:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
@@ -241,18 +241,24 @@ class Runtime:
     async def append(self, envelope: Envelope) -> RecordMetadata:
         """Append an event to the case stream, keyed by its case so the case keeps one order, and signed:
         the registry folds only events signed by a key trusted for their producer. Returns where it lies."""
+        [written] = await self.append_all([envelope])
+        return written
 
-        async def acknowledged() -> RecordMetadata:
-            done: RecordMetadata = await (await self.send(envelope))
-            return done
+    async def append_all(self, envelopes: Sequence[Envelope]) -> list[RecordMetadata]:
+        """:meth:`append` for each event, in order: all are sent, then all acknowledgements awaited at once
+        (one wait, not one an event), within the append timeout. Where each lies."""
+
+        async def acknowledged() -> list[RecordMetadata]:
+            sent = [await self.send(envelope) for envelope in envelopes]
+            return list(await asyncio.gather(*sent))
 
         # The send itself waits too (for the partition's leader, for room in the producer's buffer): both count.
         try:
             written = await asyncio.wait_for(asyncio.shield(acknowledged()), self.settings.append_timeout_seconds)
         except TimeoutError:
-            # Still queued in the producer, which retries it: it may be written once the cluster takes writes
-            # again. The caller's transaction is rolled back; the same request sent again appends the same
-            # event id (derived from the request), which every reader drops as a duplicate.
+            # Still queued in the producer, which retries them: they may be written once the cluster takes writes
+            # again. The caller's transaction is rolled back; the same requests sent again append the same
+            # event ids (derived from the requests), which every reader drops as duplicates.
             raise KafkaTimeoutError(f"no acknowledgement within {self.settings.append_timeout_seconds:g} s") from None
         return written
 
