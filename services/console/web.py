@@ -51,7 +51,7 @@ def settings_of(request: Request) -> Settings:
     return found
 
 
-def session_of(request: Request) -> Session:
+async def session_of(request: Request) -> Session:
     """The request's session; a new anonymous one (set on the answer) when it has none."""
     sessions = sessions_of(request)
     session = sessions.get(request.cookies.get(COOKIE))

@@ -139,7 +139,7 @@ class CaseRecords:
             ) from None
 
 
-def case_records(request: Request) -> CaseRecords:
+async def case_records(request: Request) -> CaseRecords:
     found: CaseRecords = request.app.state.case_records
     return found
 

@@ -322,7 +322,7 @@ class Runtime:
         )
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
     """The running service a request reached: what a route's handlers take their resources from."""
     found: Runtime = request.app.state.runtime
     return found

@@ -124,7 +124,7 @@ class OfficerDesk:
         return await self.references.current()
 
 
-def desk(request: Request) -> OfficerDesk:
+async def desk(request: Request) -> OfficerDesk:
     found: OfficerDesk = request.app.state.officer_desk
     return found
 

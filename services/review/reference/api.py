@@ -109,7 +109,7 @@ class LoggedChange(BaseModel):
 reference_routes = router(tags=TAGS)
 
 
-def references_of(request: Request) -> ReferenceCache:
+async def references_of(request: Request) -> ReferenceCache:
     """The reference data the review service decides against (its cache of the tables)."""
     found: ReferenceCache = request.app.state.references
     return found
