@@ -14,7 +14,7 @@ from shared.contract.refusal import Refusal
 
 CLAIM = """
 INSERT INTO idempotency_keys (key, application_id, fingerprint) VALUES ($1, $2, $3)
-ON CONFLICT (key) DO NOTHING
+ON CONFLICT (key) DO NOTHING RETURNING application_id, fingerprint, event
 """
 CLAIMED = "SELECT application_id, fingerprint, event FROM idempotency_keys WHERE key = $1 FOR UPDATE"
 KEEP = "UPDATE idempotency_keys SET event = $2 WHERE key = $1"
@@ -41,8 +41,9 @@ async def append_once(
     """The event of ``key``'s submission: appended now (``make`` given the key's application id), or, for a
     retry, the one appended before. ``reused`` is refused if the key was first used for other content."""
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(CLAIM, key, application_id_of(key), fingerprint)
-        row = await connection.fetchrow(CLAIMED, key)
+        # A new key's row is this transaction's own (and locked by it); a key used before is locked for this one.
+        row = await connection.fetchrow(CLAIM, key, application_id_of(key), fingerprint)
+        row = row or await connection.fetchrow(CLAIMED, key)
         assert row is not None
         if row["fingerprint"] != fingerprint:
             raise reused
