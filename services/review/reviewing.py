@@ -124,7 +124,6 @@ async def _decide_together(
         ]
         async with connection.transaction():
             await expiry.remember_all(connection, read)
-            decided = await decide_all(connection, submissions, today)
             followed = await following.follow(
                 connection,
                 partition=records[0].partition,
@@ -132,6 +131,9 @@ async def _decide_together(
                 next_offset=next_offset,
                 skip_exports=False,
             )
+            # Decided last: the agency sequences' rows it locks for the license numbers, which every partition's
+            # batch takes, are held from there to the commit only, not through the follow's statements as well.
+            decided = await decide_all(connection, submissions, today)
     except Exception as error:
         if is_infrastructure(error):
             raise
