@@ -12,9 +12,10 @@ import asyncpg
 from shared.contract.events import Envelope
 from shared.contract.refusal import Refusal
 
+# A new key's row comes with its event: the row is this transaction's own until the event is in the log.
 CLAIM = """
-INSERT INTO idempotency_keys (key, application_id, fingerprint) VALUES ($1, $2, $3)
-ON CONFLICT (key) DO NOTHING RETURNING application_id, fingerprint, event
+INSERT INTO idempotency_keys (key, application_id, fingerprint, event) VALUES ($1, $2, $3, $4)
+ON CONFLICT (key) DO NOTHING RETURNING true
 """
 CLAIMED = "SELECT application_id, fingerprint, event FROM idempotency_keys WHERE key = $1 FOR UPDATE"
 KEEP = "UPDATE idempotency_keys SET event = $2 WHERE key = $1"
@@ -41,17 +42,20 @@ async def append_once(
     """The event of ``key``'s submission: appended now (``make`` given the key's application id), or, for a
     retry, the one appended before. ``reused`` is refused if the key was first used for other content."""
     async with pool.acquire() as connection, connection.transaction():
-        # A new key's row is this transaction's own (and locked by it); a key used before is locked for this one.
-        row = await connection.fetchrow(CLAIM, key, application_id_of(key), fingerprint)
-        row = row or await connection.fetchrow(CLAIMED, key)
+        # Appended before the commit, and kept with the key: a failed append keeps no key; a failed commit after
+        # a good append leaves a retry to append the event again (readers drop the copy by its id).
+        envelope = make(application_id_of(key))
+        if await connection.fetchval(CLAIM, key, envelope.case_id, fingerprint, envelope.to_bytes()):
+            await append(envelope)
+            return envelope
+        # The key was used before: its row, locked (a retry waits here for the first to commit).
+        row = await connection.fetchrow(CLAIMED, key)
         assert row is not None
         if row["fingerprint"] != fingerprint:
             raise reused
         if row["event"] is not None:
             return Envelope.from_bytes(row["event"])
-        envelope = make(row["application_id"])
-        # Appended before the commit, and kept with the key: a failed append keeps no key; a failed commit after
-        # a good append leaves a retry to append the event again (readers drop the copy by its id).
+        envelope = make(row["application_id"])  # a key kept without its event (before events were kept with it)
         await append(envelope)
         await connection.execute(KEEP, key, envelope.to_bytes())
         return envelope

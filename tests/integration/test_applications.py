@@ -1,8 +1,10 @@
 """The applications service against the real broker and database."""
 
+import asyncio
 import json
 import uuid
 from datetime import date
+from typing import Any
 
 import asyncpg
 
@@ -75,6 +77,32 @@ async def test_a_retried_submission_with_its_idempotency_key_returns_the_same_id
         first.json()["application_id"],
         other.json()["application_id"],
     }
+
+
+async def test_concurrent_retries_under_one_key_get_one_answer_and_append_one_event(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """Retries racing the first request of their key: each key's requests, sent at once, get one id and one event;
+    a request reusing a key for other content while its first is in flight is refused and appends nothing."""
+    keys = [f"portal-race-{i}" for i in range(5)]
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
+
+        async def post(key: str, quantity: int = 2) -> Any:
+            data = samples.application_data(quantity=quantity)
+            return await client.post("/applications", json=data, headers={"Idempotency-Key": key})
+
+        answers = await asyncio.gather(*(post(key) for _ in range(4) for key in keys))
+        reused = await asyncio.gather(*(post(key, quantity=3) for key in keys))
+    by_key: dict[str, set[tuple[str, str]]] = {}
+    for index, answer in enumerate(answers):
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        by_key.setdefault(keys[index % len(keys)], set()).add((body["application_id"], body["event_id"]))
+    assert all(len(ids) == 1 for ids in by_key.values()) and len(by_key) == len(keys)
+    assert all(r.status_code == 422 and r.json()["code"] == "idempotency_key_reused" for r in reused)
+    await read_topic(infrastructure.kafka, topics.cases, until=lambda r: len(r) >= len(keys))
+    records = await everything_on(infrastructure.kafka, topics.cases)
+    assert sorted(str(e.event_id) for e in envelopes(records)) == sorted(e for [(_, e)] in by_key.values())
 
 
 async def test_agency_intake_appends_good_submissions_and_dead_letters_bad_ones(
