@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from services.applications import app as applications
 from services.console import app as console
+from services.console.settings import Settings as ConsoleSettings
 from services.registry import app as registry
 from services.review import app as review
 from shared.platform.http import LedgerRoute, roles_of
@@ -52,7 +53,9 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
 
 
 def _awaited(call: Any) -> bool:
-    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+    if inspect.isroutine(call):
+        return inspect.iscoroutinefunction(call)
+    return inspect.iscoroutinefunction(type(call).__call__)
 
 
 def test_every_handler_and_dependency_runs_on_the_event_loop() -> None:
@@ -60,7 +63,7 @@ def test_every_handler_and_dependency_runs_on_the_event_loop() -> None:
     # tenth of the applications service's CPU at 200 submissions/s when one dependency was one.
     threaded = {
         f"{name} {route.path} {getattr(call, '__qualname__', call)}"
-        for name, app in (_apps() | {"console": console.create_app(console.Settings())}).items()
+        for name, app in (_apps() | {"console": console.create_app(ConsoleSettings())}).items()
         for route in app.routes
         if isinstance(route, APIRoute)
         for call in _calls(route.dependant)
