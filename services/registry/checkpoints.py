@@ -24,11 +24,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.registry import seal, store
 from services.registry.checksum import checksum
+from shared.contract import signatures
 from shared.contract.checkpoints import ChainHead, Checkpoint, SignedCheckpoint, canonical
 from shared.contract.refusal import readable
 from shared.contract.signatures import key_id, public_bytes, public_key_from
@@ -45,7 +45,7 @@ Publish = Callable[[bytes], Awaitable[None]]
 
 
 def sign(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> SignedCheckpoint:
-    signature = key.sign(canonical(checkpoint.model_dump(mode="json")))
+    signature = signatures.sign(key, canonical(checkpoint.model_dump(mode="json")))
     return SignedCheckpoint(checkpoint=checkpoint, signature=base64.b64encode(signature).decode())
 
 
@@ -82,9 +82,7 @@ def signature_problem(
         return "carries an unreadable public key"
     if key_id(key) != checkpoint.key_id:
         return "its key id is not the SHA-256 of its public key"
-    try:
-        key.verify(signature, canonical(content))
-    except InvalidSignature:
+    if not signatures.holds(key, signature, canonical(content)):
         return "signature invalid"
     return None
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from pydantic import ValidationError
 
+from shared.contract import signatures
 from shared.contract.commands import describe
 from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import readable
@@ -183,8 +183,10 @@ class TrustList:
                 message=f"key {named[:16]}… of {producer!r} is not trusted to sign {readable(event_type, 64)!r}",
             )
         try:
-            key.public_key.verify(base64.b64decode(signature, validate=True), value)
-        except (InvalidSignature, ValueError):
+            holds = signatures.holds(key.public_key, base64.b64decode(signature, validate=True), value)
+        except ValueError:  # not base64
+            holds = False
+        if not holds:
             return Reason(code="bad_signature", message=f"the signature by key {named[:16]}… does not hold")
         return key
 

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from shared.contract import signatures
 from shared.contract.refusal import readable
 from shared.contract.signatures import (
     KEY_ID_HEADER,
@@ -124,8 +125,10 @@ def read_statement(record: Any, roots: Mapping[str, Ed25519PublicKey]) -> TrustS
         if root is None:
             return f"signed by key {readable(signer.decode(errors='replace'), 16)}…, which is no pinned root key"
         try:
-            root.verify(base64.b64decode(signature, validate=True), value)
-        except Exception:  # an invalid signature, or one that is not base64: either way not the root's
+            holds = signatures.holds(root, base64.b64decode(signature, validate=True), value)
+        except ValueError:  # not base64
+            holds = False
+        if not holds:
             return "the root key's signature does not hold"
         return TrustStatement.model_validate_json(value)
     except ValidationError as invalid:

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTRACT_MAY_IMPORT = {"pydantic", "pycountry", "cryptography", "__future__"}
+CONTRACT_MAY_IMPORT = {"pydantic", "pycountry", "cryptography", "nacl", "__future__"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,3 +125,43 @@ def test_a_partition_count_below_one_is_the_readers_error_and_refuses_no_event(p
         signing.read_case_event(_placed(event, 0), _trust(), partitions=partitions, verify=False)
     with pytest.raises(ValueError, match="at least one partition"):
         case_partition(event.case_id, partitions)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    value=st.binary(max_size=2000),
+    flip=st.integers(min_value=0, max_value=10_000),
+    cut=st.integers(min_value=0, max_value=70),
+)
+def test_libsodium_signs_and_checks_exactly_as_openssl_does(seed: bytes, value: bytes, flip: int, cut: int) -> None:
+    # The services sign and check through libsodium (signatures.sign, holds), keys and every log written before
+    # through OpenSSL (cryptography): the signatures must be the same bytes, and each must accept and refuse the
+    # same signatures, whether the value, the signature or its length was changed.
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = key.public_key()
+    signature = signatures.sign(key, value)
+    assert signature == key.sign(value)
+
+    def openssl_holds(signature: bytes, value: bytes) -> bool:
+        try:
+            public.verify(signature, value)
+        except InvalidSignature:
+            return False
+        return True
+
+    tampered_signature = bytearray(signature)
+    tampered_signature[flip % len(signature)] ^= 1 << (flip % 8)
+    tampered_value = bytearray(value or b"\0")
+    tampered_value[flip % len(tampered_value)] ^= 1 << (flip % 8)
+    for candidate, over in [
+        (signature, value),
+        (bytes(tampered_signature), value),
+        (signature, bytes(tampered_value)),
+        (signature[:cut], value),
+        (signature + bytes(cut), value),
+        (signatures.sign(OTHER, value), value),
+    ]:
+        assert signatures.holds(public, candidate, over) is openssl_holds(candidate, over)
+    assert signatures.holds(public, signature, value)
+    assert not signatures.holds(public, bytes(tampered_signature), value)
