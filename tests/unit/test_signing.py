@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -95,6 +96,19 @@ def test_a_key_id_header_holding_any_bytes_gives_a_reason_never_an_exception() -
         headers = [(signatures.SIGNATURE_HEADER, b"AAAA"), (signatures.KEY_ID_HEADER, junk)]
         reason = _trust().problem(VALUE, headers, producer="review", at=NOW, use="events")
         assert reason is not None and reason.code == "untrusted_key" and "\x00" not in reason.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(junk=st.binary(max_size=200) | st.binary(max_size=120).map(base64.b64encode))
+def test_a_signature_header_holding_any_bytes_is_a_bad_signature_never_an_exception(junk: bytes) -> None:
+    # Not base64, base64 of the wrong length, or 64 bytes that are no signature: each is refused as the record's
+    # own fault, so the reader dead-letters it and goes on.
+    headers = [
+        (signatures.SIGNATURE_HEADER, junk),
+        (signatures.KEY_ID_HEADER, signatures.key_id(KEY.public_key()).encode()),
+    ]
+    reason = _trust().problem(VALUE, headers, producer="review", at=NOW, use="events")
+    assert reason is not None and reason.code == "bad_signature"
 
 
 def _placed(event: Envelope, partition: int) -> SimpleNamespace:
