@@ -98,7 +98,9 @@ async def _verdict(client: httpx.AsyncClient, registry: str, declaration: str) -
         if found.status_code == 200:
             return str(found.json()[0]["outcome"])
         await asyncio.sleep(0.2)
-    raise AssertionError(f"no verdict on {declaration} within 60 s")
+    # What the registry says of its readers then (the projector's, the export intake's): where it waits.
+    health = (await client.get(f"{registry}/health")).text
+    raise AssertionError(f"no verdict on {declaration} within 60 s; the registry's /health: {health}")
 
 
 async def _rows_of(database_url: str, key: str, declaration: str) -> dict[str, int]:
