@@ -1,6 +1,9 @@
 """Submissions appended once: a retry under the same key (an HTTP ``Idempotency-Key``, a Kafka command's id)
 returns the event the first one appended, and appends nothing. Each key's row in the service's own schema
-keeps the event; the row is locked while the event is appended, so concurrent retries wait for the first."""
+keeps the event; the row is locked while the event is appended, so concurrent retries wait for the first.
+
+Keys are kept by whose they are: an HTTP key within its agency's (``http_key``), a command's within its
+sender's (``intake:<sender>:<command id>``). No party's key meets another's."""
 
 from __future__ import annotations
 
@@ -21,12 +24,19 @@ CLAIMED = "SELECT application_id, fingerprint, event FROM idempotency_keys WHERE
 KEEP = "UPDATE idempotency_keys SET event = $2 WHERE key = $1"
 
 
+def http_key(agency_code: str, key: str) -> str:
+    """Where agency ``agency_code``'s ``Idempotency-Key`` is kept: among its own keys only. Another agency may use
+    the same key for its own submission, and learns nothing of this one."""
+    return f"http:{agency_code}:{key}"
+
+
 KEYED_APPLICATIONS = uuid.UUID("5b0e7c4e-2f59-4d0e-9a53-8f1f0c6f7d21")
 
 
 def application_id_of(key: str) -> uuid.UUID:
-    """The application id a key's submission gets: the same for every retry, even one whose first append was
-    written after its request had given up (a cluster that took writes again), so that both are one event."""
+    """The application id a key's submission gets (``key`` as kept: ``http_key``'s for an HTTP one): the same for
+    every retry, even one whose first append was written after its request had given up (a cluster that took
+    writes again), so that both are one event."""
     return uuid.uuid5(KEYED_APPLICATIONS, key)
 
 

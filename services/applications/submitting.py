@@ -41,7 +41,7 @@ async def submit(
     idempotency_key: IdempotencyKey = None,
 ) -> Accepted:
     """Submit an application (submitters, for their own agency). A retry with the same ``Idempotency-Key``
-    returns the same id and appends nothing."""
+    returns the same id and appends nothing. Each agency's keys are its own."""
     principal.ensure_agency(application.agency_code)
     if idempotency_key is None:
         envelope = submitted(application, application_id=uuid.uuid4(), channel="http")
@@ -49,14 +49,14 @@ async def submit(
     else:
         envelope = await idempotency.append_once(
             runtime.pool,
-            key=idempotency_key,
+            key=idempotency.http_key(application.agency_code, idempotency_key),
             fingerprint=fingerprint(application),
             make=lambda application_id: submitted(application, application_id=application_id, channel="http"),
             append=runtime.append,
             reused=Refusal(
                 422,
                 "idempotency_key_reused",
-                "Idempotency-Key was already used for a different application; use a new key",
+                "your agency already used this Idempotency-Key for a different application; use a new key",
             ),
         )
     return Accepted(application_id=envelope.case_id, event_id=envelope.event_id)

@@ -92,7 +92,7 @@ CATALOG: dict[str, Code] = _codes(
     Code("unknown_case", HTTP, "404: the ledger applied no event of this case (or none since it kept positions)."),
     Code("log_unavailable", HTTP, "503: the case stream did not give a record the ledger applied; try again."),
     Code("record_gone", HTTP, "410: the case stream no longer holds a record the ledger applied (deleted)."),
-    Code("idempotency_key_reused", HTTP, "422: this Idempotency-Key was used before for another request."),
+    Code("idempotency_key_reused", HTTP, "422: your agency used this Idempotency-Key before for another request."),
     Code("command_id_reused", INTAKE, "This command id was sent before with other content."),
     # Signatures.
     Code(

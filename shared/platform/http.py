@@ -44,7 +44,8 @@ IdempotencyKey = Annotated[
         max_length=200,
         pattern=r"^[!-~]+( [!-~]+)*$",
         description="a retry with the same key repeats nothing; one to 200 printable ASCII characters, chosen "
-        "per request by the client (an empty key would be one shared by every client that sends it)",
+        "per request by the client (an empty key would be one shared by every client that sends it). Keys are "
+        "kept per agency: another agency's key of the same spelling is another key",
     ),
 ]
 """The ``Idempotency-Key`` header: a client's own name for one request, so that a retry repeats nothing."""

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 
 import samples
-from services.applications.idempotency import application_id_of
+from services.applications.idempotency import application_id_of, http_key
 from shared.contract.events import Envelope
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
@@ -43,6 +43,7 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
             try:
                 key, declaration = f"insync-{uuid.uuid4()}", "INSYNC" + uuid.uuid4().hex[:12].upper()
                 application = samples.application_data()
+                kept = http_key(application["agency_code"], key)  # the key as the service keeps it
                 export = samples.declaration_data(number, declaration, quantity=3)
                 began = time.monotonic()
                 submitted = await client.post(
@@ -50,7 +51,7 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
                 )
                 recorded = await client.post(f"{registry}/exports", json=export)
                 waited = time.monotonic() - began
-                half_written = await _rows_of(fault_database, key, declaration)
+                half_written = await _rows_of(fault_database, kept, declaration)
             finally:
                 await asyncio.to_thread(kafka_cluster.start)
             print(f"\n[faults] nodes {down} killed: both writes refused after {waited:.1f}s")
@@ -65,7 +66,7 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
                 f"{applications}/applications", json=application, headers={"Idempotency-Key": key}
             )
             assert again.status_code == 202, again.text
-            assert again.json()["application_id"] == str(application_id_of(key))  # the refused request's id
+            assert again.json()["application_id"] == str(application_id_of(kept))  # the refused request's id
             assert (await client.post(f"{registry}/exports", json=export)).status_code == 202
             verdict = await _verdict(client, registry, declaration)
             balance = (await client.get(f"{registry}/licenses/{number}")).json()["balance"]
