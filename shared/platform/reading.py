@@ -93,7 +93,10 @@ class Reader:
     attempts: int = ATTEMPTS
     failing: str | None = None  # why the last try failed, while it has not succeeded since (for /health)
     _streak: int = 0  # failed tries in a row, whatever the record
-    _tries: dict[tuple[str, int, int], int] = field(default_factory=dict)  # failed tries of each record
+    # The failed tries of the record each partition is stuck on: (its offset, tries). A partition's records are
+    # read in order, so one entry each is enough, and whichever path a record later succeeds by (one by one, or
+    # in a batch), the next failure in its partition starts a new count: nothing is left behind.
+    _tries: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
     async def each(self, record: Any, work: Work) -> None:
         """Run ``work`` on ``record``. A :class:`Refusal` dead-letters the record with its reason, unless its status
@@ -148,14 +151,16 @@ class Reader:
 
     def _try_again(self, record: Any, error: BaseException) -> bool:
         where = _position(record)
-        tries = self._tries[where] = self._tries.get(where, 0) + 1
+        offset, before = self._tries.get(where[:2], (None, 0))
+        tries = before + 1 if offset == where[2] else 1
+        self._tries[where[:2]] = (where[2], tries)
         if self.metrics is not None:
             self.metrics.failures.labels(self.name, "record").inc()
         if tries == 1:
             log.exception("%s: %s failed on %s/%s/%s; it is tried again", self.name, type(error).__name__, *where)
         if tries < self.attempts:
             return True
-        del self._tries[where]
+        del self._tries[where[:2]]
         log.error("%s: dead-lettering %s/%s/%s after %s failed tries: %s", self.name, *where, tries, error)
         return False
 
@@ -171,7 +176,7 @@ class Reader:
         await asyncio.sleep(delay)
 
     def _succeeded(self, record: Any) -> None:
-        self._tries.pop(_position(record), None)
+        self._tries.pop(_position(record)[:2], None)
         self.recovered()
 
 

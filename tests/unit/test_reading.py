@@ -7,6 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal
@@ -57,3 +59,52 @@ async def test_a_refusal_of_the_record_itself_dead_letters_it_at_once_with_its_r
 
     await _reader(dead).each(RECORD, work)
     assert [(r, reason.code) for r, reason in dead] == [(RECORD, "declaration_conflict")]
+
+
+def _failing(times: int) -> Any:
+    """Work that fails ``times`` times in a row, then succeeds."""
+    failed = 0
+
+    async def work(record: Any) -> None:
+        nonlocal failed
+        if failed < times:
+            failed += 1
+            raise ValueError("the handler failed on this record")
+
+    return work
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, reading.ATTEMPTS + 1), st.booleans()),
+        min_size=1,
+        max_size=40,
+    )
+)
+async def test_a_record_is_dead_lettered_after_its_own_failed_tries_and_nothing_is_kept_of_records_done(
+    steps: list[tuple[int, int, bool]],
+) -> None:
+    """Records of several partitions, each failing some times in a row, then taken one by one or in a batch
+    (the reader not told): each is dead-lettered exactly when its own failures reach ``attempts``, whatever came
+    before in its partition, and the reader keeps a count for no more than one record a partition."""
+    dead: list[tuple[Any, Reason]] = []
+    reader = _reader(dead)
+    offsets = dict.fromkeys(range(2), 0)
+    expected = []
+    for partition, failures, in_a_batch in steps:
+        record = SimpleNamespace(topic="licensing.cases", partition=partition, offset=offsets[partition])
+        offsets[partition] += 1
+        work = _failing(failures)
+        for _ in range(min(failures, reading.ATTEMPTS - 1)):
+            with pytest.raises(ValueError):
+                await reader.each(record, work)
+        if failures >= reading.ATTEMPTS:
+            await reader.each(record, work)  # its last try: dead-lettered
+            expected.append(record)
+        elif not in_a_batch:
+            await reader.each(record, work)
+        # else: it succeeds in a batch of the same partition, which does not go through ``each``
+        assert len(reader._tries) <= len(offsets)
+    assert [r for r, _ in dead] == expected
+    assert all(reason.code == "processing_failed" for _, reason in dead)
