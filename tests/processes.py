@@ -64,6 +64,15 @@ class ServiceProcess:
             self._process.send_signal(sig)
             self._process.wait(timeout=30)
 
+    def tasks(self) -> str:
+        """Where each of the service's tasks waits now: what it logs on SIGUSR1 (``logs.tasks_on_signal``)."""
+        if not self._process or self._process.poll() is not None:
+            return f"{self.name} is not running"
+        before = len(self.log())
+        self._process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        return self.log()[before:]
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             self._process.terminate()

@@ -6,18 +6,23 @@ read as text.
 Every library's records go through the same processors (structlog over the standard library's logging), so a
 line from aiokafka, uvicorn or faststream is JSON too. faststream's line per message is at debug; the transient
 errors aiokafka logs while a consumer group or a new topic settles at start are warnings, not errors.
+``kill -USR1`` makes a service log where each of its tasks waits (``tasks_on_signal``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars, merge_contextvars
+
+_log = logging.getLogger(__name__)
 
 TRANSIENT = (
     # A consumer group's coordinator is elected as the broker starts or as the group is first used: retried.
@@ -96,3 +101,39 @@ def context(**values: Any) -> Iterator[None]:
 def bind(**values: Any) -> None:
     """Add ``values`` to the log context of what is being done now (a request, a record)."""
     bind_contextvars(**values)
+
+
+def tasks_on_signal(signal_number: int = signal.SIGUSR1) -> Callable[[], None]:
+    """Log what every task of the running loop is waiting on when the process gets ``signal_number``
+    (``kill -USR1 <pid>``): for a service that has stopped moving without failing, the await it hangs on.
+    Returns the function that removes the handler. Only a loop of the main thread can have one: elsewhere, none."""
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        tasks = sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name())
+        for task in tasks:
+            _log.warning("task %s awaits:\n%s", task.get_name(), "\n".join(awaits(task.get_coro())))
+        _log.warning("%s tasks", len(tasks))
+
+    try:
+        loop.add_signal_handler(signal_number, dump)
+    except (ValueError, RuntimeError, NotImplementedError):  # not the main thread's loop (a test client's)
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal_number)
+
+    return remove
+
+
+def awaits(awaitable: Any) -> list[str]:
+    """Where a coroutine is suspended, down its chain of awaits: one line per frame, outermost first."""
+    lines: list[str] = []
+    while awaitable is not None and len(lines) < 100:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        elif not hasattr(awaitable, "cr_await") and not hasattr(awaitable, "gi_yieldfrom"):
+            lines.append(f"  {awaitable!r}"[:300])  # a future, say: what the chain ends on
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+    return lines

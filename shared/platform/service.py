@@ -482,10 +482,12 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
+        quiet = logs.tasks_on_signal()  # kill -USR1: where each task waits, for a service that stopped moving
         try:
             await runtime.start()
             yield
         finally:
+            quiet()
             await runtime.stop()  # also after a start that failed half-way: what did start is stopped
 
     broker = KafkaBroker(

@@ -69,6 +69,14 @@ async def test_below_min_insync_replicas_writes_answer_503_and_nothing_is_half_w
             assert again.json()["application_id"] == str(application_id_of(kept))  # the refused request's id
             assert (await client.post(f"{registry}/exports", json=export)).status_code == 202
             verdict = await _verdict(client, registry, declaration)
+            if verdict is None:
+                where = await _where(cluster_kafka, cluster_topics.cases, fault_database, declaration)
+                health = (await client.get(f"{registry}/health")).text
+                tasks = await asyncio.to_thread(system.registries[0].tasks)
+                raise AssertionError(
+                    f"no verdict on {declaration} within 60 s; {where}; the registry's /health: {health}; "
+                    f"its tasks wait at:\n{tasks}"
+                )
             balance = (await client.get(f"{registry}/licenses/{number}")).json()["balance"]
     assert verdict == "accepted" and balance == 10 - 3, (verdict, balance)
     events = [Envelope.from_bytes(r.value or b"") for r in await everything_on(cluster_kafka, cluster_topics.cases)]
@@ -92,16 +100,37 @@ async def _license(client: httpx.AsyncClient, applications: str, registry: str) 
     raise AssertionError("no license granted within 60 s")
 
 
-async def _verdict(client: httpx.AsyncClient, registry: str, declaration: str) -> str:
+async def _verdict(client: httpx.AsyncClient, registry: str, declaration: str) -> str | None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = await client.get(f"{registry}/exports/{declaration}")
         if found.status_code == 200:
             return str(found.json()[0]["outcome"])
         await asyncio.sleep(0.2)
-    # What the registry says of its readers then (the projector's, the export intake's): where it waits.
-    health = (await client.get(f"{registry}/health")).text
-    raise AssertionError(f"no verdict on {declaration} within 60 s; the registry's /health: {health}")
+    return None
+
+
+async def _where(kafka: KafkaConnection, topic: str, database_url: str, declaration: str) -> str:
+    """Where a verdict that did not come stands: its events in the log (partition, offset, id), and how far the
+    ledger has applied each partition, against the log's end."""
+    records = await everything_on(kafka, topic)
+    ends: dict[int, int] = {}
+    for record in records:
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    found = [
+        f"{r.partition}/{r.offset} {e.type} {e.event_id}"
+        for r in records
+        if getattr((e := Envelope.from_bytes(r.value or b"")).payload, "declaration_number", None) == declaration
+    ]
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", topic
+        )
+    finally:
+        await connection.close()
+    applied = {r["partition"]: r["next_offset"] for r in rows}
+    return f"its events in the log: {found or 'none'}; applied up to {applied}, the log ends at {ends}"
 
 
 async def _rows_of(database_url: str, key: str, declaration: str) -> dict[str, int]:
