@@ -39,6 +39,9 @@ class LogGuard:
         self._admin: AdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._checked = 0.0
+        # At the last check: each partition whose log holds records past those the ledger applied, with the
+        # ledger's next offset and the log's end. What the projector watches to tell a reader stopped.
+        self.behind: dict[int, tuple[int, int]] = {}
 
     async def start(self) -> None:
         self._admin = AdminClient({**self._kafka.librdkafka(), "log_level": 4})
@@ -77,8 +80,12 @@ class LogGuard:
         starts = await self._consumer.beginning_offsets(tps)
         ends = await self._consumer.end_offsets(tps)
         problems = []
+        self.behind = {}
         for tp in tps:
             position = positions.get(tp.partition)
+            applied = max(position.next_offset if position else 0, starts[tp])
+            if ends[tp] > applied:
+                self.behind[tp.partition] = (applied, ends[tp])
             if position is None:
                 continue
             if ends[tp] < position.next_offset:
@@ -92,6 +99,23 @@ class LogGuard:
                 )
         if problems:
             raise LogReplaced(f"{self._topic} is not the log the ledger follows: " + "; ".join(problems))
+
+    async def members_hold(self, group_id: str, partitions: set[int]) -> set[int]:
+        """Which of ``partitions`` of the case stream a member of consumer group ``group_id`` holds, as the
+        group's coordinator describes it (a group that lost its members holds none)."""
+        return await asyncio.to_thread(self._held, group_id, partitions)
+
+    def _held(self, group_id: str, partitions: set[int]) -> set[int]:
+        assert self._admin is not None
+        [described] = self._admin.describe_consumer_groups([group_id]).values()
+        group = described.result(timeout=10)
+        held = {
+            tp.partition
+            for member in group.members
+            for tp in member.assignment.topic_partitions
+            if tp.topic == self._topic
+        }
+        return held & partitions
 
     def _describe(self) -> tuple[str, int]:
         assert self._admin is not None

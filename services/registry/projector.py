@@ -40,6 +40,15 @@ class LedgerAheadOfLog(RuntimeError):
     """
 
 
+class ProjectorStalled(RuntimeError):
+    """Records of the case stream have waited past the ledger's offsets, with none handed to the projector, while
+    no member of its group but this one holds their partitions: the consumer lost its place in the group without
+    an error (seen after brokers restart). The projector starts again with a new consumer."""
+
+
+STALL_SECONDS = 20.0
+
+
 class PartitionsNotPositioned(RuntimeError):
     """Partitions were assigned but could not be positioned at the ledger's offsets; the projector starts again."""
 
@@ -127,6 +136,7 @@ class Projector:
         self.applied = 0
         self._partitions = 0  # how many the case stream has: asked of the broker before the first batch
         self.failure: str | None = None  # why the ledger cannot follow the log, for /health
+        self._waiting: dict[int, tuple[int, float]] = {}  # partition -> (the ledger's offset, since when) while behind
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -166,10 +176,39 @@ class Projector:
                     await self._apply_all(applied, await self._partitions_covering(applied))
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets.
                     await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
+                await self._check_moving(consumer, set(applied))
                 if self._reader is not None:
                     self._reader.recovered()
         finally:
             await consumer.stop()
+
+    async def _check_moving(self, consumer: AIOKafkaConsumer, fetched: set[TopicPartition]) -> None:
+        """Raise :class:`ProjectorStalled` if a partition's records have waited past the ledger's offset for
+        ``STALL_SECONDS`` with none handed over, and no other member of the group holds the partition: this one
+        does (as far as it knows), or nobody does (the group lost it). Partitions another instance holds are
+        that instance's to fold."""
+        if self._guard is None:
+            return
+        now, behind = time.monotonic(), self._guard.behind
+        done = {tp.partition for tp in fetched}
+        self._waiting = {
+            p: self._waiting[p] if p in self._waiting and self._waiting[p][0] == behind[p][0] else (behind[p][0], now)
+            for p in behind
+            if p not in done
+        }
+        stalled = {p for p, (_, since) in self._waiting.items() if now - since >= STALL_SECONDS}
+        if not stalled:
+            return
+        mine = {tp.partition for tp in consumer.assignment() if tp.topic == self._topic}
+        others = await self._guard.members_hold(self._group_id, stalled - mine)
+        stuck = sorted(p for p in stalled if p in mine or p not in others)
+        if stuck:
+            self._waiting.clear()
+            raise ProjectorStalled(
+                "; ".join(f"partition {p}: records {behind[p][0]} to {behind[p][1] - 1}" for p in stuck)
+                + f" have waited {STALL_SECONDS:.0f} s, none handed over, and no other member of the group holds "
+                "them: reading again with a new consumer"
+            )
 
     async def _partitions_covering(self, batches: dict[TopicPartition, Any]) -> int:
         """How many partitions the case stream has, as the broker describes it: what placement is judged
