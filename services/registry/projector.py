@@ -137,6 +137,7 @@ class Projector:
         self._partitions = 0  # how many the case stream has: asked of the broker before the first batch
         self.failure: str | None = None  # why the ledger cannot follow the log, for /health
         self._waiting: dict[int, tuple[int, float]] = {}  # partition -> (the ledger's offset, since when) while behind
+        self._moved = time.monotonic()  # when records were last handed over (or the consumer started)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -150,6 +151,7 @@ class Projector:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         listener = SeekToStoredOffsets(consumer, self._pool)
+        self._waiting, self._moved = {}, time.monotonic()
         consumer.subscribe([self._topic], listener=listener)
         await consumer.start()
         try:
@@ -183,21 +185,24 @@ class Projector:
             await consumer.stop()
 
     async def _check_moving(self, consumer: AIOKafkaConsumer, fetched: set[TopicPartition]) -> None:
-        """Raise :class:`ProjectorStalled` if a partition's records have waited past the ledger's offset for
-        ``STALL_SECONDS`` with none handed over, and no other member of the group holds the partition: this one
-        does (as far as it knows), or nobody does (the group lost it). Partitions another instance holds are
-        that instance's to fold."""
+        """Raise :class:`ProjectorStalled` if no records at all were handed over for ``STALL_SECONDS`` while a
+        partition's records waited past the ledger's offset all that time, and no other member of the group holds
+        the partition: this one does (as far as it knows), or nobody does (the group lost it). Partitions another
+        instance holds are that instance's to fold; a consumer catching up a long log, handing over some
+        partitions while others wait their turn, is moving."""
         if self._guard is None:
             return
         now, behind = time.monotonic(), self._guard.behind
         done = {tp.partition for tp in fetched}
+        if done:
+            self._moved = now
         self._waiting = {
             p: self._waiting[p] if p in self._waiting and self._waiting[p][0] == behind[p][0] else (behind[p][0], now)
             for p in behind
             if p not in done
         }
         stalled = {p for p, (_, since) in self._waiting.items() if now - since >= STALL_SECONDS}
-        if not stalled:
+        if not stalled or now - self._moved < STALL_SECONDS:
             return
         mine = {tp.partition for tp in consumer.assignment() if tp.topic == self._topic}
         others = await self._guard.members_hold(self._group_id, stalled - mine)
