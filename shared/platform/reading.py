@@ -5,7 +5,8 @@ time after time) sends it to the dead-letter topic with a reason, and the reader
 that is not the record's (the database or the broker unreachable, or a refusal of status 500 or more: the
 service cannot judge now, as the ledger while it does not follow its log) is retried after a wait that grows,
 with jitter, up to a cap: the partition waits rather than spins, and ``/health`` and ``/metrics`` show the
-reader as failing until it succeeds again.
+reader as failing until it succeeds again. So is a cancellation the reader's task was not asked for (a future it
+awaited, cancelled by a client library under it): without this, it would end the reader's task without a word.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def is_infrastructure(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return any(is_infrastructure(inner) for inner in error.exceptions)
     return not isinstance(error, RECORD_FAULTS)
+
+
+class CancelledWithin(Exception):
+    """A cancellation the task was not asked for: something the work awaited was cancelled under it (a broker
+    client's future, say). A failure of the infrastructure like any other: waited out, then tried again."""
+
+
+def cancelled_within(error: BaseException) -> CancelledWithin | None:
+    """``error`` as a :class:`CancelledWithin` if it is a CancelledError the current task was not asked for (no
+    ``cancel()`` of the task pending: the service is not stopping), else None."""
+    task = asyncio.current_task()
+    if not isinstance(error, asyncio.CancelledError) or task is None or task.cancelling():
+        return None
+    found = CancelledWithin(f"an awaited operation was cancelled under the reader: {error!r}")
+    found.__cause__ = error
+    return found
 
 
 def wait_before(attempt: int) -> float:
@@ -115,6 +132,11 @@ class Reader:
     async def _each(self, record: Any, work: Work) -> None:
         try:
             await work(record)
+        except asyncio.CancelledError as cancelled:
+            if (within := cancelled_within(cancelled)) is None:
+                raise
+            await self._wait(within)
+            raise within from cancelled
         except Refusal as refused:
             if refused.status >= 500:  # "cannot judge now": the same record is judged once the service can
                 await self._wait(refused)
@@ -136,6 +158,11 @@ class Reader:
         then is raised again."""
         try:
             done = await work()
+        except asyncio.CancelledError as cancelled:
+            if (within := cancelled_within(cancelled)) is None:
+                raise  # the service is stopping
+            await self._wait(within)
+            raise within from cancelled
         except Exception as error:  # waited out, then raised again: the batch is read again after the wait
             await self._wait(error)
             raise
@@ -172,7 +199,9 @@ class Reader:
                 self.metrics.failures.labels(self.name, "infrastructure").inc()
             self.metrics.failing.labels(self.name).set(1)
         delay = wait_before(self._streak)
-        log.warning("%s: %s; trying again in %.1f s", self.name, self.failing, delay)
+        # Where an unasked cancellation came from is not in its message: its traceback says.
+        trace = error.__cause__ if isinstance(error, CancelledWithin) else None
+        log.warning("%s: %s; trying again in %.1f s", self.name, self.failing, delay, exc_info=trace)
         await asyncio.sleep(delay)
 
     def _succeeded(self, record: Any) -> None:

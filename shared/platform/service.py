@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.contract import signatures
 from shared.contract.asyncapi import document as contract_document
 from shared.contract.events import Envelope, Reason
-from shared.contract.refusal import Refusal
+from shared.contract.refusal import Refusal, readable
 from shared.platform import logs, signing
 from shared.platform.access import ROLES, KeyCache, Principal, TokenIssuer, authorize, require
 from shared.platform.collector import freeze_startup_objects
@@ -90,6 +90,8 @@ class Runtime:
     _signing_key: Ed25519PrivateKey | None = None
     _trust_log: TrustLog | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
+    # Background work that ended while the service ran (it should run until the service stops): name -> why.
+    ended: dict[str, str] = field(default_factory=dict)
     _dead: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)  # records dead-lettered
 
     def __post_init__(self) -> None:
@@ -100,6 +102,7 @@ class Runtime:
         self.credential_limits = TokenBuckets(rate, burst) if rate > 0 else None
         self.readers = Readers(self.dead_letter, ReaderMetrics(self.metrics.registry))
         self.checks["readers"] = self.readers.health
+        self.checks["background"] = self.background_health
 
     async def start(self) -> None:
         """Make the service's resources (topics, pool, signing key, producer, trust log), start its broker and
@@ -215,14 +218,31 @@ class Runtime:
         return found
 
     def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``work`` while the service runs (call it from a start hook); it is cancelled when the service stops."""
-        self._background.append(asyncio.create_task(work, name=name))
+        """Run ``work`` while the service runs (call it from a start hook); it is cancelled when the service stops.
+        Work that ends before then is logged as an error and named on ``/health`` (``background``)."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._background_ended)
+        self._background.append(task)
+
+    def _background_ended(self, task: asyncio.Task[None]) -> None:
+        if task not in self._background:
+            return  # stopped with the service
+        error = None if task.cancelled() else task.exception()
+        why = "cancelled" if task.cancelled() else f"{type(error).__name__}: {error}" if error else "returned"
+        self.ended[task.get_name()] = readable(why, 300)
+        log.error("%s: %s stopped while the service runs (%s)", self.name, task.get_name(), why, exc_info=error)
+
+    def background_health(self) -> str:
+        """``ok`` while every background work runs, else which stopped and why (a restart of the service)."""
+        if not self.ended:
+            return "ok"
+        return "; ".join(f"{name} stopped ({why}): restart the service" for name, why in self.ended.items())
 
     async def stop_background(self) -> None:
-        for task in self._background:
+        stopping, self._background = self._background, []
+        for task in stopping:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._background.clear()
+        await asyncio.gather(*stopping, return_exceptions=True)
 
     async def case_reading(self) -> CaseReading:
         """How to read the records of a batch of the case stream, as every reader of it reads them: the trust

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -108,3 +109,34 @@ async def test_a_record_is_dead_lettered_after_its_own_failed_tries_and_nothing_
         assert len(reader._tries) <= len(offsets)
     assert [r for r, _ in dead] == expected
     assert all(reason.code == "processing_failed" for _, reason in dead)
+
+
+async def test_a_cancellation_under_the_work_is_a_failure_waited_out_but_a_cancel_of_the_reader_stops_it() -> None:
+    """A future cancelled under the work (a client library's) would end the reader's task without a word: it is a
+    failure of the infrastructure instead. The reader's own task cancelled (the service stopping) stops it."""
+    dead: list[tuple[Any, Reason]] = []
+    reader = _reader(dead)
+
+    async def cancelled_under(_: Any = None) -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(reading.CancelledWithin):
+        await reader.run(cancelled_under)
+    assert reader.failing is not None and "cancelled under the reader" in reader.failing
+    with pytest.raises(reading.CancelledWithin):
+        await reader.each(RECORD, cancelled_under)
+    assert dead == []  # not the record's fault: never dead-lettered
+
+    started = asyncio.Event()
+
+    async def waits(_: Any = None) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    for run in (reader.run(waits), reader.each(RECORD, waits)):
+        started.clear()
+        task = asyncio.create_task(run)
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

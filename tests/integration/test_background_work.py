@@ -1,0 +1,63 @@
+"""The registry's background work (the projector, the outbox relay, the checkpoints) runs until the service
+stops: a cancellation it was not asked for (a future cancelled under it by a client library, as after brokers
+restart) is a failure it waits out and recovers from, and work that ends anyway is an error named on /health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from services.registry import projector
+from services.registry.app import Settings, create_app
+from shared.contract.topics import Topics
+from tests.histories import case, publish
+from tests.infra import Infrastructure
+from tests.support import eventually, serving, settings_for
+
+
+async def test_a_cancellation_under_the_projector_is_waited_out_and_the_ledger_still_follows_its_log(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folds, real = [], projector.fold_records
+
+    async def cancelled_once(*args: Any, **kwargs: Any) -> Any:
+        folds.append(1)
+        if len(folds) == 1:
+            raise asyncio.CancelledError  # as a broker client's future cancelled under the fold
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(projector, "fold_records", cancelled_once)
+    events = case("26-44-000301", (1, 3))
+    await publish(infrastructure.kafka, topics.cases, events)
+    async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
+
+        async def licensed() -> dict[str, Any] | None:
+            answer = await client.get("/licenses/26-44-000301")
+            return answer.json() if answer.status_code == 200 and answer.json()["balance"] == 7 else None
+
+        await eventually(licensed, timeout=60, what="the license folded after the cancellation")
+        health = (await client.get("/health")).json()
+    assert len(folds) >= 2 and health["background"] == "ok", health
+
+
+async def test_background_work_that_ends_while_the_service_runs_is_named_on_health(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    app = create_app(settings_for(Settings, infrastructure, database_url, topics))
+    async with serving(app) as client:
+        assert (await client.get("/health")).json()["background"] == "ok"
+
+        async def gone() -> None:
+            raise RuntimeError("the relay's connection went away for good")
+
+        app.state.runtime.run_in_background(gone(), name="relay-of-tests")
+
+        async def named() -> dict[str, Any] | None:
+            answer = await client.get("/health")
+            return answer.json() if answer.status_code == 503 else None
+
+        health = await eventually(named, what="/health naming the stopped work")
+    assert "relay-of-tests stopped (RuntimeError: the relay's connection went away for good)" in health["background"]
+    assert health["status"] == "degraded"
