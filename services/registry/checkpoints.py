@@ -35,6 +35,7 @@ from shared.contract.signatures import key_id, public_bytes, public_key_from
 from shared.platform.db import Connection
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.ranges import read_range
+from shared.platform.reading import cancelled_within
 from shared.platform.signing import load_signing_key
 
 __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.platform.signing
@@ -284,8 +285,10 @@ class Checkpointer:
             waited = 0.0
             try:
                 await self.checkpoint()
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as cancelled:
+                if cancelled_within(cancelled) is None:
+                    raise  # the service is stopping
+                log.exception("checkpoint cancelled under it; the next one is taken in %s s", self._interval)
             except Exception:
                 log.exception("checkpoint failed; the next one is taken in %s s", self._interval)
 
