@@ -22,7 +22,7 @@ from services.registry.checkpoints import LedgerAltered
 from services.registry.guard import LogGuard, LogReplaced
 from shared.contract.events import Reason
 from shared.platform import signing
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, stop_consumer
 from shared.platform.kafka_admin import partition_count
 from shared.platform.reading import Reader
 from shared.platform.trust import TrustLog
@@ -182,7 +182,7 @@ class Projector:
                 if self._reader is not None:
                     self._reader.recovered()
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _check_moving(self, consumer: AIOKafkaConsumer, fetched: set[TopicPartition]) -> None:
         """Raise :class:`ProjectorStalled` if no records at all were handed over for ``STALL_SECONDS`` while a

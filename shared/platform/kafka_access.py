@@ -9,6 +9,8 @@ into SCRAM users and ACLs (shared/platform/kafka_admin.py), and docs/kafka-acces
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
@@ -161,6 +163,8 @@ GRANTS: dict[Role, Grant] = {
 
 SERVICES: tuple[Role, ...] = (Role.APPLICATIONS, Role.REVIEW, Role.REGISTRY)
 
+log = logging.getLogger(__name__)
+
 
 async def started_consumer(kafka: KafkaConnection, **options: Any) -> AIOKafkaConsumer:
     """A consumer of ``kafka`` with ``options``, started (logged in); one that fails to start is closed first."""
@@ -171,3 +175,16 @@ async def started_consumer(kafka: KafkaConnection, **options: Any) -> AIOKafkaCo
         await consumer.stop()
         raise
     return consumer
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop ``consumer``. aiokafka's ``stop()`` may raise the CancelledError of a fetch it cancelled itself (seen
+    while brokers are down): that one is swallowed, so that it neither hides the error the caller is stopping for
+    nor ends the caller's task. A cancellation of the caller's own task still goes through."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        log.warning("a Kafka consumer's stop raised the cancellation of its own fetch; it is stopped")

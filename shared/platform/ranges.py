@@ -13,7 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, stop_consumer
 
 Records = list[ConsumerRecord[bytes, bytes]]
 STALL_SECONDS = 30.0
@@ -72,4 +72,4 @@ async def read_range(
                 if wanted:
                     yield tp.partition, wanted
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

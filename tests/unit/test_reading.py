@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal
 from shared.platform import reading
+from shared.platform.kafka_access import stop_consumer
 from shared.platform.reading import Reader
 
 RECORD = SimpleNamespace(topic="licensing.intake.exports", partition=1, offset=7)
@@ -140,3 +141,31 @@ async def test_a_cancellation_under_the_work_is_a_failure_waited_out_but_a_cance
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_consumer_stop_raising_its_own_fetchs_cancellation_neither_hides_the_error_nor_ends_the_task() -> None:
+    """aiokafka's ``stop()`` can raise the CancelledError of a fetch it cancelled (brokers down): the projector's
+    TimeoutError was replaced by it, and its task ended. ``stop_consumer`` swallows that one, not a real cancel."""
+
+    class Consumer:
+        def __init__(self, hang: bool = False) -> None:
+            self.hang = hang
+
+        async def stop(self) -> None:
+            if self.hang:
+                await asyncio.Event().wait()
+            raise asyncio.CancelledError
+
+    async def folds() -> None:
+        try:
+            raise TimeoutError("describing the topic timed out")
+        finally:
+            await stop_consumer(Consumer())
+
+    with pytest.raises(TimeoutError, match="describing the topic"):
+        await folds()
+    stopping = asyncio.create_task(stop_consumer(Consumer(hang=True)))
+    await asyncio.sleep(0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
