@@ -47,6 +47,7 @@ class ProjectorStalled(RuntimeError):
 
 
 STALL_SECONDS = 20.0
+COMMIT_HINT_SECONDS = 1.0
 
 
 class PartitionsNotPositioned(RuntimeError):
@@ -154,6 +155,8 @@ class Projector:
         self._waiting, self._moved = {}, time.monotonic()
         consumer.subscribe([self._topic], listener=listener)
         await consumer.start()
+        hint: dict[TopicPartition, int] = {}  # offsets folded, not yet committed to the group (a hint)
+        hinted = time.monotonic()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
@@ -176,8 +179,12 @@ class Projector:
                 applied = {tp: wanted for tp, records in batches.items() if (wanted := listener.wanted(tp, records))}
                 if applied:
                     await self._apply_all(applied, await self._partitions_covering(applied))
-                    # Only a hint for tools that show lag: the ledger resumes from its own offsets.
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in applied.items()})
+                    hint |= {tp: records[-1].offset + 1 for tp, records in applied.items()}
+                if hint and time.monotonic() - hinted >= COMMIT_HINT_SECONDS:
+                    # Only a hint for tools that show lag: the ledger resumes from its own offsets. So it is sent
+                    # once a second at most, not after each batch (a round trip to the group's coordinator).
+                    await consumer.commit(hint)
+                    hint, hinted = {}, time.monotonic()
                 await self._check_moving(consumer, set(applied))
                 if self._reader is not None:
                     self._reader.recovered()
