@@ -22,7 +22,7 @@ from shared.contract.refusal import Refusal
 from shared.contract.signatures import KEY_ID_HEADER
 from shared.platform import signing
 from shared.platform.http import ErrorBody, router
-from shared.platform.kafka_access import KafkaConnection, started_consumer
+from shared.platform.kafka_access import KafkaConnection, started_consumer, stop_consumer
 from shared.platform.service import Runtime, ServiceRuntime
 
 evidence = router(tags=["queries"])
@@ -116,7 +116,7 @@ class CaseRecords:
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:

@@ -19,7 +19,7 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from services.registry import store
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, stop_consumer
 
 IDENTITY = "SELECT topic_id, partitions FROM log_identity WHERE topic = $1"
 RECORD_IDENTITY = """
@@ -50,7 +50,7 @@ class LogGuard:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def check(self, *, force: bool = False) -> None:
         """Raise :class:`LogReplaced` naming what changed, if the log is not the ledger's any more."""

@@ -35,7 +35,7 @@ from shared.contract.checkpoints import Checkpoint
 from shared.contract.topics import TRUST, sibling
 from shared.platform import signing, trust
 from shared.platform.db import create_pool, migrate_async
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, stop_consumer
 from shared.platform.kafka_admin import partition_count
 from shared.platform.ranges import RangeStalled, read_range
 
@@ -112,7 +112,7 @@ async def whole(log: CaseLog, positions: Mapping[int, store.Position]) -> None:
         starts = await consumer.beginning_offsets(tps) if tps else {}
         ends = await consumer.end_offsets(tps) if tps else {}
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     missing = []
     for tp in tps:
         position = positions[tp.partition]

@@ -29,6 +29,7 @@ from shared.contract.topics import (
     LICENSE_CHANGES,
     TRUST,
 )
+from shared.platform.reading import cancelled_within
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity
@@ -172,7 +173,7 @@ async def started_consumer(kafka: KafkaConnection, **options: Any) -> AIOKafkaCo
     try:
         await consumer.start()
     except BaseException:
-        await consumer.stop()
+        await stop_consumer(consumer)
         raise
     return consumer
 
@@ -183,8 +184,7 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     nor ends the caller's task. A cancellation of the caller's own task still goes through."""
     try:
         await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
+    except asyncio.CancelledError as cancelled:
+        if cancelled_within(cancelled) is None:
             raise
         log.warning("a Kafka consumer's stop raised the cancellation of its own fetch; it is stopped")

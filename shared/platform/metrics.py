@@ -22,7 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from shared.platform.kafka_access import KafkaConnection, started_consumer
+from shared.platform.kafka_access import KafkaConnection, started_consumer, stop_consumer
 
 Positions = Callable[["Offsets"], Awaitable[dict[TopicPartition, int]]]  # where a consumer has got to
 
@@ -139,7 +139,7 @@ class Offsets:
     async def stop(self) -> None:
         consumer, admin, self._consumer, self._admin = self._consumer, self._admin, None, None
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
         if admin is not None:
             await admin.close()
 

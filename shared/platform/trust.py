@@ -43,7 +43,7 @@ from shared.contract.signatures import (
     signature_headers,
 )
 from shared.contract.trust import KeyScope, Kind, TrustStatement
-from shared.platform.kafka_access import KafkaConnection
+from shared.platform.kafka_access import KafkaConnection, stop_consumer
 from shared.platform.ranges import read_range
 from shared.platform.signing import ALWAYS, TrustedKey, TrustList, header
 
@@ -200,7 +200,7 @@ class TrustLog:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def current(self, max_age: float = 0.0) -> TrustList:
         """The trust list as of the end of the trust topic, read at most ``max_age`` seconds ago."""
