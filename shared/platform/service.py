@@ -233,10 +233,16 @@ class Runtime:
         log.error("%s: %s stopped while the service runs (%s)", self.name, task.get_name(), why, exc_info=error)
 
     def background_health(self) -> str:
-        """``ok`` while every background work runs, else which stopped and why (a restart of the service)."""
-        if not self.ended:
-            return "ok"
-        return "; ".join(f"{name} stopped ({why}): restart the service" for name, why in self.ended.items())
+        """``ok`` while every background work runs and every subscriber consumes, else which stopped and why (a
+        restart of the service). faststream restarts a subscriber's consume loop that failed, but not one ended by
+        a cancellation (a client library's, from under it): that reader would read nothing more, silently."""
+        stopped = [f"{name} stopped ({why})" for name, why in self.ended.items()]
+        for subscriber in self.broker.subscribers:
+            tasks = getattr(subscriber, "tasks", None)
+            if getattr(subscriber, "running", False) and tasks and all(task.done() for task in tasks):
+                topics = ", ".join(cast(Any, subscriber).topic_names)
+                stopped.append(f"the reader of {topics} stopped consuming")
+        return "; ".join(stopped) + ": restart the service" if stopped else "ok"
 
     async def stop_background(self) -> None:
         stopping, self._background = self._background, []

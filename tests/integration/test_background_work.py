@@ -61,3 +61,22 @@ async def test_background_work_that_ends_while_the_service_runs_is_named_on_heal
         health = await eventually(named, what="/health naming the stopped work")
     assert "relay-of-tests stopped (RuntimeError: the relay's connection went away for good)" in health["background"]
     assert health["status"] == "degraded"
+
+
+async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_health(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """faststream restarts a consume loop that failed, not one a cancellation ended: /health says so."""
+    app = create_app(settings_for(Settings, infrastructure, database_url, topics))
+    async with serving(app) as client:
+        assert (await client.get("/health")).json()["background"] == "ok"
+        [intake] = [s for s in app.state.runtime.broker.subscribers if topics.intake_exports in s.topic_names]
+        for task in intake.tasks:
+            task.cancel()  # as a CancelledError from under the loop would end it
+
+        async def named() -> dict[str, Any] | None:
+            answer = await client.get("/health")
+            return answer.json() if answer.status_code == 503 else None
+
+        health = await eventually(named, what="/health naming the reader that stopped")
+    assert f"the reader of {topics.intake_exports} stopped consuming" in health["background"], health
