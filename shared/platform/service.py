@@ -46,7 +46,7 @@ from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
 from shared.platform.placement import case_partition
-from shared.platform.reading import Reader, ReaderMetrics, Readers
+from shared.platform.reading import Reader, ReaderMetrics, Readers, cancelled_within
 from shared.platform.records import (
     dead_letter_headers,
     keep_batch_bodies,
@@ -120,6 +120,7 @@ class Runtime:
         await self.broker.start()
         for hook in self.on_start:
             await hook(self)
+        self.run_in_background(self.keep_readers_consuming(settings.readers_watch_seconds), name="readers-watch")
         freeze_startup_objects()
 
     async def stop(self) -> None:
@@ -233,16 +234,39 @@ class Runtime:
         log.error("%s: %s stopped while the service runs (%s)", self.name, task.get_name(), why, exc_info=error)
 
     def background_health(self) -> str:
-        """``ok`` while every background work runs and every subscriber consumes, else which stopped and why (a
-        restart of the service). faststream restarts a subscriber's consume loop that failed, but not one ended by
-        a cancellation (a client library's, from under it): that reader would read nothing more, silently."""
+        """``ok`` while every background work runs and every subscriber consumes, else which stopped and why."""
         stopped = [f"{name} stopped ({why})" for name, why in self.ended.items()]
-        for subscriber in self.broker.subscribers:
-            tasks = getattr(subscriber, "tasks", None)
-            if getattr(subscriber, "running", False) and tasks and all(task.done() for task in tasks):
-                topics = ", ".join(cast(Any, subscriber).topic_names)
-                stopped.append(f"the reader of {topics} stopped consuming")
+        stopped += [f"the reader of {topics} stopped consuming" for topics in self._not_consuming()]
         return "; ".join(stopped) + ": restart the service" if stopped else "ok"
+
+    def _not_consuming(self) -> dict[str, Any]:
+        """The subscribers (by their topics) that run, with handlers, but no consume loop that has not ended."""
+        found = {}
+        for subscriber in self.broker.subscribers:
+            tasks = getattr(subscriber, "tasks", [])
+            if getattr(subscriber, "running", False) and subscriber.calls and all(task.done() for task in tasks):
+                found[", ".join(cast(Any, subscriber).topic_names)] = subscriber
+        return found
+
+    async def keep_readers_consuming(self, every: float) -> None:
+        """Start again, every ``every`` seconds, each topic reader whose consume loop has ended: faststream restarts
+        a loop that failed, but not one a cancellation ended (a client library's, from under it), and that reader
+        would read nothing more without a word. One that cannot be started again is named on ``/health``."""
+        while True:
+            await asyncio.sleep(every)
+            for topics, subscriber in self._not_consuming().items():
+                log.error("%s: the reader of %s stopped consuming; it is started again", self.name, topics)
+                try:
+                    await subscriber.stop()
+                except asyncio.CancelledError as cancelled:  # its consumer's stop, as aiokafka's can
+                    if cancelled_within(cancelled) is None:
+                        raise
+                except Exception:  # stopped as far as it goes; starting it again says whether it can
+                    log.exception("%s: stopping the reader of %s failed", self.name, topics)
+                try:
+                    await subscriber.start()
+                except Exception:  # /health names it until a next try succeeds
+                    log.exception("%s: starting the reader of %s again failed", self.name, topics)
 
     async def stop_background(self) -> None:
         stopping, self._background = self._background, []

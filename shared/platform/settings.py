@@ -59,6 +59,8 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = "auto"
     # /health/ready answers 503 while the service's consumer groups are further behind their topics than this.
     ready_max_lag: int = Field(10_000, ge=0)
+    # How often a topic reader whose consume loop has ended is started again (``Runtime.keep_readers_consuming``).
+    readers_watch_seconds: float = Field(5.0, gt=0)
     # How long a service trusts what it read of a key: a revoked key stops working within this time.
     access_cache_seconds: float = Field(5.0, ge=0)
     # JWTs are accepted from one issuer, the same for every service: its iss, its public key (PEM), the aud.

@@ -14,7 +14,7 @@ from services.registry.app import Settings, create_app
 from shared.contract.topics import Topics
 from tests.histories import case, publish
 from tests.infra import Infrastructure
-from tests.support import eventually, serving, settings_for
+from tests.support import eventually, producer, read_topic, serving, settings_for
 
 
 async def test_a_cancellation_under_the_projector_is_waited_out_and_the_ledger_still_follows_its_log(
@@ -66,12 +66,12 @@ async def test_background_work_that_ends_while_the_service_runs_is_named_on_heal
 async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_health(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    """faststream restarts a consume loop that failed, not one a cancellation ended: /health says so."""
-    app = create_app(settings_for(Settings, infrastructure, database_url, topics))
+    """faststream restarts a consume loop that failed, not one a cancellation ended: /health says so meanwhile."""
+    settings = settings_for(Settings, infrastructure, database_url, topics, readers_watch_seconds=600)
+    app = create_app(settings)
     async with serving(app) as client:
         assert (await client.get("/health")).json()["background"] == "ok"
-        [intake] = [s for s in app.state.runtime.broker.subscribers if topics.intake_exports in s.topic_names]
-        for task in intake.tasks:
+        for task in _intake(app, topics).tasks:
             task.cancel()  # as a CancelledError from under the loop would end it
 
         async def named() -> dict[str, Any] | None:
@@ -80,3 +80,30 @@ async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_he
 
         health = await eventually(named, what="/health naming the reader that stopped")
     assert f"the reader of {topics.intake_exports} stopped consuming" in health["background"], health
+
+
+async def test_a_reader_whose_consume_loop_was_cancelled_is_started_again_and_reads_on(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    settings = settings_for(Settings, infrastructure, database_url, topics, readers_watch_seconds=0.5)
+    app = create_app(settings)
+    async with serving(app) as client:
+        for task in _intake(app, topics).tasks:
+            task.cancel()
+        await asyncio.sleep(0.1)
+
+        async def consuming() -> bool | None:
+            tasks = _intake(app, topics).tasks
+            healthy = (await client.get("/health")).json()["background"] == "ok"
+            return True if healthy and tasks and not any(t.done() for t in tasks) else None
+
+        await eventually(consuming, what="the reader started again")
+        async with producer(infrastructure.kafka) as send:
+            await send.send_and_wait(topics.intake_exports, b"{not a command", key=b"after-the-restart")
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
+    assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused: the reader reads on
+
+
+def _intake(app: Any, topics: Topics) -> Any:
+    [intake] = [s for s in app.state.runtime.broker.subscribers if topics.intake_exports in s.topic_names]
+    return intake
