@@ -41,9 +41,9 @@ class LedgerAheadOfLog(RuntimeError):
 
 
 class ProjectorStalled(RuntimeError):
-    """Records of the case stream have waited past the ledger's offsets, with none handed to the projector, while
-    no member of its group but this one holds their partitions: the consumer lost its place in the group without
-    an error (seen after brokers restart). The projector starts again with a new consumer."""
+    """No records were handed to the projector for a while, though some wait past the ledger's offsets in
+    partitions no other member of its group holds: its consumer has stopped fetching without an error (seen once
+    while two brokers were down). The projector starts again with a new consumer."""
 
 
 STALL_SECONDS = 20.0

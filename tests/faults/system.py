@@ -152,3 +152,15 @@ async def ledger_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
         }
     finally:
         await connection.close()
+
+
+async def stored_offsets(database_url: str, topic: str) -> dict[int, int]:
+    """Each partition's offset the ledger has applied up to (stored with its rows)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", topic
+        )
+    finally:
+        await connection.close()
+    return {int(r["partition"]): int(r["next_offset"]) for r in rows}

@@ -19,7 +19,7 @@ from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
 from tests.faults.cluster import KafkaCluster, Postgres
 from tests.faults.schedule import Injector
-from tests.faults.system import running
+from tests.faults.system import running, stored_offsets
 from tests.support import auth, everything_on
 
 
@@ -122,14 +122,7 @@ async def _where(kafka: KafkaConnection, topic: str, database_url: str, declarat
         for r in records
         if getattr((e := Envelope.from_bytes(r.value or b"")).payload, "declaration_number", None) == declaration
     ]
-    connection = await asyncpg.connect(database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", topic
-        )
-    finally:
-        await connection.close()
-    applied = {r["partition"]: r["next_offset"] for r in rows}
+    applied = await stored_offsets(database_url, topic)
     return f"its events in the log: {found or 'none'}; applied up to {applied}, the log ends at {ends}"
 
 

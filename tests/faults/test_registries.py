@@ -17,24 +17,12 @@ from confluent_kafka.admin import AdminClient
 from shared.contract.events import Envelope
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
-from tests.faults.system import running, wait_ready
+from tests.faults.system import running, stored_offsets, wait_ready
 from tests.histories import many_cases, publish
 from tests.integration.test_exactly_once import pure_fold
 from tests.support import auth, eventually, everything_on
 
 CASES = 240
-
-
-async def stored_offsets(database_url: str, topic: str) -> dict[int, int]:
-    """Each partition's offset the ledger has applied up to (stored with its rows)."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        rows = await connection.fetch(
-            "SELECT partition, next_offset FROM registry.partition_offsets WHERE topic = $1", topic
-        )
-    finally:
-        await connection.close()
-    return {int(r["partition"]): int(r["next_offset"]) for r in rows}
 
 
 def assignment(kafka: KafkaConnection, group: str, topic: str) -> dict[str, list[int]]:

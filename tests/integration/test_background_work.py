@@ -54,11 +54,7 @@ async def test_background_work_that_ends_while_the_service_runs_is_named_on_heal
 
         app.state.runtime.run_in_background(gone(), name="relay-of-tests")
 
-        async def named() -> dict[str, Any] | None:
-            answer = await client.get("/health")
-            return answer.json() if answer.status_code == 503 else None
-
-        health = await eventually(named, what="/health naming the stopped work")
+        health = await eventually(lambda: _not_ready(client), what="/health naming the stopped work")
     assert "relay-of-tests stopped (RuntimeError: the relay's connection went away for good)" in health["background"]
     assert health["status"] == "degraded"
 
@@ -74,11 +70,7 @@ async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_he
         for task in _intake(app, topics).tasks:
             task.cancel()  # as a CancelledError from under the loop would end it
 
-        async def named() -> dict[str, Any] | None:
-            answer = await client.get("/health")
-            return answer.json() if answer.status_code == 503 else None
-
-        health = await eventually(named, what="/health naming the reader that stopped")
+        health = await eventually(lambda: _not_ready(client), what="/health naming the reader that stopped")
     assert f"the reader of {topics.intake_exports} stopped consuming" in health["background"], health
 
 
@@ -102,6 +94,12 @@ async def test_a_reader_whose_consume_loop_was_cancelled_is_started_again_and_re
             await send.send_and_wait(topics.intake_exports, b"{not a command", key=b"after-the-restart")
         dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
     assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused: the reader reads on
+
+
+async def _not_ready(client: Any) -> dict[str, Any] | None:
+    """The /health answer once it is 503 (None before)."""
+    answer = await client.get("/health")
+    return answer.json() if answer.status_code == 503 else None
 
 
 def _intake(app: Any, topics: Topics) -> Any:
