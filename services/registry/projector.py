@@ -182,9 +182,15 @@ class Projector:
                     hint |= {tp: records[-1].offset + 1 for tp, records in applied.items()}
                 if hint and time.monotonic() - hinted >= COMMIT_HINT_SECONDS:
                     # Only a hint for tools that show lag: the ledger resumes from its own offsets. So it is sent
-                    # once a second at most, not after each batch (a round trip to the group's coordinator).
-                    await consumer.commit(hint)
-                    hint, hinted = {}, time.monotonic()
+                    # once a second at most, not after each batch (a round trip to the group's coordinator), and
+                    # never holds the fold up: aiokafka retries a commit for as long as the coordinator is away.
+                    try:
+                        await asyncio.wait_for(consumer.commit(hint), COMMIT_HINT_SECONDS * 5)
+                    except Exception as exc:  # the next hint carries these offsets too
+                        log.warning("the projector's lag hint was not committed (%r); it is sent again", exc)
+                    else:
+                        hint = {}
+                    hinted = time.monotonic()
                 await self._check_moving(consumer, set(applied))
                 if self._reader is not None:
                     self._reader.recovered()
