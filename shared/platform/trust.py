@@ -172,6 +172,15 @@ def fold(records: Iterable[Any], roots: Mapping[str, Ed25519PublicKey]) -> Folde
     return folded
 
 
+CATCH_UP_SECONDS = 30.0
+"""How long bringing the trust list up to the topic's end may take before the read fails (and is tried again
+by its reader, which ``/health`` shows): an await without end would stop the case stream's fold silently."""
+
+
+class TrustLogBehind(RuntimeError):
+    """The trust topic could not be read up to its end in time: nothing is judged against an older list."""
+
+
 class TrustLog:
     """A service's view of the trust topic: read from its start, brought up to its end before a decision.
 
@@ -209,18 +218,31 @@ class TrustLog:
         async with self._lock:
             if self._consumer is None:
                 raise RuntimeError("the trust log is read before start-up")
-            end = (await self._consumer.end_offsets([self._tp]))[self._tp]
-            if self._position < end:
-                self._consumer.resume(self._tp)
-                try:
-                    while self._position < end:
-                        batch = await self._consumer.getmany(self._tp, timeout_ms=1000, max_records=1000)
-                        for record in batch.get(self._tp, []):
-                            self._apply(record)
-                finally:
-                    self._consumer.pause(self._tp)
+            try:
+                async with asyncio.timeout(CATCH_UP_SECONDS):
+                    await self._catch_up(self._consumer)
+            except TimeoutError:
+                raise TrustLogBehind(
+                    f"{self._topic} was not read up to its end within {CATCH_UP_SECONDS:g} s (read up to offset "
+                    f"{self._position}): is the broker reachable?"
+                ) from None
             self._synced = time.monotonic()
             return self._folded.trust
+
+    async def _catch_up(self, consumer: AIOKafkaConsumer) -> None:
+        end = (await consumer.end_offsets([self._tp]))[self._tp]
+        if self._position >= end:
+            return
+        consumer.resume(self._tp)
+        try:
+            while self._position < end:
+                batch = await consumer.getmany(self._tp, timeout_ms=1000, max_records=1000)
+                for record in batch.get(self._tp, []):
+                    self._apply(record)
+                # Past what holds no statement (a transaction's marker, a record compacted away) as well.
+                self._position = max(self._position, await consumer.position(self._tp))
+        finally:
+            consumer.pause(self._tp)
 
     def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         skipped = len(self._folded.skipped)
@@ -254,4 +276,13 @@ def root_keys(given: str | Iterable[str] | None) -> dict[str, Ed25519PublicKey]:
     return {key_id(k): k for k in keys}
 
 
-__all__ = ["ALWAYS", "EVENTS_OF", "Folded", "KeyScope", "TrustLog", "TrustStatement", "root_keys"]  # with signing
+__all__ = [  # with signing
+    "ALWAYS",
+    "EVENTS_OF",
+    "Folded",
+    "KeyScope",
+    "TrustLog",
+    "TrustLogBehind",
+    "TrustStatement",
+    "root_keys",
+]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.contract import signatures
 from shared.contract.trust import KeyScope
 from shared.platform import trust
+from shared.platform.kafka_access import KafkaConnection
 
 ROOT = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
 INSIDER = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
@@ -81,3 +84,54 @@ def test_a_scope_fits_its_use() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{wrong} was taken")
+
+
+class _Consumer:
+    """A consumer of the trust topic as ``TrustLog`` uses it: ``records`` up to ``end``, then (if ``hang``) a
+    fetch that never answers, as with a broker that stopped replying."""
+
+    def __init__(self, records: list[Record], end: int, *, hang: bool = False) -> None:
+        self.records, self.end, self.hang = records, end, hang
+        self.at = 0
+        self.paused = True
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.end for tp in tps}
+
+    def resume(self, _: Any) -> None:
+        self.paused = False
+
+    def pause(self, _: Any) -> None:
+        self.paused = True
+
+    async def getmany(self, tp: Any, *, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
+        batch = [r for r in self.records if r.offset >= self.at][:max_records]
+        if not batch and self.hang:
+            await asyncio.Event().wait()
+        self.at = self.end if not batch else batch[-1].offset + 1
+        return {tp: batch}
+
+    async def position(self, _: Any) -> int:
+        return self.at
+
+
+def _log(consumer: _Consumer) -> trust.TrustLog:
+    log = trust.TrustLog(KafkaConnection(bootstrap_servers="unused:9092"), "licensing.trust", ROOTS)
+    log._consumer = consumer  # the reads it makes, without a broker (the attribute is typed Any)
+    return log
+
+
+async def test_a_trust_topic_that_never_reaches_its_end_fails_the_read_in_time(monkeypatch: Any) -> None:
+    monkeypatch.setattr(trust, "CATCH_UP_SECONDS", 0.2)
+    consumer = _Consumer(_records((_trusting(use="commands", agency_code="44"), ROOT)), end=3, hang=True)
+    log = _log(consumer)
+    with pytest.raises(trust.TrustLogBehind, match="read up to offset 1"):
+        await asyncio.wait_for(log.current(0), 5)
+    assert consumer.paused  # left as the case stream's reads need it
+
+
+async def test_offsets_that_hold_no_statement_at_the_end_still_end_the_read() -> None:
+    # The end offset lies past the last statement (a transaction marker, a compacted record): the read ends.
+    consumer = _Consumer(_records((_trusting(use="commands", agency_code="44"), ROOT)), end=2)
+    listed = await asyncio.wait_for(_log(consumer).current(0), 5)
+    assert list(listed.keys) == [signatures.key_id(KEY.public_key())]
