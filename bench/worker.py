@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import machine_cpu
 from services.registry import checkpoints
-from services.registry.replay import Vouched, fold_in_processes, fold_log, open_log
+from services.registry.replay import Vouched, build_indexes, drop_query_indexes, fold_in_processes, fold_log, open_log
 from services.registry.replay import replay as replay_ledger
 from shared.platform.collector import collect_less
 from shared.platform.db import create_pool, migrate_async
@@ -43,10 +43,30 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def replay(args: dict[str, Any]) -> dict[str, Any]:
-    """``fold_log`` of the whole topic into a freshly migrated schema, timed without the migration."""
-    url, schema = args["database_url"], args["schema"]
+async def _fresh(url: str, schema: str) -> list[str]:
+    """A freshly migrated schema without the indexes only the queries read, as a replay folds into; the statements
+    that build them again."""
     await migrate_async("registry", url, schema=schema)
+    connection = await asyncpg.connect(url)
+    try:
+        return await drop_query_indexes(connection, schema)
+    finally:
+        await connection.close()
+
+
+async def _build(url: str, indexes: list[str]) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await build_indexes(connection, indexes)
+    finally:
+        await connection.close()
+
+
+async def replay(args: dict[str, Any]) -> dict[str, Any]:
+    """``fold_log`` of the whole topic into a freshly migrated schema, and the indexes left out built after it, as a
+    replay does: timed without the migration."""
+    url, schema = args["database_url"], args["schema"]
+    indexes = await _fresh(url, schema)
     pool = await create_pool(url, schema=schema, max_size=2)
     end = {int(p): o for p, o in args["end"].items()}
     profiler = None
@@ -61,6 +81,7 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
         vouched = Vouched(end) if args.get("vouched") else None
         log = await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"])
         events = await fold_log(pool, log, start={}, end=end, vouched=vouched)
+        await _build(url, indexes)
         seconds = time.perf_counter() - started
         own_cpu, machine_busy = time.process_time() - own_before, machine_cpu()[0] - machine_before
         if profiler is not None:
@@ -85,7 +106,7 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
     """The fold ``licensectl replay`` does on a long log: ``processes`` processes, each on its share of the
     partitions, into one freshly migrated schema. Peak RSS is the largest of the fold processes'."""
     url, schema = args["database_url"], args["schema"]
-    await migrate_async("registry", url, schema=schema)
+    indexes = await _fresh(url, schema)
     end = {int(p): o for p, o in args["end"].items()}
     started = time.perf_counter()
     events = await fold_in_processes(
@@ -96,6 +117,7 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
         end=end,
         processes=args["processes"],
     )
+    await _build(url, indexes)
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mb": children}
