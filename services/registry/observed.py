@@ -20,7 +20,7 @@ class RegistryMetrics:
         registry = metrics.registry
         self.fold_seconds = Histogram(
             "ledger_fold_batch_seconds",
-            "Time to fold one partition's batch into the ledger, reading and judging its records included",
+            "Time to fold one fetch's batches (every partition in it) into the ledger, reading and judging included",
             buckets=FOLD_BUCKETS,
             registry=registry,
         )

@@ -237,9 +237,7 @@ async def apply_batch(
     live registry's), the MACs of the rows written are added to the partition's seal and those of the rows
     replaced taken out (``services/registry/seal.py``).
     """
-    await connection.execute(INDEXED_READS_ONLY)
-    if seal_key is not None:
-        await connection.execute(UTC)
+    await connection.execute(INDEXED_READS_ONLY if seal_key is None else f"{INDEXED_READS_ONLY}; {UTC}")
     position = await _lock_position(connection, topic, partition)
     if records and position.next_offset > 0 and records[0].offset > position.next_offset:
         raise BatchNotContiguous(

@@ -20,7 +20,7 @@ from tests.support import eventually, producer, read_topic, serving, settings_fo
 async def test_a_cancellation_under_the_projector_is_waited_out_and_the_ledger_still_follows_its_log(
     infrastructure: Infrastructure, database_url: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folds, real = [], projector.fold_records
+    folds, real = [], projector.fold_all
 
     async def cancelled_once(*args: Any, **kwargs: Any) -> Any:
         folds.append(1)
@@ -28,7 +28,7 @@ async def test_a_cancellation_under_the_projector_is_waited_out_and_the_ledger_s
             raise asyncio.CancelledError  # as a broker client's future cancelled under the fold
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(projector, "fold_records", cancelled_once)
+    monkeypatch.setattr(projector, "fold_all", cancelled_once)
     events = case("26-44-000301", (1, 3))
     await publish(infrastructure.kafka, topics.cases, events)
     async with serving(create_app(settings_for(Settings, infrastructure, database_url, topics))) as client:
