@@ -284,35 +284,6 @@ class Projector:
             await outbox.relay(self._pool, self._publish)
 
 
-async def fold_records(
-    pool: asyncpg.Pool,
-    topic: str,
-    partition: int,
-    records: list[ConsumerRecord[bytes, bytes]],
-    trust: signing.TrustList,
-    partitions: int,
-    *,
-    on_refused: DeadLetter | None = None,
-    unchecked: Callable[[int, int], bool] | None = None,
-    seal_key: bytes | None = None,
-    outbox: bool = True,
-) -> store.Applied:
-    """Fold one partition's records into the pool's ledger in one transaction, live and in replay alike: read
-    (and judge) each, then apply the events, the refusals, the chain and the offset together."""
-    applied = await fold_all(
-        pool,
-        topic,
-        {partition: records},
-        trust,
-        partitions,
-        on_refused=on_refused,
-        unchecked=unchecked,
-        seal_key=seal_key,
-        outbox=outbox,
-    )
-    return applied[partition]
-
-
 async def fold_all(
     pool: asyncpg.Pool,
     topic: str,
@@ -329,7 +300,9 @@ async def fold_all(
     read (and judge) every record first, then apply each partition's events, refusals, chain and offset, in the
     order of the partitions (so two folds of the same partitions take their locks in one order). Live, one fetch
     holds records of most partitions, a few each: one transaction for all of them, not one each, is a fifth of
-    the commits and of the statements around them."""
+    the commits and of the statements around them. A replay folds one partition's long batch at a time, the same
+    way, without the outbox (``outbox``) and relying on a checkpoint for the records it vouches for
+    (``unchecked``: (partition, offset) -> whether the signature goes unchecked)."""
     read = {
         p: await read_batch(records, trust, partitions, on_refused=on_refused, unchecked=unchecked)
         for p, records in batches.items()

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.registry import chain, checkpoints, seal, store
 from services.registry.checksum import Checksum, RowDifference, checksum, differences
-from services.registry.projector import fold_records
+from services.registry.projector import fold_all
 from shared.contract import signatures
 from shared.contract.checkpoints import Checkpoint
 from shared.contract.topics import TRUST, sibling
@@ -412,11 +412,10 @@ async def fold_log(
     )
     async with aclosing(batches):
         async for partition, records in batches:
-            await fold_records(
+            await fold_all(
                 pool,
                 log.topic,
-                partition,
-                records,
+                {partition: records},
                 log.trust,
                 log.partitions,
                 unchecked=vouched.covers if vouched else None,
