@@ -140,11 +140,13 @@ def follow_cases(runtime: Runtime) -> None:
 async def on_case_events(message: KafkaMessage, runtime: RuntimeContext) -> None:
     reader = runtime.reader("cases-applications")
     reading = await reader.run(runtime.case_reading)
+    batches: list[tuple[int, list[following.Followed], int]] = []
     for records in records_by_partition(message):
         read: list[following.Followed] = []
         for record in records:
             await reader.each(record, partial(_read, reading, into=read))
-        await reader.run(partial(_follow, runtime, records[0].partition, read, records[-1].offset + 1))
+        batches.append((records[0].partition, read, records[-1].offset + 1))
+    await reader.run(partial(_follow, runtime, batches))
 
 
 async def _read(reading: CaseReading, record: Any, *, into: list[following.Followed]) -> None:
@@ -156,9 +158,13 @@ async def _read(reading: CaseReading, record: Any, *, into: list[following.Follo
     into.append(following.Followed(record.offset, found))
 
 
-async def _follow(runtime: Runtime, partition: int, read: list[following.Followed], next_offset: int) -> None:
+async def _follow(runtime: Runtime, batches: list[tuple[int, list[following.Followed], int]]) -> None:
+    """Every partition's records of one delivery, followed in one transaction (partition, records, next offset):
+    a delivery holds a few records of most partitions, and a commit each cost more than following them."""
+    followed = 0
     async with runtime.pool.acquire() as connection, connection.transaction():
-        followed = await following.follow(
-            connection, partition=partition, records=read, next_offset=next_offset, skip_exports=True
-        )
+        for partition, read, next_offset in sorted(batches, key=lambda batch: batch[0]):
+            followed += await following.follow(
+                connection, partition=partition, records=read, next_offset=next_offset, skip_exports=True
+            )
     runtime.metrics.events_followed.inc(followed)
