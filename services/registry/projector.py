@@ -297,34 +297,29 @@ async def fold_all(
     outbox: bool = True,
 ) -> dict[int, store.Applied]:
     """Fold each partition's records (``batches``, by partition) into the pool's ledger, all in one transaction:
-    read (and judge) every record first, then apply each partition's events, refusals, chain and offset, in the
-    order of the partitions (so two folds of the same partitions take their locks in one order). Live, one fetch
-    holds records of most partitions, a few each: one transaction for all of them, not one each, is a fifth of
-    the commits and of the statements around them. A replay folds one partition's long batch at a time, the same
-    way, without the outbox (``outbox``) and relying on a checkpoint for the records it vouches for
-    (``unchecked``: (partition, offset) -> whether the signature goes unchecked)."""
+    read (and judge) every record first, then apply the partitions' events, refusals, chains and offsets together
+    (``store.apply_batches``). Live, one fetch holds records of most partitions, a few each: one transaction and
+    one statement per table for all of them, not one each, is a fifth of the commits and statements. A replay
+    folds one partition's long batch at a time, the same way, without the outbox (``outbox``) and relying on a
+    checkpoint for the records it vouches for (``unchecked``: (partition, offset) -> the signature goes
+    unchecked)."""
     read = {
         p: await read_batch(records, trust, partitions, on_refused=on_refused, unchecked=unchecked)
         for p, records in batches.items()
     }
+    applying = [
+        store.Batch(
+            partition,
+            events=read[partition][0],
+            next_offset=records[-1].offset + 1,
+            records=raw_records(records),
+            refused=read[partition][1],
+        )
+        for partition, records in batches.items()
+    ]
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(store.LEDGER_LOCK_SHARED)
-        applied: dict[int, store.Applied] = {}
-        for partition in sorted(batches):
-            records = batches[partition]
-            events, refused = read[partition]
-            applied[partition] = await store.apply_batch(
-                connection,
-                topic=topic,
-                partition=partition,
-                events=events,
-                next_offset=records[-1].offset + 1,
-                records=raw_records(records),
-                refused=refused,
-                seal_key=seal_key,
-                outbox=outbox,
-            )
-        return applied
+        return await store.apply_batches(connection, topic=topic, batches=applying, seal_key=seal_key, outbox=outbox)
 
 
 async def read_batch(

@@ -122,23 +122,29 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 HISTORY_COLUMNS = ("license_number", "event_id", "partition", "offset", "occurred_at", "state")
 APPLIED_COLUMNS = ("event_id", "partition", "case_id", "offset")
-# From the offset the ledger started keeping refusals at (0 unless it predates migration 0006).
+# From the offset the ledger started keeping refusals at (0 unless it predates migration 0006), in each partition.
 RECORD_REFUSALS = """
 INSERT INTO refused_events AS t (topic, partition, "offset", reason_code)
-SELECT $1, $2, u.position, u.code FROM unnest($3::bigint[], $4::text[]) AS u(position, code)
-WHERE u.position >= coalesce((SELECT refusals_from FROM partition_offsets WHERE topic = $1 AND partition = $2), 0)
+SELECT $1, u.partition, u.position, u.code
+FROM unnest($2::int[], $3::bigint[], $4::text[]) AS u(partition, position, code)
+WHERE u.position >= coalesce(
+    (SELECT refusals_from FROM partition_offsets p WHERE p.topic = $1 AND p.partition = u.partition), 0)
 ON CONFLICT DO NOTHING
 """
-SAVE_OFFSET = """
-INSERT INTO partition_offsets (topic, partition, next_offset, chain_head, seal) VALUES ($1, $2, $3, $4, $5)
+SAVE_OFFSETS = """
+INSERT INTO partition_offsets (topic, partition, next_offset, chain_head, seal)
+SELECT $1, u.partition, u.next_offset, u.head, u.seal
+FROM unnest($2::int[], $3::bigint[], $4::bytea[], $5::bytea[]) AS u(partition, next_offset, head, seal)
 ON CONFLICT (topic, partition) DO UPDATE SET
     next_offset = EXCLUDED.next_offset, chain_head = EXCLUDED.chain_head,
     seal = coalesce(EXCLUDED.seal, partition_offsets.seal)
 """
 STORED_OFFSETS = "SELECT partition, next_offset FROM {schema}partition_offsets WHERE topic = $1"
-# Taken first: two batches of one partition (a zombie after a rebalance) extend the chain one after the other.
-LOCK_POSITION = """
-SELECT next_offset, chain_head, chain_start, seal FROM partition_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE
+# Taken first, in the partitions' order: two batches of one partition (a zombie after a rebalance) extend the
+# chain one after the other, and two folds of several partitions wait for each other without a deadlock.
+LOCK_POSITIONS = """
+SELECT partition, next_offset, chain_head, chain_start, seal FROM partition_offsets
+WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE
 """
 STORED_POSITIONS = (
     "SELECT partition, next_offset, chain_head, chain_start FROM {schema}partition_offsets WHERE topic = $1"
@@ -213,6 +219,18 @@ class Applied:
     refused: list[tuple[Positioned, Reason]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One partition's records to apply: the events of the readable ones, the ones refused, every record as read
+    (what the partition's hash chain covers), and the offset after them."""
+
+    partition: int
+    events: Sequence[Positioned]
+    next_offset: int
+    records: Sequence[chain.Raw]
+    refused: Sequence[Refused] = ()
+
+
 async def apply_batch(
     connection: Connection,
     *,
@@ -225,42 +243,61 @@ async def apply_batch(
     outbox: bool = True,
     seal_key: bytes | None = None,
 ) -> Applied:
-    """Fold ``events`` of one partition into the ledger, in the caller's transaction.
+    """``apply_batches`` of one partition's batch."""
+    batch = Batch(partition, events, next_offset, records, refused)
+    return (await apply_batches(connection, topic=topic, batches=[batch], outbox=outbox, seal_key=seal_key))[partition]
 
-    Events already applied are skipped, so a redelivered batch changes nothing; the partition's
-    offset is stored with the rows, so a crash never separates the two; each license that changed
-    gets a history row and (unless ``outbox`` is off, as in a replay, whose changes were published
-    when they happened) an outbox row in the same transaction, so no change is ever lost.
-    ``records`` are every record the batch read, ``events`` the readable ones among them, ``refused``
-    the others with the reason: the partition's hash chain is extended over all of them and stored with
-    the offset, and the refusals are kept (``refused_events``, part of the checksum). With ``seal_key`` (the
-    live registry's), the MACs of the rows written are added to the partition's seal and those of the rows
-    replaced taken out (``services/registry/seal.py``).
+
+async def apply_batches(
+    connection: Connection,
+    *,
+    topic: str,
+    batches: Sequence[Batch],
+    outbox: bool = True,
+    seal_key: bytes | None = None,
+) -> dict[int, Applied]:
+    """Fold the ``batches`` of one or more partitions (one each) into the ledger, in the caller's transaction, as
+    if one partition's after the other in the partitions' order, but with one statement per table for them all.
+
+    Events already applied are skipped, so a redelivered batch changes nothing; each partition's offset is stored
+    with the rows, so a crash never separates the two; each license that changed gets a history row and (unless
+    ``outbox`` is off, as in a replay, whose changes were published when they happened) an outbox row in the same
+    transaction, so no change is ever lost. A batch's ``records`` are every record it read, its ``events`` the
+    readable ones among them, its ``refused`` the others with the reason: the partition's hash chain is extended
+    over all of them and stored with the offset, and the refusals are kept (``refused_events``, part of the
+    checksum). With ``seal_key`` (the live registry's), the MACs of the rows written are added to the seal and those
+    of the rows replaced taken out (``services/registry/seal.py``: only the sum over the partitions counts, and the
+    change is kept with the first partition's).
     """
+    batches = sorted(batches, key=lambda b: b.partition)
+    if len({b.partition for b in batches}) != len(batches):
+        raise ValueError("one batch per partition: a partition's records are applied in one go, in order")
     await connection.execute(INDEXED_READS_ONLY if seal_key is None else f"{INDEXED_READS_ONLY}; {UTC}")
-    position = await _lock_position(connection, topic, partition)
-    if records and position.next_offset > 0 and records[0].offset > position.next_offset:
-        raise BatchNotContiguous(
-            f"{topic}/{partition}: a batch from offset {records[0].offset}, but the ledger has applied up to "
-            f"{position.next_offset}: its records in between were never applied; read again from the stored offset"
-        )
-    fresh, elsewhere = await _not_yet_applied(connection, events, partition)
-    fresh, taken = await _numbers_free(connection, fresh)
-    own = [*elsewhere, *taken]
-    refused = [*refused, *(Refused(p.offset, reason.code) for p, reason in own)]
+    positions = await _lock_positions(connection, topic, [b.partition for b in batches])
+    for batch in batches:
+        position = positions[batch.partition]
+        if batch.records and position.next_offset > 0 and batch.records[0].offset > position.next_offset:
+            raise BatchNotContiguous(
+                f"{topic}/{batch.partition}: a batch from offset {batch.records[0].offset}, but the ledger has applied "
+                f"up to {position.next_offset}: its records in between were never applied; read again from the "
+                "stored offset"
+            )
+    fresh, own = await _admitted(connection, [(b.partition, e) for b in batches for e in b.events])
+    refused = [(b.partition, r) for b in batches for r in b.refused]
+    refused += [(partition, Refused(p.offset, reason.code)) for partition, p, reason in own]
     texts: dict[tuple[str, Any], str] = {}
-    cases = await _load_cases(connection, {p.envelope.case_id for p in fresh}, texts)
+    cases = await _load_cases(connection, {p.envelope.case_id for _, p in fresh}, texts)
     loaded = dict(cases)
-    exports: list[ExportEntry] = []
+    exports: list[tuple[int, ExportEntry]] = []
     history: list[tuple[Any, ...]] = []
-    for index, positioned in enumerate(fresh, 1):
+    for index, (partition, positioned) in enumerate(fresh, 1):
         if index % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # the registry's queries share the event loop with its fold
         envelope = positioned.envelope
         before = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
         after, export = ledger.apply(before, envelope)
         cases[envelope.case_id] = after
-        exports.extend([export] if export else [])
+        exports.extend([(partition, export)] if export else [])
         for license_ in _changed_licenses(before, after):
             state = license_state_json(license_, envelope)
             history.append(
@@ -268,32 +305,55 @@ async def apply_batch(
             )
     sealing = seal_key is not None
     applications, licenses = _changed_rows(loaded, cases)
-    written = await _save(connection, applications, licenses, exports, returning=sealing)
-    await vins.settle(connection, exports)
+    written = await _save(connection, applications, licenses, [e for _, e in exports], returning=sealing)
+    await vins.settle(connection, [e for _, e in exports])
     written += await _record_changes(connection, history, publish=outbox, returning=sealing)
     if fresh:
-        marks = [(p.envelope.event_id, partition, p.envelope.case_id, p.offset) for p in fresh]
+        marks = [(p.envelope.event_id, partition, p.envelope.case_id, p.offset) for partition, p in fresh]
         await connection.copy_records_to_table("applied_events", records=marks, columns=APPLIED_COLUMNS)
     if refused:
         query = RECORD_REFUSALS + (RETURNING_ROWS if sealing else "")
-        rows = await connection.fetch(query, topic, partition, [r.offset for r in refused], [r.code for r in refused])
-        written += [("refused_events", r[0]) for r in rows]
-    seal_value: bytes | None = None
+        columns = ([p for p, _ in refused], [r.offset for _, r in refused], [r.code for _, r in refused])
+        written += [("refused_events", r[0]) for r in await connection.fetch(query, topic, *columns)]
+    seals: dict[int, bytes | None] = {b.partition: None for b in batches}
     if seal_key is not None:
         keys: list[tuple[str, Any]] = [("applications", a.application_id) for a in applications]
         keys += [("licenses", lic.license_number) for lic in licenses]
         replaced = [(table, texts[(table, key)]) for table, key in keys if (table, key) in texts]
-        seal_value = seal.as_bytes(position.seal + seal.total(seal_key, written) - seal.total(seal_key, replaced))
-    position = _advance(position, partition, records, next_offset)
-    await connection.execute(SAVE_OFFSET, topic, partition, position.next_offset, position.head, seal_value)
-    return Applied(events=len(fresh), exports=exports, changes=len(history), refused=own)
+        first = batches[0].partition
+        change = seal.total(seal_key, written) - seal.total(seal_key, replaced)
+        seals[first] = seal.as_bytes(positions[first].seal + change)
+    after_batches = [_advance(positions[b.partition], b.partition, b.records, b.next_offset) for b in batches]
+    await connection.execute(
+        SAVE_OFFSETS,
+        topic,
+        [b.partition for b in batches],
+        [p.next_offset for p in after_batches],
+        [p.head for p in after_batches],
+        [seals[b.partition] for b in batches],
+    )
+    return {
+        b.partition: Applied(
+            events=sum(1 for partition, _ in fresh if partition == b.partition),
+            exports=[e for partition, e in exports if partition == b.partition],
+            changes=sum(1 for row in history if row[2] == b.partition),
+            refused=[(p, reason) for partition, p, reason in own if partition == b.partition],
+        )
+        for b in batches
+    }
 
 
-async def _lock_position(connection: Connection, topic: str, partition: int) -> Position:
-    row = await connection.fetchrow(LOCK_POSITION, topic, partition)
-    if row is None:
-        return Position(next_offset=0, head=chain.GENESIS, chain_start=0)
-    return Position(row["next_offset"], bytes(row["chain_head"]), row["chain_start"], seal.as_int(row["seal"]))
+async def _lock_positions(connection: Connection, topic: str, partitions: list[int]) -> dict[int, Position]:
+    rows = {r["partition"]: r for r in await connection.fetch(LOCK_POSITIONS, topic, partitions)}
+    positions = {}
+    for partition in partitions:
+        row = rows.get(partition)
+        positions[partition] = (
+            Position(next_offset=0, head=chain.GENESIS, chain_start=0)
+            if row is None
+            else Position(row["next_offset"], bytes(row["chain_head"]), row["chain_start"], seal.as_int(row["seal"]))
+        )
+    return positions
 
 
 def _advance(position: Position, partition: int, records: Sequence[chain.Raw], next_offset: int) -> Position:
@@ -303,50 +363,40 @@ def _advance(position: Position, partition: int, records: Sequence[chain.Raw], n
     return Position(max(position.next_offset, next_offset), head, position.chain_start, position.seal)
 
 
-async def _not_yet_applied(
-    connection: Connection, events: Sequence[Positioned], partition: int
-) -> tuple[list[Positioned], list[tuple[Positioned, Reason]]]:
-    """The events not applied yet; and those whose id was applied in another partition, refused.
+async def _admitted(
+    connection: Connection, events: Sequence[tuple[int, Positioned]]
+) -> tuple[list[tuple[int, Positioned]], list[tuple[int, Positioned, Reason]]]:
+    """The events (each with its partition, in the order they are folded) to fold: neither applied already nor
+    refused; and the ones refused, each as soon as it is met, so that which are refused does not depend on how
+    the records were cut into batches.
 
-    An event applied already in this partition is a duplicate (a retry, a redelivery): skipped, changing
+    An event applied already in its partition is a duplicate (a retry, a redelivery): skipped, changing
     nothing. An event whose id was applied in another partition is not a copy of it (a copy would sit in its
-    case's partition, or be refused as misplaced): an id reused by a producer, refused ``event_id_reused``."""
-    ids = [p.envelope.event_id for p in events]
+    case's partition, or be refused as misplaced): an id reused by a producer, refused ``event_id_reused``. An
+    event opening a license number another case holds is refused ``license_number_taken`` (a license number is
+    one license's, of one case, whichever partition saw it first)."""
+    ids = [p.envelope.event_id for _, p in events]
     applied = {r["event_id"]: r["partition"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
-    fresh: list[Positioned] = []
-    reused: list[tuple[Positioned, Reason]] = []
-    for positioned in events:
-        event_id = positioned.envelope.event_id
-        if event_id in applied and applied[event_id] not in (partition, None):
-            message = f"event id {event_id} was applied already in partition {applied[event_id]}: an id is one event's"
-            reused.append((positioned, Reason(code="event_id_reused", message=message)))
-        elif event_id not in applied:
-            applied[event_id] = partition
-            fresh.append(positioned)
-    return fresh, reused
-
-
-async def _numbers_free(
-    connection: Connection, events: Sequence[Positioned]
-) -> tuple[list[Positioned], list[tuple[Positioned, Reason]]]:
-    """The events, but for those opening a license number another case holds: refused ``license_number_taken``
-    (a license number is one license's, of one case, whichever partition saw it first)."""
-    opened = {p.envelope.event_id: number for p in events if (number := _opens(p.envelope)) is not None}
-    if not opened:
-        return list(events), []
-    held = {r["license_number"]: r["case_id"] for r in await connection.fetch(NUMBERS_HELD, list(opened.values()))}
-    owner: dict[str, uuid.UUID] = dict(held)
-    free: list[Positioned] = []
-    taken: list[tuple[Positioned, Reason]] = []
-    for positioned in events:
-        number = opened.get(positioned.envelope.event_id)
-        case_id = positioned.envelope.case_id
-        if number is not None and owner.setdefault(number, case_id) != case_id:
+    opened = {p.envelope.event_id: number for _, p in events if (number := _opens(p.envelope)) is not None}
+    owner: dict[str, uuid.UUID] = {}
+    if opened:
+        owner = {r["license_number"]: r["case_id"] for r in await connection.fetch(NUMBERS_HELD, list(opened.values()))}
+    fresh: list[tuple[int, Positioned]] = []
+    refused: list[tuple[int, Positioned, Reason]] = []
+    for partition, positioned in events:
+        event_id, case_id = positioned.envelope.event_id, positioned.envelope.case_id
+        number = opened.get(event_id)
+        if event_id in applied:
+            if (first := applied[event_id]) not in (partition, None):
+                message = f"event id {event_id} was applied already in partition {first}: an id is one event's"
+                refused.append((partition, positioned, Reason(code="event_id_reused", message=message)))
+        elif number is not None and owner.setdefault(number, case_id) != case_id:
             message = f"license number {number} is held by case {owner[number]} already"
-            taken.append((positioned, Reason(code="license_number_taken", message=message)))
+            refused.append((partition, positioned, Reason(code="license_number_taken", message=message)))
         else:
-            free.append(positioned)
-    return free, taken
+            applied[event_id] = partition
+            fresh.append((partition, positioned))
+    return fresh, refused
 
 
 def _opens(envelope: Envelope) -> str | None:
