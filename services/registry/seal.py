@@ -3,11 +3,12 @@ by SQL is noticed by the registry itself before it builds on it.
 
 Each row of the ledger (the tables of the checksum) has a MAC: HMAC-SHA256, under a key derived from the
 registry's signing key, of its table and its text (PostgreSQL's ``row_to_json`` under UTC, as the
-checksum reads it). The fold keeps, with each partition's offsets, the sum (mod 2^256) of the MACs of the
-rows it has written for that partition, adding each new row's and taking away each replaced one's, in the
-batch's transaction. At each checkpoint (and while the ledger is flagged, every few seconds) the registry
-sums the MACs of every row in the same snapshot: the two sums differ if any row was inserted, changed or
-deleted by anyone but the fold, and no one without the key can make them agree again. The registry then
+checksum reads it). The fold keeps, with the partitions' offsets, sums (mod 2^256) of the MACs of the rows it
+has written, adding each new row's and taking away each replaced one's, in the batch's transaction (a batch of
+several partitions keeps its change with the first of them): only the total over the partitions counts. At
+each checkpoint (and while the ledger is flagged, every few seconds) the registry sums the MACs of every row
+in the same snapshot: the two sums differ if any row was inserted, changed or deleted by anyone but the fold,
+and no one without the key can make them agree again. The registry then
 stops folding and admitting (503) until ``licensectl replay --repair`` rebuilds the ledger from the log
 and seals it anew.
 """

@@ -270,6 +270,8 @@ async def apply_batches(
     change is kept with the first partition's).
     """
     batches = sorted(batches, key=lambda b: b.partition)
+    if not batches:
+        return {}
     if len({b.partition for b in batches}) != len(batches):
         raise ValueError("one batch per partition: a partition's records are applied in one go, in order")
     await connection.execute(INDEXED_READS_ONLY if seal_key is None else f"{INDEXED_READS_ONLY}; {UTC}")
