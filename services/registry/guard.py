@@ -19,7 +19,7 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from services.registry import store
-from shared.platform.kafka_access import KafkaConnection, stop_consumer
+from shared.platform.kafka_access import KafkaConnection, started_consumer, stop_consumer
 
 IDENTITY = "SELECT topic_id, partitions FROM log_identity WHERE topic = $1"
 RECORD_IDENTITY = """
@@ -45,8 +45,7 @@ class LogGuard:
 
     async def start(self) -> None:
         self._admin = AdminClient({**self._kafka.librdkafka(), "log_level": 4})
-        self._consumer = AIOKafkaConsumer(**self._kafka.options(), enable_auto_commit=False)
-        await self._consumer.start()
+        self._consumer = await started_consumer(self._kafka, enable_auto_commit=False)
 
     async def stop(self) -> None:
         if self._consumer is not None:

@@ -154,10 +154,10 @@ class Projector:
         listener = SeekToStoredOffsets(consumer, self._pool)
         self._waiting, self._moved = {}, time.monotonic()
         consumer.subscribe([self._topic], listener=listener)
-        await consumer.start()
         hint: dict[TopicPartition, int] = {}  # offsets folded, not yet committed to the group (a hint)
         hinted = time.monotonic()
         try:
+            await consumer.start()  # inside: one that fails to start (the broker away) is closed too
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                 if listener.ahead:

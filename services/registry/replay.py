@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.registry import chain, checkpoints, seal, store
@@ -35,7 +35,7 @@ from shared.contract.checkpoints import Checkpoint
 from shared.contract.topics import TRUST, sibling
 from shared.platform import signing, trust
 from shared.platform.db import create_pool, migrate_async
-from shared.platform.kafka_access import KafkaConnection, stop_consumer
+from shared.platform.kafka_access import KafkaConnection, started_consumer, stop_consumer
 from shared.platform.kafka_admin import partition_count
 from shared.platform.ranges import RangeStalled, read_range
 
@@ -105,8 +105,7 @@ class ReplayResult:
 async def whole(log: CaseLog, positions: Mapping[int, store.Position]) -> None:
     """Raise :class:`LogIncomplete`, naming the offsets, if the log no longer holds every record the ledger
     applied: records deleted at a partition's start, or a partition ending before the ledger's offset."""
-    consumer = AIOKafkaConsumer(**log.kafka.options(), enable_auto_commit=False)
-    await consumer.start()
+    consumer = await started_consumer(log.kafka, enable_auto_commit=False)
     try:
         tps = [TopicPartition(log.topic, p) for p in positions]
         starts = await consumer.beginning_offsets(tps) if tps else {}

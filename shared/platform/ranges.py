@@ -40,8 +40,8 @@ async def read_range(
     start = start or {}
     # Subscribed with no group: the consumer is assigned every partition of the topic once it has its metadata.
     consumer = AIOKafkaConsumer(topic, **kafka.options(), enable_auto_commit=False, **consumer_options)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: one that fails to start is closed too
         assigned = consumer.assignment()
         if not assigned:
             raise LookupError(f"no topic {topic} on {kafka.bootstrap_servers}")

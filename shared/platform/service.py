@@ -42,6 +42,7 @@ from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
 from shared.platform.docs_ui import serve_docs
 from shared.platform.http import AccessLog, ErrorBody, LedgerRoute, add_error_handlers, router
+from shared.platform.kafka_access import started_consumer, stop_consumer
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
@@ -113,8 +114,7 @@ class Runtime:
         await self.load_signing_key()
         self._raw_producer = AIOKafkaProducer(**settings.kafka.options(), acks="all", enable_idempotence=True)
         await self._raw_producer.start()
-        self._log = AIOKafkaConsumer(**settings.kafka.options(), enable_auto_commit=False)
-        await self._log.start()
+        self._log = await started_consumer(settings.kafka, enable_auto_commit=False)
         self._trust_log = TrustLog(settings.kafka, settings.topics.trust, settings.trust_roots)
         await self._trust_log.start()
         await self.broker.start()
@@ -129,9 +129,12 @@ class Runtime:
         for hook in reversed(self.on_stop):
             await hook(self)
         await self.broker.stop()
-        for resource in (self._raw_producer, self._log, self._trust_log):
-            if resource is not None:
-                await resource.stop()
+        if self._raw_producer is not None:
+            await self._raw_producer.stop()
+        if self._log is not None:
+            await stop_consumer(self._log)
+        if self._trust_log is not None:
+            await self._trust_log.stop()
         await self.metrics.offsets.stop()
         if self._pool is not None:
             try:  # a connection the database no longer answers on must not hold the shutdown up

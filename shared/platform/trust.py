@@ -43,7 +43,7 @@ from shared.contract.signatures import (
     signature_headers,
 )
 from shared.contract.trust import KeyScope, Kind, TrustStatement
-from shared.platform.kafka_access import KafkaConnection, stop_consumer
+from shared.platform.kafka_access import KafkaConnection, started_consumer, stop_consumer
 from shared.platform.ranges import read_range
 from shared.platform.signing import ALWAYS, TrustedKey, TrustList, header
 
@@ -198,8 +198,7 @@ class TrustLog:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(**self._kafka.options(), enable_auto_commit=False)
-        await self._consumer.start()
+        self._consumer = await started_consumer(self._kafka, enable_auto_commit=False)
         self._consumer.assign([self._tp])
         self._consumer.seek(self._tp, 0)
         # Paused between reads: a fetch waiting on the broker for new statements would hold up the request for
