@@ -44,6 +44,7 @@ TARGETS = {
     "linearity": 0.9,
     "replay_rss_mb": 300,
     "live_p99_ms": 250,
+    "live_runs_met": 0.9,  # the row p99 within its target in at least 9 runs of 10 (``--live-runs``)
     "decision_p99_ms": 500,
     "lookup_p99_ms": 5,
 }
@@ -275,6 +276,14 @@ def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         TARGETS["live_p99_ms"],
         higher_is_better=False,
     )
+    runs = result.get("live_runs") or []
+    if len(runs) > 1:
+        within = [r["row_ms"] is not None and r["row_ms"] <= TARGETS["live_p99_ms"] for r in runs]
+        judge(
+            f"live runs with submission-to-ledger p99 within {TARGETS['live_p99_ms']} ms, share of {len(runs)}",
+            sum(within) / len(runs),
+            TARGETS["live_runs_met"],
+        )
     judge(
         "live submission-to-decision p99 ms",
         (live.get("to_decision_in_ledger") or {}).get("p99_ms"),
@@ -294,6 +303,15 @@ def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         higher_is_better=False,
     )
     return out
+
+
+def live_p99s(live: dict[str, Any]) -> dict[str, float | None]:
+    """One live run's p99s: submission to row and to decision, and the lookups'."""
+    return {
+        "row_ms": (live.get("to_ledger_row") or {}).get("p99_ms"),
+        "decision_ms": (live.get("to_decision_in_ledger") or {}).get("p99_ms"),
+        "lookup_ms": ((live.get("lookups") or {}).get("latency") or {}).get("p99_ms"),
+    }
 
 
 def fmt(value: Any, digits: int = 0) -> str:
@@ -434,6 +452,11 @@ def table(result: dict[str, Any]) -> str:
                 out += f"\n| {name} | {get(live):.1f} | {get(shared):.1f} |"
             except (KeyError, TypeError):
                 out += f"\n| {name} | - | - |"
+    runs = result.get("live_runs") or []
+    if len(runs) > 1:
+        out += "\n\n| live run | row p99, ms | decision p99, ms | lookup p99, ms |\n| --- | ---: | ---: | ---: |"
+        for n, r in enumerate(runs, 1):
+            out += f"\n| {n} | {fmt(r['row_ms'])} | {fmt(r['decision_ms'])} | {fmt(r['lookup_ms'], 1)} |"
     out += "\n\n| target | value | met |\n| --- | ---: | --- |\n"
     for name, v in result["targets"].items():
         met = {True: "yes", False: "**no**", None: "not measured"}[v["met"]]
@@ -462,11 +485,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for size in args.sizes:
         result["sizes"].append(await measure_size(size, args, bootstrap, url, run_id))
     # One registry, then (unless --registries 1) several sharing the partitions, under the same load.
-    phases = [("live", 1, "")] + (
-        [("live_shared", args.registries, str(args.registries))] if args.registries > 1 else []
-    )
+    # The one-registry phase ``--live-runs`` times: its first run is ``live``, and every run's p99s ``live_runs``.
+    phases = [("live", 1, "")] + [(f"live_{n}", 1, f"run{n}") for n in range(2, args.live_runs + 1)]
+    phases += [("live_shared", args.registries, str(args.registries))] if args.registries > 1 else []
     for key, registries, suffix in phases if args.live else []:
-        print(f"[live] {registries} registry instance(s), {args.rate:.0f} submissions/s, then lookups ...", flush=True)
+        print(f"[{key}] {registries} registry instance(s), {args.rate:.0f} submissions/s, then lookups ...", flush=True)
         namespace = f"bench-{run_id}-live{suffix}"
         try:
             result[key] = await run_live(
@@ -486,6 +509,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result[key] = {"error": repr(exc)}
         finally:
             await drop(bootstrap, url, [s.name for s in Topics(namespace).specs()], [])
+    if args.live:
+        result["live_runs"] = [live_p99s(result[key]) for key, _, _ in phases if key != "live_shared"]
     result["wall_seconds"] = time.perf_counter() - started
     ratios(result)
     result["targets"] = verdicts(result)
@@ -528,6 +553,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="replay the smallest size again under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the topics and schemas")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the run's files go (default results/)")
+    parser.add_argument(
+        "--live-runs",
+        type=int,
+        default=1,
+        help="run the one-registry live phase this many times (10: the issue's 9-of-10 row p99 target is judged)",
+    )
     parser.add_argument(
         "--registries",
         type=int,
