@@ -231,23 +231,6 @@ class Batch:
     refused: Sequence[Refused] = ()
 
 
-async def apply_batch(
-    connection: Connection,
-    *,
-    topic: str,
-    partition: int,
-    events: Sequence[Positioned],
-    next_offset: int,
-    records: Sequence[chain.Raw],
-    refused: Sequence[Refused] = (),
-    outbox: bool = True,
-    seal_key: bytes | None = None,
-) -> Applied:
-    """``apply_batches`` of one partition's batch."""
-    batch = Batch(partition, events, next_offset, records, refused)
-    return (await apply_batches(connection, topic=topic, batches=[batch], outbox=outbox, seal_key=seal_key))[partition]
-
-
 async def apply_batches(
     connection: Connection,
     *,

@@ -250,9 +250,8 @@ async def test_a_batch_that_does_not_start_where_the_partitions_applied_records_
 
         async def apply(records: list[chain.Raw]) -> int:
             async with connection.transaction():
-                await store.apply_batch(
-                    connection, topic="c", partition=0, events=[], next_offset=records[-1].offset + 1, records=records
-                )
+                batch = store.Batch(0, events=[], next_offset=records[-1].offset + 1, records=records)
+                await store.apply_batches(connection, topic="c", batches=[batch])
             return int(await connection.fetchval("SELECT next_offset FROM partition_offsets WHERE topic = 'c'"))
 
         assert await apply(raw[0:3]) == 3

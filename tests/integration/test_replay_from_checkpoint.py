@@ -210,15 +210,9 @@ async def test_a_ledger_migrated_from_before_refusals_were_kept_keeps_them_from_
         await connection.execute(f"SET search_path TO {schema}")
         for partition, offset in ((0, 39), (0, 40), (1, 0)):
             async with connection.transaction():
-                await store.apply_batch(
-                    connection,
-                    topic="c",
-                    partition=partition,
-                    events=[],
-                    next_offset=offset + 1,
-                    records=[],
-                    refused=[store.Refused(offset, "unsigned_event")],
-                )
+                refused = [store.Refused(offset, "unsigned_event")]
+                batch = store.Batch(partition, events=[], next_offset=offset + 1, records=[], refused=refused)
+                await store.apply_batches(connection, topic="c", batches=[batch])
         kept = await connection.fetch(f'SELECT partition, "offset" FROM {schema}.refused_events ORDER BY 1, 2')
     finally:
         await connection.close()
