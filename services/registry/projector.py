@@ -256,8 +256,8 @@ class Projector:
     async def _apply_all(
         self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], partitions: int
     ) -> None:
-        """Apply the partitions' batches of one fetch in one transaction, one partition after another (each
-        folded as it would be alone, and seeing the ones before it). Then relay the changes."""
+        """Apply the partitions' batches of one fetch in one transaction (``fold_all``), as if one partition after
+        another; dead-letter what the fold itself refused once it is committed. Then relay the changes."""
         started = time.monotonic()
         # Brought up to the end of the trust topic after the batch was fetched: a key trusted before an event
         # was appended is known when the event is judged, as in any replay.

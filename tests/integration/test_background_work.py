@@ -5,6 +5,8 @@ restart) is a failure it waits out and recovers from, and work that ends anyway 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -63,13 +65,7 @@ async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_he
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
     """faststream restarts a consume loop that failed, not one a cancellation ended: /health says so meanwhile."""
-    settings = settings_for(Settings, infrastructure, database_url, topics, readers_watch_seconds=600)
-    app = create_app(settings)
-    async with serving(app) as client:
-        assert (await client.get("/health")).json()["background"] == "ok"
-        for task in _intake(app, topics).tasks:
-            task.cancel()  # as a CancelledError from under the loop would end it
-
+    async with _intake_cancelled(infrastructure, database_url, topics, watch_seconds=600) as (_, client):
         health = await eventually(lambda: _not_ready(client), what="/health naming the reader that stopped")
     assert f"the reader of {topics.intake_exports} stopped consuming" in health["background"], health
 
@@ -77,11 +73,7 @@ async def test_a_reader_whose_consume_loop_was_cancelled_under_it_is_named_on_he
 async def test_a_reader_whose_consume_loop_was_cancelled_is_started_again_and_reads_on(
     infrastructure: Infrastructure, database_url: str, topics: Topics
 ) -> None:
-    settings = settings_for(Settings, infrastructure, database_url, topics, readers_watch_seconds=0.5)
-    app = create_app(settings)
-    async with serving(app) as client:
-        for task in _intake(app, topics).tasks:
-            task.cancel()
+    async with _intake_cancelled(infrastructure, database_url, topics, watch_seconds=0.5) as (app, client):
         await asyncio.sleep(0.1)
 
         async def consuming() -> bool | None:
@@ -94,6 +86,22 @@ async def test_a_reader_whose_consume_loop_was_cancelled_is_started_again_and_re
             await send.send_and_wait(topics.intake_exports, b"{not a command", key=b"after-the-restart")
         dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
     assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused: the reader reads on
+
+
+@contextlib.asynccontextmanager
+async def _intake_cancelled(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, *, watch_seconds: float
+) -> AsyncIterator[tuple[Any, Any]]:
+    """The registry serving (its app and a client), its export intake's consume loops cancelled from under them
+    once it is healthy, as a CancelledError from under a loop would end it; its readers watched every
+    ``watch_seconds``."""
+    settings = settings_for(Settings, infrastructure, database_url, topics, readers_watch_seconds=watch_seconds)
+    app = create_app(settings)
+    async with serving(app) as client:
+        assert (await client.get("/health")).json()["background"] == "ok"
+        for task in _intake(app, topics).tasks:
+            task.cancel()
+        yield app, client
 
 
 async def _not_ready(client: Any) -> dict[str, Any] | None:
