@@ -39,23 +39,48 @@ def _quote(name: str) -> str:
 
 
 async def checksum(connection: Connection, schema: str, seal_key: bytes | None = None) -> Checksum:
-    """The checksum of the ledger in ``schema``; call inside a transaction (it streams with a cursor). With
+    """The checksum of the ledger in ``schema``; call inside a transaction (it streams each table's rows). With
     ``seal_key``, the sum of the rows' MACs too, from the same rows in the same pass."""
     await connection.execute("SET LOCAL TimeZone = 'UTC'")
     whole, tables, rows, sealed = hashlib.sha256(), {}, 0, 0
     for table, key in LEDGER_TABLES.items():
-        part = hashlib.sha256()
         order = ", ".join(f"t.{_quote(k)}" for k in key)
         query = f"SELECT row_to_json(t)::text FROM {_quote(schema)}.{_quote(table)} t ORDER BY {order}"
-        async for record in connection.cursor(query, prefetch=5000):
-            part.update(record[0].encode())
-            part.update(b"\n")
-            rows += 1
-            if seal_key is not None:
-                sealed += mac(seal_key, table, record[0])
-        tables[table] = part.hexdigest()
+        streamed = await _copied(connection, query) if seal_key is None else None
+        if streamed is None:
+            part, count = hashlib.sha256(), 0
+            async for record in connection.cursor(query, prefetch=5000):
+                part.update(record[0].encode())
+                part.update(b"\n")
+                count += 1
+                if seal_key is not None:
+                    sealed += mac(seal_key, table, record[0])
+            streamed = part.hexdigest(), count
+        tables[table] = streamed[0]
+        rows += streamed[1]
         whole.update(f"{table}:{tables[table]}\n".encode())
     return Checksum(whole.hexdigest(), rows, tables, sealed % MODULUS if seal_key is not None else None)
+
+
+# The rows' texts as COPY writes them in CSV with a delimiter and a quote character no row's JSON holds (JSON
+# escapes every control character): each text verbatim, then a newline, exactly what the row-by-row loop hashes,
+# in a fifth less time (docs/performance.md). Should COPY ever quote a text, the quote character shows up in its
+# bytes: that table is then hashed row by row instead.
+_DELIMITER, _QUOTE = "\x02", "\x01"
+
+
+async def _copied(connection: Connection, query: str) -> tuple[str, int] | None:
+    """The SHA-256 of the query's texts, each followed by a newline, and how many rows; None if COPY quoted one."""
+    part, count, quoted = hashlib.sha256(), 0, False
+
+    async def hashed(chunk: bytes) -> None:
+        nonlocal count, quoted
+        quoted = quoted or _QUOTE.encode() in chunk
+        part.update(chunk)
+        count += chunk.count(b"\n")
+
+    await connection.copy_from_query(query, output=hashed, format="csv", delimiter=_DELIMITER, quote=_QUOTE)
+    return None if quoted else (part.hexdigest(), count)
 
 
 @dataclass(frozen=True)
