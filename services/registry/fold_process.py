@@ -2,16 +2,18 @@
 
 It reads what to fold as JSON on stdin, the database URL and the Kafka login from its environment
 (never its arguments, which ``ps`` shows), and writes ``progress <events>`` lines, then
-``done <events>``, on stdout.
+``done <events>``, on stdout. It runs on uvloop, as the services do: the fold writes a lot to PostgreSQL, and
+uvloop's transports cost less than asyncio's own (a 1M-event fold 3% faster, docs/performance.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from typing import Any
+
+import uvloop
 
 from services.registry.replay import Vouched, fold_log, open_log
 from shared.platform.collector import collect_less
@@ -44,7 +46,7 @@ async def _fold_share(work: dict[str, Any]) -> int:
 
 def main() -> None:
     collect_less()
-    folded = asyncio.run(_fold_share(json.loads(sys.stdin.read())))
+    folded = uvloop.run(_fold_share(json.loads(sys.stdin.read())))
     print(f"done {folded}", flush=True)
 
 
