@@ -33,9 +33,9 @@ from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import readable
 from shared.contract.signatures import KEY_ID_HEADER, SIGNATURE_HEADER, key_id, private_key_from, public_b64
 from shared.contract.trust import KeyScope, Use
-from shared.contract.vouched import read_vouched
 from shared.platform.placement import case_partition
 from shared.platform.reading import unreadable
+from shared.platform.vouched import read_vouched
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def read_case_event(
     the applications service all read the stream through this.
 
     ``verify=False`` skips the signature, and reads the record without validating it again when it can
-    (``shared/contract/vouched.py``): only for a record a trusted checkpoint already vouches for
+    (``shared/platform/vouched.py``): only for a record a trusted checkpoint already vouches for
     (``services/registry/replay.py``).
 
     A ``partitions`` below 1 is the reader's own error (a partition count taken from metadata the client

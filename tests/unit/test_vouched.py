@@ -1,4 +1,4 @@
-"""The vouched reader (``shared/contract/vouched.py``) gives exactly what the contract's models give.
+"""The vouched reader (``shared/platform/vouched.py``) gives exactly what the contract's models give.
 
 A replay from a trusted checkpoint reads the records it vouches for with it, and is then held to the
 checkpoint's checksum: a reading that differed would only cost a second replay, but it must not differ.
@@ -27,7 +27,7 @@ from shared.contract.events import (
     Envelope,
     Role,
 )
-from shared.contract.vouched import read_vouched
+from shared.platform.vouched import read_vouched
 
 Doc = dict[str, Any]
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from pydantic import AwareDatetime, BaseModel
 
-from .events import EVENT_TYPES, Envelope, Event
+from shared.contract.events import EVENT_TYPES, Envelope, Event
 
 _Convert = Callable[[Any], Any]
 _set = object.__setattr__
