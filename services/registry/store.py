@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import msgspec
 from pydantic_core import to_json
 
 from services.registry import chain, seal, vins
@@ -23,6 +24,7 @@ from shared.contract.events import (
     Envelope,
     LicenseGranted,
     LicenseReplaced,
+    LicenseState,
     LicenseStatus,
     Reason,
 )
@@ -412,30 +414,36 @@ def _changed_rows(
     return applications, licenses
 
 
+# A license state's fields, in ``LicenseState``'s order, without its ``schema_version`` (the row does not keep it):
+# encoded by msgspec, its text is the model's (tests/unit/test_store.py) at a third of the cost of building and
+# encoding a dict, once for every license an event changes.
+_STATE = msgspec.defstruct("LicenseStateText", [name for name in LicenseState.model_fields if name != "schema_version"])
+_encode = msgspec.json.Encoder().encode
+
+
 def license_state_json(license_: LicenseEntry, cause: Envelope) -> str:
     """The published form of a license (a ``LicenseState``) as of the event that produced it, as JSON.
 
     Serialised straight from the fold's values, which the contract validated when they were read: the
     same text as ``LicenseState(...).model_dump_json()`` (tests/unit/test_store.py) for a tenth of the cost.
     """
-    return to_json(
-        {
-            "license_number": license_.license_number,
-            "case_id": license_.case_id,
-            "status": license_.status.value,
-            "applicant_code": license_.applicant_code,
-            "quantity": license_.quantity,
-            "balance": license_.balance,
-            "declarations_used": license_.declarations_used,
-            "valid_from": license_.valid_from,
-            "valid_to": license_.valid_to,
-            "port_of_exit": license_.port_of_exit,
-            "destination_country": license_.destination_country,
-            "batch_mode": license_.batch_mode.value,
-            "as_of_event": cause.event_id,
-            "as_of": cause.occurred_at,
-        }
-    ).decode()
+    state = _STATE(
+        license_number=license_.license_number,
+        case_id=license_.case_id,
+        status=license_.status,
+        applicant_code=license_.applicant_code,
+        quantity=license_.quantity,
+        balance=license_.balance,
+        declarations_used=license_.declarations_used,
+        valid_from=license_.valid_from,
+        valid_to=license_.valid_to,
+        port_of_exit=license_.port_of_exit,
+        destination_country=license_.destination_country,
+        batch_mode=license_.batch_mode,
+        as_of_event=cause.event_id,
+        as_of=cause.occurred_at,
+    )
+    return _encode(state).decode()
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
