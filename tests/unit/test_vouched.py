@@ -323,6 +323,20 @@ def test_bytes_that_are_not_an_event_are_left_to_the_full_reading() -> None:
         assert read_vouched(raw) is None
 
 
+def test_a_time_that_leaves_the_calendar_in_utc_is_left_to_the_full_reading() -> None:
+    document = {
+        "event_id": str(uuid.uuid4()),
+        "type": "LicenseExpired",
+        "schema_version": 1,
+        "case_id": str(uuid.uuid4()),
+        "occurred_at": "0001-01-01T00:00:00+01:00",
+        "producer": "review",
+        "correlation_id": str(uuid.uuid4()),
+        "payload": {"license_number": "26-44-000001", "expired_on": "2026-05-01"},
+    }
+    assert read_vouched(json.dumps(document).encode()) is None
+
+
 def test_a_time_without_its_offset_is_left_to_the_full_reading() -> None:
     moment = datetime(2026, 5, 1, 8, tzinfo=UTC)
     event = {"license_number": "26-44-000001", "expired_on": "2026-05-01"}
