@@ -306,11 +306,18 @@ def verdicts(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def live_p99s(live: dict[str, Any]) -> dict[str, float | None]:
-    """One live run's p99s: submission to row and to decision, and the lookups'."""
+    """One live run's p99s: submission to row and to decision, and the lookups'; and how late the load generator
+    sent its latest request (submissions, exports or lookups): a pause of its own shows there, not as the
+    system's latency (``bench/live.py``, ``steady_generator``)."""
+    late = [
+        ((live.get(load) or {}).get("client_lateness") or {}).get("max_ms")
+        for load in ("submissions", "exports", "lookups")
+    ]
     return {
         "row_ms": (live.get("to_ledger_row") or {}).get("p99_ms"),
         "decision_ms": (live.get("to_decision_in_ledger") or {}).get("p99_ms"),
         "lookup_ms": ((live.get("lookups") or {}).get("latency") or {}).get("p99_ms"),
+        "late_ms": max((v for v in late if v is not None), default=None),
     }
 
 
@@ -454,9 +461,11 @@ def table(result: dict[str, Any]) -> str:
                 out += f"\n| {name} | - | - |"
     runs = result.get("live_runs") or []
     if len(runs) > 1:
-        out += "\n\n| live run | row p99, ms | decision p99, ms | lookup p99, ms |\n| --- | ---: | ---: | ---: |"
+        out += "\n\n| live run | row p99, ms | decision p99, ms | lookup p99, ms | load generator late, max ms |"
+        out += "\n| --- | ---: | ---: | ---: | ---: |"
         for n, r in enumerate(runs, 1):
-            out += f"\n| {n} | {fmt(r['row_ms'])} | {fmt(r['decision_ms'])} | {fmt(r['lookup_ms'], 1)} |"
+            late = fmt(r.get("late_ms"), 1)
+            out += f"\n| {n} | {fmt(r['row_ms'])} | {fmt(r['decision_ms'])} | {fmt(r['lookup_ms'], 1)} | {late} |"
     out += "\n\n| target | value | met |\n| --- | ---: | --- |\n"
     for name, v in result["targets"].items():
         met = {True: "yes", False: "**no**", None: "not measured"}[v["met"]]

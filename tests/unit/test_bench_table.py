@@ -1,12 +1,16 @@
-"""The bench's table and JSON when a live load measured nothing (``--export-rate 0``): "-" and null, never NaN."""
+"""The bench's table and JSON when a live load measured nothing (``--export-rate 0``): "-" and null, never NaN; how
+late its load generator ran, per live run; and its collector held off while it measures."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
-from bench.__main__ import table, verdicts
-from bench.live import percentile, summary_ms
+import pytest
+
+from bench.__main__ import live_p99s, table, verdicts
+from bench.live import percentile, steady_generator, summary_ms
 
 
 def _live(exports: list[float]) -> dict[str, Any]:
@@ -55,3 +59,30 @@ def test_a_live_run_without_exports_prints_dashes_and_writes_strict_json() -> No
     assert result["targets"]["lookup p99 ms at 500 rps"]["met"] is None
     assert result["targets"]["live submission-to-ledger p99 ms"]["met"] is True
     json.dumps(result, allow_nan=False)  # raises on NaN, as a strict JSON reader would
+
+
+def test_each_live_run_shows_how_late_its_load_generator_ran() -> None:
+    first, second = _live(exports=[0.03]), _live(exports=[])
+    first["submissions"]["client_lateness"] = summary_ms([0.001, 0.002])
+    first["exports"]["client_lateness"] = summary_ms([0.056])  # a pause of the generator's own
+    first["lookups"]["client_lateness"] = summary_ms([0.003])
+    result: dict[str, Any] = {"sizes": [], "live": first, "live_runs": [live_p99s(first), live_p99s(second)]}
+    result["targets"] = verdicts(result)
+    printed = table(result)
+
+    assert result["live_runs"][0]["late_ms"] == 56.0
+    assert result["live_runs"][1]["late_ms"] is None  # nothing measured: "-", never a zero
+    assert "| live run | row p99, ms | decision p99, ms | lookup p99, ms | load generator late, max ms |" in printed
+    assert "| 1 | 100 | 200 | - | 56.0 |" in printed
+    assert "| 2 | 100 | 200 | - | - |" in printed
+
+
+def test_the_load_generator_collects_no_garbage_while_it_measures() -> None:
+    gc.unfreeze()  # the bench's process freezes nothing of its own
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), steady_generator():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0  # what existed before the load is out of every collection
+        raise RuntimeError("the load failed")
+    assert gc.isenabled()  # and after it, whatever ended it
+    assert gc.get_freeze_count() == 0
