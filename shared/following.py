@@ -86,10 +86,13 @@ INSERT INTO case_events (event_id, case_id, type, changed, partition, "offset")
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bool[], $5::int[], $6::bigint[])
 ON CONFLICT (event_id) DO NOTHING
 """
-# Taken first, FOR UPDATE: two batches of one partition (a zombie after a rebalance) follow one after the other.
-LOCK_POSITION = "SELECT next_offset FROM followed_positions WHERE partition = $1 FOR UPDATE"
-SAVE_POSITION = """
-INSERT INTO followed_positions (partition, next_offset) VALUES ($1, $2)
+# Taken first, FOR UPDATE, in the partitions' order: two batches of one partition (a zombie after a rebalance) follow
+# one after the other, and two deliveries of several partitions wait for each other without a deadlock.
+LOCK_POSITIONS = """
+SELECT partition, next_offset FROM followed_positions WHERE partition = ANY($1::int[]) ORDER BY partition FOR UPDATE
+"""
+SAVE_POSITIONS = """
+INSERT INTO followed_positions (partition, next_offset) SELECT * FROM unnest($1::int[], $2::bigint[])
 ON CONFLICT (partition) DO UPDATE SET next_offset = greatest(followed_positions.next_offset, EXCLUDED.next_offset)
 """
 POSITION = "SELECT next_offset FROM followed_positions WHERE partition = $1"
@@ -113,40 +116,74 @@ class Followed:
     envelope: Envelope | None
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One partition's records of a delivery, as read, and the offset after them."""
+
+    partition: int
+    records: Sequence[Followed]
+    next_offset: int
+
+
 async def follow(
     connection: Connection, *, partition: int, records: Sequence[Followed], next_offset: int, skip_exports: bool
 ) -> int:
-    """Fold one partition's records into the case states, in the caller's transaction, with the position; return
+    """Fold one partition's records into the case states (``follow_all`` with that one batch)."""
+    return await follow_all(connection, [Batch(partition, records, next_offset)], skip_exports=skip_exports)
+
+
+async def follow_all(connection: Connection, batches: Sequence[Batch], *, skip_exports: bool) -> int:
+    """Fold each partition's records into the case states, in the caller's transaction, with the positions, as if
+    one partition's after the other in the partitions' order, but with one statement per table for them all; return
     how many events were new (a batch delivered again, or an event seen before, adds none).
 
     ``skip_exports``: a service that never judges against licenses (the applications service) folds neither
     declaration; its licenses' balances are then not kept, and nothing of it reads them."""
-    position = await connection.fetchval(LOCK_POSITION, partition)
-    if position is not None and position >= next_offset:
-        return 0  # a batch already followed, delivered again
-    envelopes = [
-        (r.offset, r.envelope)
-        for r in records
-        if r.envelope is not None
-        and (position is None or r.offset >= position)
-        and not (skip_exports and isinstance(r.envelope.payload, EXPORTS))
-    ]
-    seen = {row["event_id"] for row in await connection.fetch(KNOWN_EVENTS, [e.event_id for _, e in envelopes])}
-    cases = await _load(connection, {e.case_id for _, e in envelopes})
+    batches = sorted(batches, key=lambda b: b.partition)
+    if len({b.partition for b in batches}) != len(batches):
+        raise ValueError("one batch per partition: a partition's records are followed in one go, in order")
+    partitions = [b.partition for b in batches]
+    positions = {r["partition"]: r["next_offset"] for r in await connection.fetch(LOCK_POSITIONS, partitions)}
+    todo: list[tuple[int, list[tuple[int, Envelope]]]] = []  # each partition's events still to follow
+    for batch in batches:
+        position = positions.get(batch.partition)
+        if position is not None and position >= batch.next_offset:
+            continue  # a batch already followed, delivered again
+        todo.append(
+            (
+                batch.partition,
+                [
+                    (r.offset, r.envelope)
+                    for r in batch.records
+                    if r.envelope is not None
+                    and (position is None or r.offset >= position)
+                    and not (skip_exports and isinstance(r.envelope.payload, EXPORTS))
+                ],
+            )
+        )
+    ids = [e.event_id for _, events in todo for _, e in events]
+    seen = {row["event_id"] for row in await connection.fetch(KNOWN_EVENTS, ids)}
+    cases = await _load(connection, {e.case_id for _, events in todo for _, e in events})
     changed: dict[uuid.UUID, Case] = {}
     applications: dict[uuid.UUID, str] = {}
+    licenses: list[tuple[str, uuid.UUID]] = []  # in the order one statement per partition would have kept them
     rows: list[tuple[Any, ...]] = []
-    for offset, envelope in envelopes:
-        if envelope.event_id in seen:
-            continue
-        seen.add(envelope.event_id)
-        before = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
-        after, _ = fold.apply(before, envelope)
-        if after is not before:
-            cases[envelope.case_id] = changed[envelope.case_id] = after
-            if isinstance(envelope.payload, ApplicationSubmitted | ApplicationResubmitted):
-                applications[envelope.case_id] = envelope.payload.application.model_dump_json()
-        rows.append((envelope.event_id, envelope.case_id, envelope.type, after is not before, partition, offset))
+    for partition, events in todo:
+        changed_here: dict[uuid.UUID, None] = {}
+        for offset, envelope in events:
+            if envelope.event_id in seen:
+                continue
+            seen.add(envelope.event_id)
+            before = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
+            after, _ = fold.apply(before, envelope)
+            if after is not before:
+                cases[envelope.case_id] = changed[envelope.case_id] = after
+                changed_here[envelope.case_id] = None
+                if isinstance(envelope.payload, ApplicationSubmitted | ApplicationResubmitted):
+                    applications[envelope.case_id] = envelope.payload.application.model_dump_json()
+            rows.append((envelope.event_id, envelope.case_id, envelope.type, after is not before, partition, offset))
+        # A license number is the case's that first holds it: the first row of a number is the one kept.
+        licenses += [(number, case_id) for case_id in changed_here for number in cases[case_id].licenses]
     if changed:
         ids_ = list(changed)
         await connection.execute(
@@ -155,11 +192,10 @@ async def follow(
             [CASE.dump_json(changed[c]).decode() for c in ids_],
             [applications.get(c) for c in ids_],
         )
-        licenses = [(number, c.case_id) for c in changed.values() for number in c.licenses]
         await connection.execute(SAVE_LICENSES, [n for n, _ in licenses], [c for _, c in licenses])
     if rows:
         await connection.execute(RECORD_EVENTS, *[list(column) for column in zip(*rows, strict=True)])
-    await connection.execute(SAVE_POSITION, partition, next_offset)
+    await connection.execute(SAVE_POSITIONS, partitions, [b.next_offset for b in batches])
     return len(rows)
 
 

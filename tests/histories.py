@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from typing import Any
 
 import asyncpg
+from hypothesis import strategies as st
 
 import samples
 from services.applications.submission import submitted
@@ -67,6 +69,28 @@ def case(number: str, *exports: tuple[int, int], partition: int | None = None) -
     events: list[Event] = [granted(number), *(export(number, s, q) for s, q in exports)]
     submission = submitted(samples.application(), application_id=case_id, channel="http")
     return [submission, *(Envelope.wrap(e, case_id=case_id, producer="test") for e in events)]
+
+
+def deliveries(draw: Any, lengths: list[int], *, whole_again: bool = False) -> list[dict[int, tuple[int, int]]]:
+    """How a consumer might be handed partition logs of ``lengths``, drawn with Hypothesis's ``draw``: each
+    delivery a few records of some partitions (partition -> [start, end)), some delivered again in part; and, with
+    ``whole_again``, a batch followed already delivered again whole."""
+    found: list[dict[int, tuple[int, int]]] = []
+    done = [0] * len(lengths)
+    while any(d < length for d, length in zip(done, lengths, strict=True)):
+        delivery: dict[int, tuple[int, int]] = {}
+        for partition in draw(st.sets(st.integers(0, len(lengths) - 1), min_size=1)):
+            if done[partition] == lengths[partition]:
+                if whole_again and done[partition] and draw(st.booleans()):
+                    delivery[partition] = (draw(st.integers(0, done[partition] - 1)), done[partition])
+                continue
+            start = done[partition] - draw(st.integers(0, min(2, done[partition])))  # delivered again, in part
+            end = draw(st.integers(done[partition] + 1, min(lengths[partition], done[partition] + 5)))
+            delivery[partition] = (start, end)
+            done[partition] = end
+        if delivery:
+            found.append(delivery)
+    return found
 
 
 def many_cases(count: int, first_number: int = 1) -> list[Envelope]:

@@ -159,12 +159,11 @@ async def _read(reading: CaseReading, record: Any, *, into: list[following.Follo
 
 
 async def _follow(runtime: Runtime, batches: list[tuple[int, list[following.Followed], int]]) -> None:
-    """Every partition's records of one delivery, followed in one transaction (partition, records, next offset):
-    a delivery holds a few records of most partitions, and a commit each cost more than following them."""
-    followed = 0
+    """Every partition's records of one delivery, followed in one transaction and with one statement per table for
+    them all (partition, records, next offset): a delivery holds a few records of most partitions, and a commit,
+    or a statement, each cost more than following them."""
     async with runtime.pool.acquire() as connection, connection.transaction():
-        for partition, read, next_offset in sorted(batches, key=lambda batch: batch[0]):
-            followed += await following.follow(
-                connection, partition=partition, records=read, next_offset=next_offset, skip_exports=True
-            )
+        followed = await following.follow_all(
+            connection, [following.Batch(p, read, next_offset) for p, read, next_offset in batches], skip_exports=True
+        )
     runtime.metrics.events_followed.inc(followed)

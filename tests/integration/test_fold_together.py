@@ -20,7 +20,7 @@ from services.registry import chain, seal, store
 from services.registry.checksum import checksum
 from shared.contract.events import Envelope
 from shared.platform import db
-from tests.histories import case
+from tests.histories import case, deliveries
 
 PARTITIONS = 3
 TOPIC = "licensing.cases"
@@ -62,19 +62,7 @@ def histories(draw: st.DrawFn) -> tuple[list[list[Slot]], list[Fetch], bool, boo
             else:  # an event another partition carries too: its id is that partition's, whichever folds it first
                 other = logs[draw(st.sampled_from([p for p in range(PARTITIONS) if p != partition]))]
                 slots.insert(at, Slot(draw(st.sampled_from([s.envelope for s in other if s.envelope]))))
-    fetches: list[Fetch] = []
-    done = [0] * PARTITIONS
-    while any(d < len(log) for d, log in zip(done, logs, strict=True)):
-        fetch: Fetch = {}
-        for partition in draw(st.sets(st.integers(0, PARTITIONS - 1), min_size=1)):
-            if done[partition] == len(logs[partition]):
-                continue
-            start = done[partition] - draw(st.integers(0, min(2, done[partition])))  # delivered again, in part
-            end = draw(st.integers(done[partition] + 1, min(len(logs[partition]), done[partition] + 5)))
-            fetch[partition] = (start, end)
-            done[partition] = end
-        if fetch:
-            fetches.append(fetch)
+    fetches = deliveries(draw, [len(slots) for slots in logs])
     return logs, fetches, draw(st.booleans()), draw(st.booleans())
 
 
