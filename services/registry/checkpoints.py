@@ -32,10 +32,10 @@ from shared.contract import signatures
 from shared.contract.checkpoints import ChainHead, Checkpoint, SignedCheckpoint, canonical
 from shared.contract.refusal import readable
 from shared.contract.signatures import key_id, public_bytes, public_key_from
+from shared.platform.cancelling import cancelled_within
 from shared.platform.db import Connection
 from shared.platform.kafka_access import KafkaConnection
 from shared.platform.ranges import read_range
-from shared.platform.reading import cancelled_within
 from shared.platform.signing import load_signing_key
 
 __all__ = ["key_id", "load_signing_key", "public_bytes", "public_key_from"]  # the keys live in shared.platform.signing

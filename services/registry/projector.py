@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -24,8 +24,10 @@ from shared.contract.events import Reason
 from shared.platform import signing
 from shared.platform.kafka_access import KafkaConnection, stop_consumer
 from shared.platform.kafka_admin import partition_count
-from shared.platform.reading import Reader
 from shared.platform.trust import TrustLog
+
+if TYPE_CHECKING:  # a fold process imports this module, and needs nothing of the readers
+    from shared.platform.reading import Reader
 
 log = logging.getLogger(__name__)
 

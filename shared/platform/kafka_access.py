@@ -29,7 +29,7 @@ from shared.contract.topics import (
     LICENSE_CHANGES,
     TRUST,
 )
-from shared.platform.reading import cancelled_within
+from shared.platform.cancelling import cancelled_within
 
 if TYPE_CHECKING:
     from faststream.security import BaseSecurity

@@ -25,6 +25,9 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal, readable
 from shared.platform import logs
+from shared.platform.cancelling import CancelledWithin, cancelled_within
+
+__all__ = ["CancelledWithin", "cancelled_within"]  # where the readers have always taken them from
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +59,6 @@ def is_infrastructure(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return any(is_infrastructure(inner) for inner in error.exceptions)
     return not isinstance(error, RECORD_FAULTS)
-
-
-class CancelledWithin(Exception):
-    """A cancellation the task was not asked for: something the work awaited was cancelled under it (a broker
-    client's future, say). A failure of the infrastructure like any other: waited out, then tried again."""
-
-
-def cancelled_within(error: BaseException) -> CancelledWithin | None:
-    """``error`` as a :class:`CancelledWithin` if it is a CancelledError the current task was not asked for (no
-    ``cancel()`` of the task pending: the service is not stopping), else None."""
-    task = asyncio.current_task()
-    if not isinstance(error, asyncio.CancelledError) or task is None or task.cancelling():
-        return None
-    found = CancelledWithin(f"an awaited operation was cancelled under the reader: {error!r}")
-    found.__cause__ = error
-    return found
 
 
 def wait_before(attempt: int) -> float:
@@ -215,11 +202,6 @@ def processing_failed(error: BaseException) -> Reason:
         code="processing_failed",
         message=readable(f"handling this record failed {ATTEMPTS} times: {type(error).__name__}: {error}", 1000),
     )
-
-
-def unreadable(error: BaseException, code: str = "unreadable_record") -> Reason:
-    """The reason of a record whose reading raised what no check anticipated: named, never raised again."""
-    return Reason(code=code, message=readable(f"the record cannot be read: {type(error).__name__}: {error}", 1000))
 
 
 def _position(record: Any) -> tuple[str, int, int]:

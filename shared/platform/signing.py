@@ -34,7 +34,6 @@ from shared.contract.refusal import readable
 from shared.contract.signatures import KEY_ID_HEADER, SIGNATURE_HEADER, key_id, private_key_from, public_b64
 from shared.contract.trust import KeyScope, Use
 from shared.platform.placement import case_partition
-from shared.platform.reading import unreadable
 from shared.platform.vouched import read_vouched
 
 log = logging.getLogger(__name__)
@@ -221,6 +220,11 @@ def read_case_event(
         return _read_case_event(record, trust, partitions, verify=verify)
     except Exception as exc:  # whatever the record holds, the reader is told why and moves on
         return unreadable(exc, "unreadable_event")
+
+
+def unreadable(error: BaseException, code: str = "unreadable_record") -> Reason:
+    """The reason of a record whose reading raised what no check anticipated: named, never raised again."""
+    return Reason(code=code, message=readable(f"the record cannot be read: {type(error).__name__}: {error}", 1000))
 
 
 def _read_case_event(record: Any, trust: TrustList, partitions: int | None, *, verify: bool) -> Envelope | Reason:

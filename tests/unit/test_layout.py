@@ -47,3 +47,15 @@ def test_services_never_import_each_other_and_shared_imports_no_service() -> Non
 def test_the_fold_imports_the_contract_and_not_the_platform() -> None:
     for _, module in _imports(ROOT / "shared" / "fold.py"):
         assert not module.startswith("shared.platform"), module
+
+
+def test_a_fold_process_imports_no_reader_log_or_metrics_machinery() -> None:
+    """A replay starts one fold process per core, and each pays its imports inside the timed fold: the readers'
+    machinery, structlog (which brings rich) and the metrics client were 180 of its 660 ms (docs/performance.md)."""
+    import subprocess
+    import sys
+
+    heavy = ("structlog", "rich", "prometheus_client", "shared.platform.reading", "shared.platform.logs", "fastapi")
+    probe = f"import sys, services.registry.fold_process; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert found.stdout.split() == []
