@@ -27,8 +27,6 @@ from shared.contract.refusal import Refusal, readable
 from shared.platform import logs
 from shared.platform.cancelling import CancelledWithin, cancelled_within
 
-__all__ = ["CancelledWithin", "cancelled_within"]  # where the readers have always taken them from
-
 log = logging.getLogger(__name__)
 
 DeadLetter = Callable[[Any, Reason], Awaitable[None]]

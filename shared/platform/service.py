@@ -38,6 +38,7 @@ from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal, readable
 from shared.platform import logs, signing
 from shared.platform.access import ROLES, KeyCache, Principal, TokenIssuer, authorize, require
+from shared.platform.cancelling import cancelled_within
 from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
 from shared.platform.docs_ui import serve_docs
@@ -47,7 +48,7 @@ from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
 from shared.platform.placement import case_partition
-from shared.platform.reading import Reader, ReaderMetrics, Readers, cancelled_within
+from shared.platform.reading import Reader, ReaderMetrics, Readers
 from shared.platform.records import (
     dead_letter_headers,
     keep_batch_bodies,

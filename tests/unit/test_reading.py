@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from shared.contract.events import Reason
 from shared.contract.refusal import Refusal
-from shared.platform import reading
+from shared.platform import cancelling, reading
 from shared.platform.kafka_access import stop_consumer
 from shared.platform.reading import Reader
 
@@ -121,10 +121,10 @@ async def test_a_cancellation_under_the_work_is_a_failure_waited_out_but_a_cance
     async def cancelled_under(_: Any = None) -> None:
         raise asyncio.CancelledError
 
-    with pytest.raises(reading.CancelledWithin):
+    with pytest.raises(cancelling.CancelledWithin):
         await reader.run(cancelled_under)
     assert reader.failing is not None and "cancelled under the reader" in reader.failing
-    with pytest.raises(reading.CancelledWithin):
+    with pytest.raises(cancelling.CancelledWithin):
         await reader.each(RECORD, cancelled_under)
     assert dead == []  # not the record's fault: never dead-lettered
 
