@@ -60,6 +60,9 @@ def configure(service: str, level: str = "INFO", *, json: bool | None = None) ->
     root.handlers = [handler]
     root.setLevel(level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Each join of a consumer group, its generation and its assignment: rare, and what a reader that reads
+    # nothing can be read from afterwards.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.INFO)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -1,5 +1,6 @@
-"""What a failed fault run leaves behind to be read after it: the case stream as the cluster holds it, record by
-record, and the whole database (``pg_dump``), written before the test's topics and database are dropped. A replay
+"""What a failed fault run leaves behind to be read after it: the case stream and the intake topics as the cluster
+holds them, record by record, each consumer group's committed offsets, and the whole database (``pg_dump``), written
+before the test's topics and database are dropped. A replay
 that disagrees with the live ledger names a partition and an offset; these are the records and rows to compare."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.contract.topics import Topics
 from shared.platform.kafka_access import KafkaConnection
@@ -19,13 +21,30 @@ from shared.platform.kafka_access import KafkaConnection
 async def preserve(kafka: KafkaConnection, topics: Topics, database_url: str, directory: Path) -> Path:
     """Write the evidence into ``directory`` (made if need be) and return it."""
     directory.mkdir(parents=True, exist_ok=True)
-    for topic in (topics.cases, topics.checkpoints, topics.dead_letter):
+    kept = (topics.cases, topics.checkpoints, topics.dead_letter, topics.intake_applications, topics.intake_exports)
+    for topic in kept:
         await _dump_topic(kafka, topic, directory / f"{topics.base(topic)}.jsonl")
+    (directory / "groups.json").write_text(json.dumps(await _group_offsets(kafka, topics.namespace), indent=1))
     pg_dump = shutil.which("pg_dump") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
     if pg_dump is not None:
         with (directory / "database.sql").open("wb") as out:
             subprocess.run([str(pg_dump), "--dbname", database_url], stdout=out, stderr=subprocess.PIPE, timeout=300)
     return directory
+
+
+async def _group_offsets(kafka: KafkaConnection, namespace: str) -> dict[str, dict[str, int]]:
+    """Each consumer group of the run's namespace: its committed offset of each topic's partition."""
+    admin = AIOKafkaAdminClient(**kafka.options())
+    await admin.start()
+    try:
+        groups = sorted(g[0] for g in await admin.list_consumer_groups() if g[0].startswith(f"{namespace}."))
+        return {
+            group: {f"{tp.topic}/{tp.partition}": meta.offset for tp, meta in sorted(offsets.items())}
+            for group in groups
+            if (offsets := await admin.list_consumer_group_offsets(group)) is not None
+        }
+    finally:
+        await admin.close()
 
 
 async def _dump_topic(kafka: KafkaConnection, topic: str, path: Path) -> None:

@@ -57,7 +57,7 @@ PROFILE = os.environ.get("LEDGER_FAULTS", "short")
 REPORT = Path(os.environ.get("LEDGER_FAULTS_REPORT", ".run/faults-report.json"))
 
 
-@pytest.mark.timeout(2400 if PROFILE == "long" else 300)
+@pytest.mark.timeout(2400 if PROFILE == "long" else 420)
 async def test_faults_lose_no_acknowledged_command_and_apply_none_twice(
     kafka_cluster: KafkaCluster,
     cluster_kafka: KafkaConnection,
@@ -85,17 +85,24 @@ async def test_faults_lose_no_acknowledged_command_and_apply_none_twice(
         )
         injector = Injector(kafka_cluster, fault_postgres, system, random.Random(seed + 1))
         done = asyncio.Event()
-        async with clients, asyncio.TaskGroup() as group:
-            group.create_task(injector.run(faults, done))
-            group.create_task(
-                clients.run(
-                    f"{seed % 1000:03d}",
-                    cases=profile.cases,
-                    declarations=profile.declarations,
-                    workers=profile.workers,
-                    until=done,
+        try:
+            async with clients, asyncio.TaskGroup() as group:
+                group.create_task(injector.run(faults, done))
+                group.create_task(
+                    clients.run(
+                        f"{seed % 1000:03d}",
+                        cases=profile.cases,
+                        declarations=profile.declarations,
+                        workers=profile.workers,
+                        until=done,
+                    )
                 )
-            )
+        except BaseException:  # where each service waits, while they still run, and the log: what a hang is read from
+            for process in system.processes:
+                print(f"[faults] {process.name}'s tasks:\n{await asyncio.to_thread(process.tasks)}")
+            kept = await preserve(cluster_kafka, cluster_topics, fault_database, tmp_path / "evidence")
+            print(f"[faults] evidence kept in {kept}")
+            raise
         rows = await _settled(clients, fault_database)
         replayed = system.licensectl("replay")
         key = system.licensectl("audit", "public-key").stdout.split()[0]
