@@ -50,6 +50,14 @@ class ProjectorStalled(RuntimeError):
 
 STALL_SECONDS = 20.0
 COMMIT_HINT_SECONDS = 1.0
+ASSIGNED_SECONDS = 60.0
+
+
+class ProjectorNotAssigned(RuntimeError):
+    """The projector's consumer joined its group but was given no partitions in time: a join that does not
+    complete (a member of the group that stopped answering, the coordinator moving). aiokafka waits for the
+    assignment without bound, which would leave the projector silent, folding nothing, with nothing on /health;
+    so the wait is bounded, the reader waits the failure out, and a new consumer joins."""
 
 
 class PartitionsNotPositioned(RuntimeError):
@@ -121,7 +129,9 @@ class Projector:
         guard: LogGuard | None = None,
         seal_key: bytes | None = None,
         altered: Callable[[], str | None] = lambda: None,
+        assigned_within: float = ASSIGNED_SECONDS,
     ) -> None:
+        self._assigned_within = assigned_within
         self._seal_key = seal_key
         self._altered = altered
         self._reader = reader
@@ -159,7 +169,7 @@ class Projector:
         hint: dict[TopicPartition, int] = {}  # offsets folded, not yet committed to the group (a hint)
         hinted = time.monotonic()
         try:
-            await consumer.start()  # inside: one that fails to start (the broker away) is closed too
+            await self._start(consumer)  # inside: one that fails to start (the broker away) is closed too
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                 if listener.ahead:
@@ -198,6 +208,17 @@ class Projector:
                     self._reader.recovered()
         finally:
             await stop_consumer(consumer)
+
+    async def _start(self, consumer: AIOKafkaConsumer) -> None:
+        """Start ``consumer``, which joins the group and returns once it is assigned its partitions (perhaps
+        none); else, after ``assigned_within`` seconds, :class:`ProjectorNotAssigned`."""
+        try:
+            await asyncio.wait_for(consumer.start(), self._assigned_within)
+        except TimeoutError:
+            raise ProjectorNotAssigned(
+                f"the projector's consumer was assigned no partitions of {self._topic} within "
+                f"{self._assigned_within:g} s of joining group {self._group_id}: a new consumer joins"
+            ) from None
 
     async def _check_moving(self, consumer: AIOKafkaConsumer, fetched: set[TopicPartition]) -> None:
         """Raise :class:`ProjectorStalled` if no records at all were handed over for ``STALL_SECONDS`` while a
