@@ -39,6 +39,15 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 Mechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
+METADATA_MAX_AGE_MS = 10_000
+"""How old a client's view of the cluster (which broker leads each partition) may grow before it asks again.
+aiokafka asks again when a fetch or a send is refused by a broker that no longer leads the partition, but not
+when the lookup of a consumer's starting position is: it asks the same broker again and again until its
+periodic refresh, five minutes by default. A reader assigned a partition while leadership moved (a broker
+paused, then back) read nothing for those minutes, without an error it could act on; refreshed every ten
+seconds, it starts within about that."""
+
+
 class KafkaConnection(BaseSettings):
     """One client's broker address and login; without a username the client connects unauthenticated."""
 
@@ -74,9 +83,11 @@ class KafkaConnection(BaseSettings):
     def options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka producer, consumer or admin client."""
         if not self.authenticated:
-            return {"bootstrap_servers": self.bootstrap_servers}  # aiokafka splits a comma-separated list itself
+            # aiokafka splits a comma-separated list itself
+            return {"bootstrap_servers": self.bootstrap_servers, "metadata_max_age_ms": METADATA_MAX_AGE_MS}
         return {
             "bootstrap_servers": self.bootstrap_servers,
+            "metadata_max_age_ms": METADATA_MAX_AGE_MS,
             "security_protocol": "SASL_SSL" if self.use_tls else "SASL_PLAINTEXT",
             "ssl_context": ssl.create_default_context() if self.use_tls else None,
             "sasl_mechanism": self.sasl_mechanism,

@@ -43,7 +43,7 @@ from shared.platform.collector import freeze_startup_objects
 from shared.platform.db import create_pool, redact
 from shared.platform.docs_ui import serve_docs
 from shared.platform.http import AccessLog, ErrorBody, LedgerRoute, add_error_handlers, router
-from shared.platform.kafka_access import started_consumer, stop_consumer
+from shared.platform.kafka_access import METADATA_MAX_AGE_MS, started_consumer, stop_consumer
 from shared.platform.kafka_admin import ensure_topics
 from shared.platform.limits import UNMETERED, BodySizeLimit, NoNulInURL, RateLimit, TokenBuckets
 from shared.platform.metrics import Metrics, committed_positions
@@ -551,6 +551,7 @@ def create_service(name: str, settings: ServiceSettings, *, title: str, descript
         acks="all",
         enable_idempotence=True,
         allow_auto_create_topics=False,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,  # a reader's partition whose leader moved is read again soon
         description=description,
         logger=logging.getLogger(f"{name}.broker"),
         log_level=logging.DEBUG,  # its line per message received and processed: at debug, not in every log

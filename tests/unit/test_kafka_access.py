@@ -7,7 +7,7 @@ from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceTyp
 from faststream.security import SASLScram512
 
 from shared.contract.topics import CASES, Topics
-from shared.platform.kafka_access import GRANTS, SERVICES, KafkaConnection, Role
+from shared.platform.kafka_access import GRANTS, METADATA_MAX_AGE_MS, SERVICES, KafkaConnection, Role
 from shared.platform.kafka_admin import acl_bindings
 from shared.platform.settings import ServiceSettings
 
@@ -15,7 +15,7 @@ from shared.platform.settings import ServiceSettings
 def test_without_a_username_a_client_connects_without_a_login(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KAFKA_USERNAME", raising=False)
     connection = KafkaConnection(bootstrap_servers="b:9092")
-    assert connection.options() == {"bootstrap_servers": "b:9092"}
+    assert connection.options() == {"bootstrap_servers": "b:9092", "metadata_max_age_ms": METADATA_MAX_AGE_MS}
     assert connection.security() is None
     assert connection.librdkafka() == {"bootstrap.servers": "b:9092"}
 

@@ -35,6 +35,10 @@ class KafkaLogin:
         """The aiokafka client options for this login."""
         return {
             "bootstrap_servers": self.bootstrap_servers,
+            # aiokafka does not refresh its view of the cluster when a consumer's position lookup is refused by a
+            # broker no longer leading the partition: refreshed every 10 s, not every 5 min, a subscriber whose
+            # partition's leader moved starts reading within seconds.
+            "metadata_max_age_ms": 10_000,
             "security_protocol": "SASL_SSL" if self.tls else "SASL_PLAINTEXT",
             "sasl_mechanism": self.mechanism,
             "sasl_plain_username": self.username,
