@@ -105,8 +105,7 @@ def broker_problem(kafka: KafkaConnection) -> CannotRead | None:
 
 
 async def _broker_problem(kafka: KafkaConnection) -> CannotRead | None:
-    options = kafka.options()
-    login = {k: v for k, v in options.items() if k not in ("bootstrap_servers", "metadata_max_age_ms")}
+    login = kafka.security_options()
     problem: CannotRead | None = None
     for server in kafka.bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")

@@ -82,12 +82,19 @@ class KafkaConnection(BaseSettings):
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka producer, consumer or admin client."""
-        if not self.authenticated:
-            # aiokafka splits a comma-separated list itself
-            return {"bootstrap_servers": self.bootstrap_servers, "metadata_max_age_ms": METADATA_MAX_AGE_MS}
+        # aiokafka splits a comma-separated list of servers itself
         return {
             "bootstrap_servers": self.bootstrap_servers,
             "metadata_max_age_ms": METADATA_MAX_AGE_MS,
+            **self.security_options(),
+        }
+
+    def security_options(self) -> dict[str, Any]:
+        """The login alone, as aiokafka takes it (none without a username): what a raw connection to one
+        broker needs too."""
+        if not self.authenticated:
+            return {}
+        return {
             "security_protocol": "SASL_SSL" if self.use_tls else "SASL_PLAINTEXT",
             "ssl_context": ssl.create_default_context() if self.use_tls else None,
             "sasl_mechanism": self.sasl_mechanism,
