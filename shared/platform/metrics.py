@@ -55,6 +55,12 @@ class Metrics:
         self.dead_letters = Counter(
             "ledger_dead_letters", "Input refused to the dead-letter topic", ["reason"], registry=self.registry
         )
+        self.readers_restarted = Counter(
+            "ledger_readers_restarted",
+            "Topic readers started again with a new consumer because they fetched nothing while records waited",
+            ["topics"],
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "ledger_consumer_lag",
             "Records a consumer group has yet to read",

@@ -36,7 +36,7 @@ from shared.contract import signatures
 from shared.contract.asyncapi import document as contract_document
 from shared.contract.events import Envelope, Reason
 from shared.contract.refusal import Refusal, readable
-from shared.platform import logs, signing
+from shared.platform import logs, signing, stalls
 from shared.platform.access import ROLES, KeyCache, Principal, TokenIssuer, authorize, require
 from shared.platform.cancelling import cancelled_within
 from shared.platform.collector import freeze_startup_objects
@@ -95,6 +95,7 @@ class Runtime:
     # Background work that ended while the service ran (it should run until the service stops): name -> why.
     ended: dict[str, str] = field(default_factory=dict)
     _dead: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)  # records dead-lettered
+    _stall_watches: list[tuple[Any, stalls.StallWatch]] = field(default_factory=list)  # each subscriber's (stalls.py)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name, self.settings.kafka)
@@ -174,7 +175,10 @@ class Runtime:
         else:
             options |= {"batch": True, "max_records": batch_size}
             options |= {"parser": parse_record_batch, "decoder": keep_batch_bodies}
-        self.broker.subscriber(topic, **options)(handler)
+        watch = stalls.StallWatch(self.settings.readers_stall_seconds)
+        subscriber = self.broker.subscriber(topic, **options)
+        subscriber(watch.activity.tracking(handler))
+        self._stall_watches.append((subscriber, watch))
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
@@ -253,24 +257,57 @@ class Runtime:
         return found
 
     async def keep_readers_consuming(self, every: float) -> None:
-        """Start again, every ``every`` seconds, each topic reader whose consume loop has ended: faststream restarts
-        a loop that failed, but not one a cancellation ended (a client library's, from under it), and that reader
-        would read nothing more without a word. One that cannot be started again is named on ``/health``."""
+        """Every ``every`` seconds, start again each topic reader whose consume loop has ended, and each that has
+        stalled (``shared/platform/stalls.py``). faststream restarts a loop that failed, but not one a
+        cancellation ended (a client library's, from under it), and a loop can run on without fetching: that
+        reader would read nothing more without a word. One that cannot be started again is named on ``/health``."""
         while True:
             await asyncio.sleep(every)
             for topics, subscriber in self._not_consuming().items():
                 log.error("%s: the reader of %s stopped consuming; it is started again", self.name, topics)
-                try:
-                    await subscriber.stop()
-                except asyncio.CancelledError as cancelled:  # its consumer's stop, as aiokafka's can
-                    if cancelled_within(cancelled) is None:
-                        raise
-                except Exception:  # stopped as far as it goes; starting it again says whether it can
-                    log.exception("%s: stopping the reader of %s failed", self.name, topics)
-                try:
-                    await subscriber.start()
-                except Exception:  # /health names it until a next try succeeds
-                    log.exception("%s: starting the reader of %s again failed", self.name, topics)
+                await self._restart(subscriber, topics)
+            for subscriber, watch in self._stall_watches:
+                await self._restart_if_stalled(subscriber, watch)
+
+    async def _restart_if_stalled(self, subscriber: Any, watch: stalls.StallWatch) -> None:
+        if not getattr(subscriber, "running", False):
+            return
+        try:
+            fresh, again = await watch.check(subscriber.consumer, self.metrics.offsets.ends)
+        except Exception as exc:  # the broker cannot say where the partitions end: the next round asks again
+            log.warning("%s: the stall watch could not check its readers (%r)", self.name, exc)
+            return
+        topics = ", ".join(subscriber.topic_names)
+        if again:
+            log.error(
+                "%s: the reader of %s stalled again where it was started again (%s); it is left as it is",
+                self.name,
+                topics,
+                stalls.describe(again),
+            )
+        if fresh:
+            log.error(
+                "%s: the reader of %s has fetched nothing for %.0f s while records wait (%s); it is started again",
+                self.name,
+                topics,
+                watch.stall_seconds,
+                stalls.describe(fresh),
+            )
+            self.metrics.readers_restarted.labels(topics).inc()
+            await self._restart(subscriber, topics)
+
+    async def _restart(self, subscriber: Any, topics: str) -> None:
+        try:
+            await subscriber.stop()
+        except asyncio.CancelledError as cancelled:  # its consumer's stop, as aiokafka's can
+            if cancelled_within(cancelled) is None:
+                raise
+        except Exception:  # stopped as far as it goes; starting it again says whether it can
+            log.exception("%s: stopping the reader of %s failed", self.name, topics)
+        try:
+            await subscriber.start()
+        except Exception:  # /health names it until a next try succeeds
+            log.exception("%s: starting the reader of %s again failed", self.name, topics)
 
     async def stop_background(self) -> None:
         stopping, self._background = self._background, []

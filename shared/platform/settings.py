@@ -61,6 +61,9 @@ class ServiceSettings(BaseSettings):
     ready_max_lag: int = Field(10_000, ge=0)
     # How often a topic reader whose consume loop has ended is started again (``Runtime.keep_readers_consuming``).
     readers_watch_seconds: float = Field(5.0, gt=0)
+    # How long records may wait at a reader's position, none of its handler calls running, before it is started
+    # again with a new consumer (``shared/platform/stalls.py``).
+    readers_stall_seconds: float = Field(30.0, gt=0)
     # How long a service trusts what it read of a key: a revoked key stops working within this time.
     access_cache_seconds: float = Field(5.0, ge=0)
     # JWTs are accepted from one issuer, the same for every service: its iss, its public key (PEM), the aud.

@@ -88,6 +88,37 @@ async def test_a_reader_whose_consume_loop_was_cancelled_is_started_again_and_re
     assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused: the reader reads on
 
 
+async def test_a_reader_that_fetches_nothing_while_records_wait_is_started_again_and_reads_on(
+    infrastructure: Infrastructure, database_url: str, topics: Topics
+) -> None:
+    """A consume loop that runs on but fetches nothing, and raises nothing (as aiokafka's did, looking a position
+    up at a broker that no longer led the partition): the stall watch starts the reader again with a new
+    consumer, which reads the record that waited."""
+    settings = settings_for(
+        Settings, infrastructure, database_url, topics, readers_watch_seconds=0.5, readers_stall_seconds=4
+    )
+    app = create_app(settings)
+    async with serving(app) as client:
+        intake = _intake(app, topics)
+        stalled = intake.consumer
+        held = await eventually(lambda: _assigned(stalled), what="the export intake's partitions assigned")
+        stalled.pause(*held)  # it fetches nothing more, and says nothing
+        async with producer(infrastructure.kafka) as send:
+            await send.send_and_wait(topics.intake_exports, b"{not a command", key=b"while-stalled")
+        await asyncio.sleep(2)
+        assert intake.consumer is stalled and (await client.get("/health")).json()["background"] == "ok"
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1, timeout=30)
+        restarts = app.state.runtime.metrics.registry.get_sample_value(
+            "ledger_readers_restarted_total", {"topics": topics.intake_exports}
+        )
+    assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused by the new consumer
+    assert intake.consumer is not stalled and restarts == 1
+
+
+async def _assigned(consumer: Any) -> set[Any] | None:
+    return consumer.assignment() or None
+
+
 @contextlib.asynccontextmanager
 async def _intake_cancelled(
     infrastructure: Infrastructure, database_url: str, topics: Topics, *, watch_seconds: float
