@@ -62,6 +62,8 @@ from shared.platform.trust import TrustLog
 log = logging.getLogger(__name__)
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+RESTART_SECONDS = 60.0
+"""How long the readers' watch waits for a reader to stop, and then to start again (``Runtime._restart``)."""
 DEAD_REMEMBERED = 100_000
 """Records remembered as dead-lettered, so that a batch read again does not dead-letter them twice."""
 
@@ -96,6 +98,7 @@ class Runtime:
     ended: dict[str, str] = field(default_factory=dict)
     _dead: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)  # records dead-lettered
     _stall_watches: list[tuple[Any, stalls.StallWatch]] = field(default_factory=list)  # each subscriber's (stalls.py)
+    _unstarted: set[int] = field(default_factory=set)  # the ids of subscribers stopped by the watch, not started again
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.name, self.settings.kafka)
@@ -248,11 +251,13 @@ class Runtime:
         return "; ".join(stopped) + ": restart the service" if stopped else "ok"
 
     def _not_consuming(self) -> dict[str, Any]:
-        """The subscribers (by their topics) that run, with handlers, but no consume loop that has not ended."""
+        """The subscribers (by their topics) that run, with handlers, but no consume loop that has not ended; and
+        those the watch stopped and could not start again."""
         found = {}
         for subscriber in self.broker.subscribers:
             tasks = getattr(subscriber, "tasks", [])
-            if getattr(subscriber, "running", False) and subscriber.calls and all(task.done() for task in tasks):
+            ended = getattr(subscriber, "running", False) and subscriber.calls and all(task.done() for task in tasks)
+            if ended or id(subscriber) in self._unstarted:
                 found[", ".join(cast(Any, subscriber).topic_names)] = subscriber
         return found
 
@@ -297,17 +302,23 @@ class Runtime:
             await self._restart(subscriber, topics)
 
     async def _restart(self, subscriber: Any, topics: str) -> None:
+        """Stop ``subscriber`` and start it again, each within ``RESTART_SECONDS``: aiokafka's start waits for the
+        group's assignment without bound, and a watch waiting on it would watch nothing more. A start cut short
+        leaves the reader stopped, and the next round starts it again."""
         try:
-            await subscriber.stop()
+            await asyncio.wait_for(subscriber.stop(), RESTART_SECONDS)
         except asyncio.CancelledError as cancelled:  # its consumer's stop, as aiokafka's can
             if cancelled_within(cancelled) is None:
                 raise
         except Exception:  # stopped as far as it goes; starting it again says whether it can
             log.exception("%s: stopping the reader of %s failed", self.name, topics)
         try:
-            await subscriber.start()
-        except Exception:  # /health names it until a next try succeeds
+            await asyncio.wait_for(subscriber.start(), RESTART_SECONDS)
+        except Exception:  # a timeout too: /health names it until a next round starts it
             log.exception("%s: starting the reader of %s again failed", self.name, topics)
+            self._unstarted.add(id(subscriber))
+        else:
+            self._unstarted.discard(id(subscriber))
 
     async def stop_background(self) -> None:
         stopping, self._background = self._background, []

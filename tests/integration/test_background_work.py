@@ -14,6 +14,7 @@ import pytest
 from services.registry import projector
 from services.registry.app import Settings, create_app
 from shared.contract.topics import Topics
+from shared.platform import service
 from tests.histories import case, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, producer, read_topic, serving, settings_for
@@ -113,6 +114,38 @@ async def test_a_reader_that_fetches_nothing_while_records_wait_is_started_again
         )
     assert [r.value for r in dead] == [b"{not a command"]  # read, judged and refused by the new consumer
     assert intake.consumer is not stalled and restarts == 1
+
+
+async def test_a_reader_whose_start_hangs_is_started_again_by_the_next_round(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka's start waits for the group's assignment without bound: the watch bounds each start, and the
+    reader it left without a consume loop is started again by the next round."""
+    monkeypatch.setattr(service, "RESTART_SECONDS", 1.0)
+    async with _intake_cancelled(infrastructure, database_url, topics, watch_seconds=0.5) as (app, client):
+        intake = _intake(app, topics)
+        starts: list[float] = []
+        real_start = intake.start
+
+        async def hangs_once() -> None:
+            starts.append(asyncio.get_running_loop().time())
+            if len(starts) == 1:
+                await asyncio.Event().wait()  # as a join whose assignment never comes
+            await real_start()
+
+        monkeypatch.setattr(intake, "start", hangs_once)
+
+        async def consuming() -> bool | None:
+            tasks = _intake(app, topics).tasks
+            healthy = (await client.get("/health")).json()["background"] == "ok"
+            return True if healthy and tasks and not any(t.done() for t in tasks) else None
+
+        await eventually(consuming, timeout=30, what="the reader started again after a start that hung")
+        async with producer(infrastructure.kafka) as send:
+            await send.send_and_wait(topics.intake_exports, b"{not a command", key=b"after-the-hang")
+        dead = await read_topic(infrastructure.kafka, topics.dead_letter, until=lambda r: len(r) >= 1)
+    assert [r.value for r in dead] == [b"{not a command"]
+    assert len(starts) >= 2 and starts[1] - starts[0] >= 1.0  # the hung start was given up, then tried again
 
 
 async def _assigned(consumer: Any) -> set[Any] | None:
