@@ -182,6 +182,7 @@ class Runtime:
         subscriber = self.broker.subscriber(topic, **options)
         subscriber(watch.activity.tracking(handler))
         self._stall_watches.append((subscriber, watch))
+        self.metrics.readers_restarted.labels(", ".join(subscriber.topic_names))  # each reader's series, at 0
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
