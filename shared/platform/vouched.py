@@ -35,23 +35,13 @@ _set = object.__setattr__
 def read_vouched(raw: bytes) -> Envelope | None:
     """The envelope in ``raw``, equal to ``Envelope.from_bytes(raw)``, or None if this reader cannot read it so."""
     try:
-        kind = _KIND.decode(raw)
-        reader = _READERS.get(kind.type)
-        if reader is None or kind.schema_version != EVENT_TYPES[kind.type].SCHEMA_VERSION:
-            return None  # an older version goes through the upcasters, on the full path
-        decoder, build = reader
-        envelope: Envelope = build(decoder.decode(raw))
+        struct = _DECODER.decode(raw)  # one pass: the envelope's type picks the struct of its payload
+        envelope: Envelope = _ENVELOPES[type(struct)](struct)
     except (msgspec.MsgspecError, ArithmeticError, ValueError):
-        return None  # not readable this way (a time out of range in UTC, say): the full way says why
+        # An older schema version (for the upcasters), an unknown type, a time out of range in UTC: the full way
+        # reads it, or says why not.
+        return None
     return envelope
-
-
-class _Kind(msgspec.Struct):
-    type: str
-    schema_version: int
-
-
-_KIND = msgspec.json.Decoder(_Kind)
 
 
 def _wire_type(annotation: Any) -> Any:
@@ -114,12 +104,16 @@ def _struct(model: type[BaseModel]) -> type[msgspec.Struct]:
     return _STRUCTS[model]
 
 
-def _builder(model: type[BaseModel], own: dict[str, _Convert] | None = None) -> _Convert:
+def _builder(
+    model: type[BaseModel], own: dict[str, _Convert] | None = None, tag: tuple[str, str] | None = None
+) -> _Convert:
     """Builds ``model`` from its struct: a field not given takes its default and is not marked set. ``own``:
-    the conversions of fields that the model's own validators change."""
-    if own is None and model in _BUILDERS:
+    the conversions of fields that the model's own validators change; ``tag``: the field (and its value) that
+    the struct holds as its tag, not as a field."""
+    if own is None and tag is None and model in _BUILDERS:
         return _BUILDERS[model]
-    names = frozenset(model.model_fields)
+    order = list(model.model_fields)
+    names = frozenset(order)
     defaults = [(name, info.default) for name, info in model.model_fields.items() if not info.is_required()]
     if any(not isinstance(default, tuple | str | int | None) for _, default in defaults):
         raise TypeError(f"no vouched reading of {model.__name__}: a mutable default would be shared by every event")
@@ -130,9 +124,18 @@ def _builder(model: type[BaseModel], own: dict[str, _Convert] | None = None) -> 
     ]
 
     asdict, unset, new = msgspec.structs.asdict, msgspec.UNSET, object.__new__
+    if tag is None:
+        values_of = asdict
+    else:  # the tag's value in its place among the fields: the fields before it, placed first, keep their places
+        placed = dict.fromkeys(order[: order.index(tag[0])]) | {tag[0]: tag[1]}
+
+        def values_of(struct: msgspec.Struct) -> dict[str, Any]:
+            values = placed.copy()
+            values.update(asdict(struct))
+            return values
 
     def build(struct: msgspec.Struct) -> Any:
-        values = asdict(struct)
+        values = values_of(struct)
         given = set(names)
         for name, default in defaults:
             if values[name] is unset:
@@ -148,21 +151,22 @@ def _builder(model: type[BaseModel], own: dict[str, _Convert] | None = None) -> 
         _set(made, "__pydantic_private__", None)
         return made
 
-    if own is None:
+    if own is None and tag is None:
         _BUILDERS[model] = build
     return build
 
 
-def _envelope(kind: str, event_class: type[Event]) -> tuple[msgspec.json.Decoder[Any], _Convert]:
-    """The decoder of the envelope of one event type, and what builds the envelope from what it decodes."""
+def _envelope(kind: str, event_class: type[Event]) -> tuple[type[msgspec.Struct], _Convert]:
+    """The struct of the envelope of one event type, tagged with its ``type`` and holding only its current schema
+    version, and what builds the envelope from it."""
+    wire = {"schema_version": Literal[event_class.SCHEMA_VERSION], "payload": _struct(event_class)}
+    fields = [field for field in _fields(Envelope, wire) if field[0] != "type"]  # the tag is the type
     struct = msgspec.defstruct(
-        f"Vouched{kind}Envelope",
-        _fields(Envelope, {"type": Literal[kind], "payload": _struct(event_class)}),
-        forbid_unknown_fields=True,
-        kw_only=True,
+        f"Vouched{kind}Envelope", fields, forbid_unknown_fields=True, kw_only=True, tag_field="type", tag=kind
     )
     own = {"payload": _builder(event_class), "occurred_at": lambda at: at.astimezone(UTC)}  # Envelope._in_utc
-    return msgspec.json.Decoder(struct), _builder(Envelope, own)
+    return struct, _builder(Envelope, own, tag=("type", kind))
 
 
-_READERS = {kind: _envelope(kind, cls) for kind, cls in EVENT_TYPES.items()}
+_ENVELOPES = dict(_envelope(kind, cls) for kind, cls in EVENT_TYPES.items())
+_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(typing.Union[tuple(_ENVELOPES)])  # noqa: UP007
