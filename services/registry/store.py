@@ -396,7 +396,11 @@ def _opens(envelope: Envelope) -> str | None:
 
 
 def _changed_licenses(before: Case, after: Case) -> list[LicenseEntry]:
-    return [lic for number, lic in after.licenses.items() if before.licenses.get(number) != lic]
+    """The licenses ``after`` holds that ``before`` did not hold so. An entry the fold left alone is the same
+    object in both, and the comparison of all its fields (a dataclass compares them as tuples) is skipped."""
+    return [
+        lic for number, lic in after.licenses.items() if (old := before.licenses.get(number)) is not lic and old != lic
+    ]
 
 
 def _changed_rows(
