@@ -208,9 +208,10 @@ def read_case_event(
     the record's bytes and headers. The registry's fold (live and in replay, and in an audit), review and
     the applications service all read the stream through this.
 
-    ``verify=False`` skips the signature, and reads the record without validating it again when it can
-    (``shared/platform/vouched.py``): only for a record a trusted checkpoint already vouches for
-    (``services/registry/replay.py``).
+    ``verify=False`` skips what the live fold checked of the record when it applied it, its signature and its
+    placement, and reads it without validating it again when it can (``shared/platform/vouched.py``): only for a
+    record a trusted checkpoint already vouches for (``services/registry/replay.py``: the checkpoint's chain heads
+    cover the records' bytes and partitions, and the records the live fold refused are not vouched for).
 
     A ``partitions`` below 1 is the reader's own error (a partition count taken from metadata the client
     did not have), not the record's: it raises ValueError, so that no genuine event is refused for it."""
@@ -236,6 +237,8 @@ def _read_case_event(record: Any, trust: TrustList, partitions: int | None, *, v
             envelope = Envelope.from_bytes(value)
         except ValidationError as exc:
             return Reason(code="unreadable_event", message=describe(exc))
+    if not verify:
+        return envelope
     if partitions is not None and (home := case_partition(envelope.case_id, partitions)) != record.partition:
         # A copy of a genuine record, or an event sent with another partitioner: its case lives elsewhere.
         return Reason(
@@ -243,7 +246,7 @@ def _read_case_event(record: Any, trust: TrustList, partitions: int | None, *, v
             message=f"case {envelope.case_id} lives in partition {home}, not {record.partition}: every event of a "
             "case is appended to its case's partition (keyed by its case id), and only there",
         )
-    if not verify or trust.predates_signatures(record.topic, record.partition, record.offset):
+    if trust.predates_signatures(record.topic, record.partition, record.offset):
         return envelope
     headers = list(record.headers or ())
     found = trust.problem(

@@ -111,23 +111,47 @@ def test_a_signature_header_holding_any_bytes_is_a_bad_signature_never_an_except
     assert reason is not None and reason.code == "bad_signature"
 
 
-def _placed(event: Envelope, partition: int) -> SimpleNamespace:
-    """A record of the case stream holding ``event`` in ``partition``, as a consumer hands it over."""
+def _placed(event: Envelope, partition: int, *, signed: bool = False) -> SimpleNamespace:
+    """A record of the case stream holding ``event`` in ``partition``, as a consumer hands it over; signed by
+    ``KEY`` if ``signed`` (``_trust_every_producer`` trusts it)."""
+    value = event.to_bytes()
+    headers = signatures.signature_headers(value, KEY) if signed else []
     return SimpleNamespace(
-        value=event.to_bytes(), headers=[], topic="licensing.cases", partition=partition, offset=0, key=None
+        value=value, headers=headers, topic="licensing.cases", partition=partition, offset=0, key=None
+    )
+
+
+def _trust_every_producer(events: list[Envelope]) -> signing.TrustList:
+    public = KEY.public_key()
+    producers = {event.producer for event in events}
+    return signing.TrustList.of(
+        [signing.TrustedKey(name, signatures.key_id(public), public, signing.ALWAYS, None) for name in producers]
     )
 
 
 @settings(max_examples=60, deadline=None)
 @given(partitions=st.integers(min_value=1, max_value=64), index=st.integers(min_value=0, max_value=5))
 def test_an_event_reads_in_its_cases_partition_and_is_misplaced_in_every_other(partitions: int, index: int) -> None:
-    event = many_cases(2)[index]
+    events = many_cases(2)
+    event, trust = events[index], _trust_every_producer(events)
     home = case_partition(event.case_id, partitions)
-    read = signing.read_case_event(_placed(event, home), _trust(), partitions=partitions, verify=False)
+    read = signing.read_case_event(_placed(event, home, signed=True), trust, partitions=partitions)
     assert read == event
     for elsewhere in set(range(partitions)) - {home}:
-        refused = signing.read_case_event(_placed(event, elsewhere), _trust(), partitions=partitions, verify=False)
+        refused = signing.read_case_event(_placed(event, elsewhere, signed=True), trust, partitions=partitions)
         assert isinstance(refused, Reason) and refused.code == "misplaced_event"
+
+
+@settings(max_examples=30, deadline=None)
+@given(partitions=st.integers(min_value=2, max_value=64), index=st.integers(min_value=0, max_value=5))
+def test_a_record_a_checkpoint_vouches_for_is_not_judged_again(partitions: int, index: int) -> None:
+    """The live fold judged its placement and signature when it applied it, and refused it if either failed; the
+    replay is held to the checkpoint's chain heads, which cover every record's bytes in its partition. So a
+    vouched record reads as the event it holds, wherever it sits and unsigned."""
+    event = many_cases(2)[index]
+    elsewhere = (case_partition(event.case_id, partitions) + 1) % partitions
+    read = signing.read_case_event(_placed(event, elsewhere), _trust(), partitions=partitions, verify=False)
+    assert read == event
 
 
 @pytest.mark.parametrize("partitions", [0, -1])
