@@ -9,7 +9,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -194,9 +194,9 @@ async def stored_positions(
     return {r["partition"]: Position(r["next_offset"], bytes(r["chain_head"]), r["chain_start"]) for r in rows}
 
 
-@dataclass(frozen=True)
-class Positioned:
-    """An event with its offset in its partition."""
+class Positioned(NamedTuple):
+    """An event with its offset in its partition. (A tuple: one per event folded, made at a fifth of a frozen
+    dataclass's cost.)"""
 
     offset: int
     envelope: Envelope
@@ -388,19 +388,21 @@ async def _admitted(
 
 def _opens(envelope: Envelope) -> str | None:
     event = envelope.payload
-    if isinstance(event, LicenseGranted):
+    if type(event) is LicenseGranted:  # the contract's event classes have no subclasses: no isinstance walk
         return event.license_number
-    if isinstance(event, LicenseReplaced):
+    if type(event) is LicenseReplaced:
         return event.successor_license_number
     return None
 
 
+def _changed(before: object, after: object) -> bool:
+    """Whether an entry differs. One the fold left alone is the same object, and comparing all its fields (a
+    dataclass builds a tuple of them on each side) is skipped."""
+    return before is not after and before != after
+
+
 def _changed_licenses(before: Case, after: Case) -> list[LicenseEntry]:
-    """The licenses ``after`` holds that ``before`` did not hold so. An entry the fold left alone is the same
-    object in both, and the comparison of all its fields (a dataclass compares them as tuples) is skipped."""
-    return [
-        lic for number, lic in after.licenses.items() if (old := before.licenses.get(number)) is not lic and old != lic
-    ]
+    return [lic for number, lic in after.licenses.items() if _changed(before.licenses.get(number), lic)]
 
 
 def _changed_rows(
@@ -410,10 +412,10 @@ def _changed_rows(
     applications, licenses = [], []
     for case_id, case in folded.items():
         before = loaded.get(case_id)
-        if case.application is not None and (before is None or before.application != case.application):
+        if case.application is not None and (before is None or _changed(before.application, case.application)):
             applications.append(case.application)
         for number, license_ in case.licenses.items():
-            if before is None or before.licenses.get(number) != license_:
+            if before is None or _changed(before.licenses.get(number), license_):
                 licenses.append(license_)
     return applications, licenses
 
