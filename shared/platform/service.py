@@ -68,6 +68,11 @@ DEAD_REMEMBERED = 100_000
 """Records remembered as dead-lettered, so that a batch read again does not dead-letter them twice."""
 
 
+def reader_name(subscriber: Any) -> str:
+    """A topic reader as the service names it everywhere: its restart counter's label, ``/health``, the logs."""
+    return ", ".join(subscriber.topic_names)
+
+
 @dataclass
 class Runtime:
     """A running service's resources: reached by handlers, made and closed by the lifespan."""
@@ -182,7 +187,7 @@ class Runtime:
         subscriber = self.broker.subscriber(topic, **options)
         subscriber(watch.activity.tracking(handler))
         self._stall_watches.append((subscriber, watch))
-        self.metrics.readers_restarted.labels(", ".join(subscriber.topic_names))  # each reader's series, at 0
+        self.metrics.readers_restarted.labels(reader_name(subscriber))  # each reader's series, at 0
 
     def consumes(self, group: str, topic: str) -> str:
         """Declare that consumer ``group`` reads ``topic``, so that its lag is reported; return the group."""
@@ -259,7 +264,7 @@ class Runtime:
             tasks = getattr(subscriber, "tasks", [])
             ended = getattr(subscriber, "running", False) and subscriber.calls and all(task.done() for task in tasks)
             if ended or id(subscriber) in self._unstarted:
-                found[", ".join(cast(Any, subscriber).topic_names)] = subscriber
+                found[reader_name(subscriber)] = subscriber
         return found
 
     async def keep_readers_consuming(self, every: float) -> None:
@@ -283,7 +288,7 @@ class Runtime:
         except Exception as exc:  # the broker cannot say where the partitions end: the next round asks again
             log.warning("%s: the stall watch could not check its readers (%r)", self.name, exc)
             return
-        topics = ", ".join(subscriber.topic_names)
+        topics = reader_name(subscriber)
         if again:
             log.error(
                 "%s: the reader of %s stalled again where it was started again (%s); it is left as it is",
