@@ -21,6 +21,8 @@ from shared.contract.events import Envelope, LicenseGranted
 from shared.contract.signatures import public_b64
 from shared.contract.topics import Topics
 from shared.platform import db, trust
+from shared.platform.kafka_admin import partition_count
+from shared.platform.placement import case_partition
 from tests.checkpointing import checkpoint_at, checkpointing_settings
 from tests.histories import applied_offsets, export, many_cases, publish
 from tests.infra import Infrastructure
@@ -35,6 +37,7 @@ class History:
     forged: tuple[int, int]  # (partition, offset) of a record signed by a key no one trusts
     vouched: int  # the records the last checkpoint covers
     total: int
+    misplaced: tuple[int, int] | None = None  # (partition, offset) of a genuine record's copy outside its partition
 
 
 async def _caught_up(database_url: str, topics: Topics, total: int) -> None:
@@ -45,10 +48,17 @@ async def _caught_up(database_url: str, topics: Topics, total: int) -> None:
 
 
 async def _history(
-    infrastructure: Infrastructure, database_url: str, topics: Topics, key_dir: Path, *, after: int = 0
+    infrastructure: Infrastructure,
+    database_url: str,
+    topics: Topics,
+    key_dir: Path,
+    *,
+    after: int = 0,
+    misplaced: bool = False,
 ) -> History:
-    """Ten cases and a forged export of the first, a checkpoint over them; then ``after`` cases no checkpoint
-    covers (applied by a registry that takes none)."""
+    """Ten cases and a forged export of the first (and with ``misplaced``, a copy of a genuine record, signed,
+    in a partition not its case's), a checkpoint over them; then ``after`` cases no checkpoint covers (applied by
+    a registry that takes none)."""
     cases = many_cases(10)
     victim = cases[1]  # the first case's grant: a forged export would take from its balance
     assert isinstance(victim.payload, LicenseGranted)
@@ -65,6 +75,16 @@ async def _history(
                 headers=signed(value, Ed25519PrivateKey.generate()),
             )
         vouched = len(cases) + 1
+        copy: tuple[int, int] | None = None
+        if misplaced:
+            genuine = cases[0].to_bytes()
+            partitions = await partition_count(infrastructure.kafka, topics.cases)
+            elsewhere = (case_partition(cases[0].case_id, partitions) + 1) % partitions
+            async with producer(infrastructure.kafka) as send:
+                sent_copy = await send.send_and_wait(
+                    topics.cases, genuine, partition=elsewhere, headers=signed(genuine)
+                )
+            copy, vouched = (sent_copy.partition, sent_copy.offset), vouched + 1
         await _caught_up(database_url, topics, vouched)
         await checkpoint_at(infrastructure.kafka, topics, vouched)
     total = vouched
@@ -76,7 +96,7 @@ async def _history(
             total += len(later)
             await _caught_up(database_url, topics, total)
     key = load_signing_key(key=None, key_file=None, key_dir=str(key_dir), generate=False).public_key()
-    return History(topics, key, key_dir, (sent.partition, sent.offset), vouched, total)
+    return History(topics, key, key_dir, (sent.partition, sent.offset), vouched, total, copy)
 
 
 async def _replay(
@@ -182,6 +202,38 @@ async def test_a_live_ledger_that_hides_a_refusal_does_not_get_a_forgery_past_th
         ("refused_events", f"{topics.cases}/{partition}/{offset}", "missing")
     ]
     # The forged export is refused in the rebuild, as the live ledger refused it: no export row differs.
+
+
+async def test_a_misplaced_copy_is_refused_below_a_checkpoint_as_live_and_hiding_its_refusal_gets_it_nowhere(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, tmp_path: Path
+) -> None:
+    """A record a checkpoint vouches for is not placed again; the live fold refused the copy as misplaced, so it is
+    not vouched for, and a ledger that hides that refusal does not hold its checkpoint."""
+    history = await _history(infrastructure, database_url, topics, tmp_path, misplaced=True)
+    assert history.misplaced is not None
+    refused = await _fetch(database_url, 'SELECT partition, "offset", reason_code FROM registry.refused_events')
+    assert sorted(tuple(r) for r in refused) == sorted(
+        [(*history.forged, "untrusted_key"), (*history.misplaced, "misplaced_event")]
+    )
+
+    result = await _replay(infrastructure, database_url, history, checkpoint_keys=_trusting(history))
+    assert result.checkpoint is not None and result.notes == []
+    assert result.matches, (result.differences, result.chain_breaks)
+
+    partition, offset = history.misplaced
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            'DELETE FROM registry.refused_events WHERE partition = $1 AND "offset" = $2', partition, offset
+        )
+    finally:
+        await connection.close()
+    hidden = await _replay(infrastructure, database_url, history, checkpoint_keys=_trusting(history))
+    assert hidden.checkpoint is None
+    assert len(hidden.notes) == 1 and "does not hold" in hidden.notes[0]
+    assert [(d.table, d.key, d.kind) for d in hidden.differences] == [
+        ("refused_events", f"{topics.cases}/{partition}/{offset}", "missing")
+    ]
 
 
 async def test_a_checkpoint_signed_by_another_key_is_not_relied_on(
