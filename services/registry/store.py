@@ -284,7 +284,10 @@ async def apply_batches(
         before = cases.get(envelope.case_id) or Case(case_id=envelope.case_id)
         after, export = ledger.apply(before, envelope)
         cases[envelope.case_id] = after
-        exports.extend([(partition, export)] if export else [])
+        if export is not None:
+            exports.append((partition, export))
+        if after.licenses is before.licenses:  # an application's event, or a refused export: no license changed
+            continue
         for license_ in _changed_licenses(before, after):
             state = license_state_json(license_, envelope)
             history.append(
@@ -362,9 +365,14 @@ async def _admitted(
     case's partition, or be refused as misplaced): an id reused by a producer, refused ``event_id_reused``. An
     event opening a license number another case holds is refused ``license_number_taken`` (a license number is
     one license's, of one case, whichever partition saw it first)."""
-    ids = [p.envelope.event_id for _, p in events]
+    ids: list[uuid.UUID] = []
+    opened: dict[uuid.UUID, str] = {}
+    for _, positioned in events:
+        envelope = positioned.envelope
+        ids.append(envelope.event_id)
+        if (number := _opens(envelope)) is not None:
+            opened[envelope.event_id] = number
     applied = {r["event_id"]: r["partition"] for r in await connection.fetch(ALREADY_APPLIED, ids)}
-    opened = {p.envelope.event_id: number for _, p in events if (number := _opens(p.envelope)) is not None}
     owner: dict[str, uuid.UUID] = {}
     if opened:
         owner = {r["license_number"]: r["case_id"] for r in await connection.fetch(NUMBERS_HELD, list(opened.values()))}
@@ -530,10 +538,12 @@ async def _save(
         if rows:
             written += [(table, r[0]) for r in await connection.fetch(statement + suffix, *_columns(rows))]
     if exports and returning:
-        rows = [_export_args(e) for e in exports]
+        rows = [_export_row(e, _vins_json(e.vins)) for e in exports]
         written += [("exports", r[0]) for r in await connection.fetch(INSERT_EXPORTS + suffix, *_columns(rows))]
     elif exports:
-        await connection.copy_records_to_table("exports", records=map(_export_row, exports), columns=EXPORT_COLUMNS)
+        await connection.copy_records_to_table(
+            "exports", records=[_export_row(e, e.vins) for e in exports], columns=EXPORT_COLUMNS
+        )
     return written
 
 
@@ -582,25 +592,21 @@ def _license_args(lic: LicenseEntry) -> tuple[Any, ...]:
     )
 
 
-def _export_row(e: ExportEntry) -> tuple[Any, ...]:
-    """An export as ``EXPORT_COLUMNS`` of a COPY: its VINs as an array, not JSON."""
-    args = _export_args(e)
-    return (*args[:10], list(e.vins), *args[11:])
-
-
-def _export_args(e: ExportEntry) -> tuple[Any, ...]:
+def _export_row(e: ExportEntry, vins: Any) -> tuple[Any, ...]:
+    """An export in ``EXPORT_COLUMNS``' order, its VINs as given: an array for a COPY, JSON for a statement."""
+    reason = e.reason
     return (
         e.event_id,
         e.declaration_number,
         e.license_number,
         e.case_id,
         e.outcome.value,
-        e.reason.code if e.reason else None,
-        e.reason.message if e.reason else None,
+        None if reason is None else reason.code,
+        None if reason is None else reason.message,
         e.quantity,
         e.port_of_exit,
         e.export_date,
-        _vins_json(e.vins),
+        vins,
         e.value,
         e.currency,
         e.recorded_at,
