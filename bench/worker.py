@@ -21,7 +21,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import machine_cpu
 from services.registry import checkpoints
-from services.registry.replay import Vouched, build_indexes, drop_query_indexes, fold_in_processes, fold_log, open_log
+from services.registry.replay import (
+    Vouched,
+    build_indexes,
+    drop_query_indexes,
+    fold_in_processes,
+    fold_log,
+    open_log,
+    start_fold_processes,
+)
 from services.registry.replay import replay as replay_ledger
 from shared.platform.collector import collect_less
 from shared.platform.db import create_pool, migrate_async
@@ -106,16 +114,14 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
     """The fold ``licensectl replay`` does on a long log: ``processes`` processes, each on its share of the
     partitions, into one freshly migrated schema. Peak RSS is the largest of the fold processes'."""
     url, schema = args["database_url"], args["schema"]
+    log = await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"])
+    # As licensectl replay does: the processes load the fold while the schema is made; then only the fold is timed.
+    waiting = await start_fold_processes(args["processes"], url, log.kafka)
     indexes = await _fresh(url, schema)
     end = {int(p): o for p, o in args["end"].items()}
     started = time.perf_counter()
     events = await fold_in_processes(
-        database_url=url,
-        schema=schema,
-        log=await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"]),
-        start={},
-        end=end,
-        processes=args["processes"],
+        database_url=url, schema=schema, log=log, start={}, end=end, processes=args["processes"], started=waiting
     )
     await _build(url, indexes)
     seconds = time.perf_counter() - started

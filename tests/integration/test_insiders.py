@@ -8,6 +8,8 @@ deleted, a key inserted) are in test_audit.py, test_exports_lifecycle.py and tes
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -121,12 +123,14 @@ async def test_deleted_records_stop_the_registry_and_replay_names_them_leaving_n
         health = await _stopped(client)
         assert "records 0 to 1 the ledger applied were deleted" in health["ledger"], health
         await _refuses_exports(client, number)
-    try:
-        await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases)
-    except LogIncomplete as incomplete:
-        assert f"partition {partition}: offsets 0 to 1 were deleted" in str(incomplete)
-    else:
-        raise AssertionError("a replay of a log with deleted records must fail")
+    for processes in (1, 2):  # with two, the fold processes were started before the log was found incomplete
+        try:
+            await replay(database_url=database_url, kafka=infrastructure.kafka, topic=topics.cases, processes=processes)
+        except LogIncomplete as incomplete:
+            assert f"partition {partition}: offsets 0 to 1 were deleted" in str(incomplete)
+        else:
+            raise AssertionError("a replay of a log with deleted records must fail")
+        assert _fold_processes() == [], "a failed replay leaves no fold process behind"
     done = licensectl("replay", infrastructure=infrastructure, database_url=database_url, topics=topics)
     assert done.returncode == 1 and "were deleted" in done.stdout + done.stderr, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -159,3 +163,18 @@ async def test_a_case_topic_deleted_and_created_again_stops_the_registry_and_adm
         health = await _stopped(client)
         assert "deleted and created again" in health["ledger"] or "ahead of the log" in health["ledger"], health
         await _refuses_exports(client, number)
+
+
+def _fold_processes() -> list[int]:
+    """The fold processes this process started that are still alive (or not yet waited for)."""
+    mine = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        if parent == str(os.getpid()) and b"services.registry.fold_process" in command:
+            mine.append(int(entry.name))
+    return mine
