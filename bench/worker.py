@@ -62,12 +62,6 @@ async def _fresh(url: str, schema: str) -> list[str]:
         await connection.close()
 
 
-async def _build(url: str, indexes: list[str]) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await build_indexes(connection, indexes)
-    finally:
-        await connection.close()
 
 
 async def replay(args: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +83,7 @@ async def replay(args: dict[str, Any]) -> dict[str, Any]:
         vouched = Vouched(end) if args.get("vouched") else None
         log = await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"])
         events = await fold_log(pool, log, start={}, end=end, vouched=vouched)
-        await _build(url, indexes)
+        await build_indexes(url, indexes)
         seconds = time.perf_counter() - started
         own_cpu, machine_busy = time.process_time() - own_before, machine_cpu()[0] - machine_before
         if profiler is not None:
@@ -123,7 +117,7 @@ async def replay_processes(args: dict[str, Any]) -> dict[str, Any]:
     events = await fold_in_processes(
         database_url=url, schema=schema, log=log, start={}, end=end, processes=args["processes"], started=waiting
     )
-    await _build(url, indexes)
+    await build_indexes(url, indexes, connections=args["processes"])
     seconds = time.perf_counter() - started
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"events": events, "seconds": seconds, "events_per_s": events / seconds, "peak_rss_mb": children}

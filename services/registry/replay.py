@@ -166,9 +166,20 @@ async def drop_query_indexes(connection: asyncpg.Connection, schema: str) -> lis
     return [row["indexdef"] for row in rows]
 
 
-async def build_indexes(connection: asyncpg.Connection, definitions: list[str]) -> None:
-    for definition in definitions:
-        await connection.execute(definition)  # schema-qualified, as pg_indexes gives it
+async def build_indexes(database_url: str, definitions: list[str], connections: int = 1) -> None:
+    """Build the indexes ``definitions`` (schema-qualified, as pg_indexes gives them) over as many as ``connections``
+    connections at once: each index is one core's work for PostgreSQL."""
+    waiting = list(definitions)
+
+    async def build() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            while waiting:
+                await connection.execute(waiting.pop(0))
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(build() for _ in range(min(connections, len(waiting)))))
 
 
 async def live_refusals(connection: asyncpg.Connection, schema: str, topic: str) -> set[tuple[int, int]]:
@@ -281,7 +292,7 @@ async def replay(
                 await fold.run(schema, start={}, end=offsets)
         else:
             await fold.run(schema, start={}, end=offsets)
-        await fold.finish(connection)
+        await fold.finish()
         async with connection.transaction(readonly=True):
             rebuilt = at_end or await checksum(connection, schema)
             rebuilt_positions = await store.stored_positions(connection, topic, schema)
@@ -336,10 +347,10 @@ class _Fold:
         self.events, self.seconds = 0, 0.0
         return schema
 
-    async def finish(self, connection: asyncpg.Connection) -> None:
+    async def finish(self) -> None:
         """Build the indexes ``fresh`` left out: the rebuilt ledger then has every index a migrated one has."""
         started = time.perf_counter()
-        await build_indexes(connection, self._indexes)
+        await build_indexes(self._url, self._indexes, connections=self._processes)
         self._indexes = []
         self.seconds += time.perf_counter() - started
 
