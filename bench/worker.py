@@ -62,8 +62,6 @@ async def _fresh(url: str, schema: str) -> list[str]:
         await connection.close()
 
 
-
-
 async def replay(args: dict[str, Any]) -> dict[str, Any]:
     """``fold_log`` of the whole topic into a freshly migrated schema, and the indexes left out built after it, as a
     replay does: timed without the migration."""
