@@ -142,8 +142,8 @@ async def seed_positions(connection: asyncpg.Connection, live_schema: str, schem
 
 # Indexes the queries read and the fold never does: a replay into a fresh schema builds them once, after its last
 # row, in one sorted pass each, instead of adding every row to each of them (about a tenth of a replay's time on
-# the dev box, docs/performance.md). The fold's own look-ups (keys, ``licenses_case``, ``exports_case_vins``,
-# ``applied_events``) stay, and so do the keys, which refuse a duplicate on the way in.
+# the dev box, docs/performance.md). The fold's own look-ups (``licenses_case``, ``exports_case_vins``,
+# ``applied_events``' key, which finds the events applied already) stay, and so do the keys its upserts name.
 QUERY_ONLY_INDEXES = (
     "licenses_applicant",
     "exports_declaration",
@@ -152,34 +152,61 @@ QUERY_ONLY_INDEXES = (
     "license_history_time",
     "applied_events_case",
 )
+# The keys of the tables a replay only appends to (binary COPY, no ``ON CONFLICT``): added back after the last row
+# too, in one sorted pass, where each row's random key went into its B-tree on the way in. A duplicate key, which
+# the fold's check of the events applied already leaves none of, fails the replay there, before its checksums.
+APPEND_ONLY_KEYS = ("exports_pkey", "license_history_pkey")
+# Each index build's sort memory: a 1M-event log's history key (1.6M rows) sorts in memory, not in files.
+BUILD_MEMORY = "256MB"
 
 
 async def drop_query_indexes(connection: asyncpg.Connection, schema: str) -> list[str]:
-    """Drop ``schema``'s ``QUERY_ONLY_INDEXES``; return the statements that build them again (``build_indexes``)."""
+    """Drop ``schema``'s ``QUERY_ONLY_INDEXES`` and ``APPEND_ONLY_KEYS``; return the statements that build them
+    again (``build_indexes``), the keys first (the largest)."""
     rows = await connection.fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = ANY($2::text[])",
+        "SELECT i.tablename, i.indexname, i.indexdef, c.conname IS NOT NULL AS key FROM pg_indexes i "
+        "LEFT JOIN pg_constraint c ON c.conname = i.indexname AND c.contype = 'p' "
+        "AND c.connamespace = $1::text::regnamespace "
+        "WHERE i.schemaname = $1 AND i.indexname = ANY($2::text[]) ORDER BY key DESC, i.indexname",
         schema,
-        list(QUERY_ONLY_INDEXES),
+        [*APPEND_ONLY_KEYS, *QUERY_ONLY_INDEXES],
     )
+    statements = []
     for row in rows:
-        await connection.execute(f"DROP INDEX {_q(schema)}.{_q(row['indexname'])}")
-    return [row["indexdef"] for row in rows]
+        table, index = f"{_q(schema)}.{_q(row['tablename'])}", _q(row["indexname"])
+        if row["key"]:
+            await connection.execute(f"ALTER TABLE {table} DROP CONSTRAINT {index}")
+            # Built as a unique index first, which other indexes of its table may be built beside (a key added
+            # whole would lock the table), then made the key it was.
+            statements.append(
+                f"{row['indexdef']}; ALTER TABLE {table} ADD CONSTRAINT {index} PRIMARY KEY USING INDEX {index}"
+            )
+        else:
+            await connection.execute(f"DROP INDEX {_q(schema)}.{index}")
+            statements.append(row["indexdef"])
+    return statements
 
 
 async def build_indexes(database_url: str, definitions: list[str], connections: int = 1) -> None:
     """Build the indexes ``definitions`` (schema-qualified, as pg_indexes gives them) over as many as ``connections``
-    connections at once: each index is one core's work for PostgreSQL."""
+    connections at once: each index is one core's work for PostgreSQL, sorted in memory where it fits
+    (``BUILD_MEMORY``)."""
     waiting = list(definitions)
 
     async def build() -> None:
         connection = await asyncpg.connect(database_url)
         try:
+            await connection.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
             while waiting:
                 await connection.execute(waiting.pop(0))
         finally:
             await connection.close()
 
-    await asyncio.gather(*(build() for _ in range(min(connections, len(waiting)))))
+    # Every connection finishes before a failure is raised: none is left building into a schema its caller drops.
+    outcomes = await asyncio.gather(*(build() for _ in range(min(connections, len(waiting)))), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def live_refusals(connection: asyncpg.Connection, schema: str, topic: str) -> set[tuple[int, int]]:

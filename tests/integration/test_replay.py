@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 
 from services.registry.app import Settings, create_app
-from services.registry.replay import QUERY_ONLY_INDEXES, ReplayResult, replay
+from services.registry.replay import (
+    APPEND_ONLY_KEYS,
+    QUERY_ONLY_INDEXES,
+    ReplayResult,
+    build_indexes,
+    drop_query_indexes,
+    replay,
+)
 from shared.contract.topics import Topics
+from shared.platform.db import migrate_async
 from tests.histories import applied_offsets, many_cases, publish
 from tests.infra import Infrastructure
 from tests.support import eventually, licensectl, serving, settings_for
@@ -51,10 +62,11 @@ async def test_replaying_the_whole_log_gives_the_live_ledgers_checksum(
     assert result.events == 40 * 5
     assert result.live.tables == result.rebuilt.tables
     assert result.live.rows == result.rebuilt.rows > 40 * 5  # applications, licenses, exports, license history
-    # The fold leaves out the indexes only the queries read, and builds them at the end: the rebuilt ledger (which
-    # a swap makes live) has every index the live one has.
+    # The fold leaves out the indexes only the queries read and the keys of the tables it only appends to, and
+    # builds them at the end: the rebuilt ledger (which a swap makes live) has every index and key the live one has.
     live, rebuilt = await _indexes(database_url, "registry"), await _indexes(database_url, result.schema)
-    assert rebuilt == live and set(QUERY_ONLY_INDEXES) <= set(live)
+    assert rebuilt == live and set(QUERY_ONLY_INDEXES) | set(APPEND_ONLY_KEYS) <= set(live)
+    assert await _constraints(database_url, result.schema) == await _constraints(database_url, "registry")
     await _execute(database_url, f'DROP SCHEMA "{result.schema}" CASCADE')
 
 
@@ -64,6 +76,40 @@ async def _indexes(database_url: str, schema: str) -> dict[str, str]:
     rows = await connection.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", schema)
     await connection.close()
     return {r["indexname"]: r["indexdef"].replace(f"{schema}.", "") for r in rows}
+
+
+async def _constraints(database_url: str, schema: str) -> dict[str, str]:
+    """``schema``'s constraints (keys, uniques, checks) by name, each as its definition."""
+    connection = await asyncpg.connect(database_url)
+    rows = await connection.fetch(
+        "SELECT c.conname, pg_get_constraintdef(c.oid) AS definition FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1",
+        schema,
+    )
+    await connection.close()
+    return {r["conname"]: r["definition"] for r in rows}
+
+
+async def test_a_duplicate_row_the_fold_let_in_fails_its_key_built_after_it(database_url: str) -> None:
+    # The keys of the tables a replay only appends to are added after its last row; a duplicate the fold wrote in
+    # the meantime fails that step, so the rebuild never reaches its checksums, let alone a swap.
+    schema = f"dup_{uuid.uuid4().hex[:8]}"
+    await migrate_async("registry", database_url, schema=schema)
+    connection = await asyncpg.connect(database_url)
+    try:
+        statements = await drop_query_indexes(connection, schema)
+        row = ("26-44-000001", uuid.uuid4(), 0, 7, datetime.now(UTC), "{}")
+        await connection.copy_records_to_table(
+            "license_history",
+            schema_name=schema,
+            records=[row, row],
+            columns=("license_number", "event_id", "partition", "offset", "occurred_at", "state"),
+        )
+        with pytest.raises(asyncpg.UniqueViolationError, match="license_history_pkey"):
+            await build_indexes(database_url, statements, connections=2)
+    finally:
+        await connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await connection.close()
 
 
 async def test_folding_with_several_processes_gives_the_same_ledger_and_finds_the_same_differences(
