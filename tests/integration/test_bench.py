@@ -48,6 +48,10 @@ def test_the_bench_measures_every_figure_of_the_issue(
     # The write ceiling writes as many rows as the replay did, over as many connections as it had processes.
     assert entry["copy"]["rows"] == sum(entry["replay"]["rows"].values())
     assert entry["copy"]["connections"] == 2
+    # At a size this short both ran three times, and the figure is the median run's.
+    for key, rate in (("replay_checkpoint", "events_per_s"), ("copy", "rows_per_s")):
+        runs = entry[key]["runs"]
+        assert len(runs) == 3 and entry[key][rate] == sorted(runs)[1], (key, runs)
     assert entry["peer"]["events"] == SIZE and entry["peer"]["complete"]
     ratios = {"replay_vs_kafka_read", "replay_vs_copy", "replay_vs_slower_ceiling", "replay_vs_peer"}
     assert set(entry["ratios"]) == ratios
