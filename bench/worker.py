@@ -24,7 +24,7 @@ from services.registry import checkpoints
 from services.registry.replay import (
     Vouched,
     build_indexes,
-    drop_query_indexes,
+    defer_indexes,
     fold_in_processes,
     fold_log,
     open_log,
@@ -57,7 +57,7 @@ async def _fresh(url: str, schema: str) -> list[str]:
     await migrate_async("registry", url, schema=schema)
     connection = await asyncpg.connect(url)
     try:
-        return await drop_query_indexes(connection, schema)
+        return await defer_indexes(connection, schema)
     finally:
         await connection.close()
 

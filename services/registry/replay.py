@@ -160,13 +160,13 @@ APPEND_ONLY_KEYS = ("exports_pkey", "license_history_pkey")
 BUILD_MEMORY = "256MB"
 
 
-async def drop_query_indexes(connection: asyncpg.Connection, schema: str) -> list[str]:
+async def defer_indexes(connection: asyncpg.Connection, schema: str) -> list[str]:
     """Drop ``schema``'s ``QUERY_ONLY_INDEXES`` and ``APPEND_ONLY_KEYS``; return the statements that build them
     again (``build_indexes``), the keys first (the largest)."""
     rows = await connection.fetch(
-        "SELECT i.tablename, i.indexname, i.indexdef, c.conname IS NOT NULL AS key FROM pg_indexes i "
-        "LEFT JOIN pg_constraint c ON c.conname = i.indexname AND c.contype = 'p' "
-        "AND c.connamespace = $1::text::regnamespace "
+        "SELECT i.tablename, i.indexname, i.indexdef, k.conname IS NOT NULL AS key FROM pg_indexes i "
+        "LEFT JOIN (pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace AND n.nspname = $1) "
+        "ON k.conname = i.indexname AND k.contype = 'p' "
         "WHERE i.schemaname = $1 AND i.indexname = ANY($2::text[]) ORDER BY key DESC, i.indexname",
         schema,
         [*APPEND_ONLY_KEYS, *QUERY_ONLY_INDEXES],
@@ -370,7 +370,7 @@ class _Fold:
         schema = f"{live_schema}_rebuilt_{uuid.uuid4().hex[:8]}"
         await migrate_async("registry", self._url, schema=schema)
         await seed_positions(connection, live_schema, schema, self._log.topic)
-        self._indexes = await drop_query_indexes(connection, schema)
+        self._indexes = await defer_indexes(connection, schema)
         self.events, self.seconds = 0, 0.0
         return schema
 

@@ -15,7 +15,7 @@ from services.registry.replay import (
     QUERY_ONLY_INDEXES,
     ReplayResult,
     build_indexes,
-    drop_query_indexes,
+    defer_indexes,
     replay,
 )
 from shared.contract.topics import Topics
@@ -97,7 +97,7 @@ async def test_a_duplicate_row_the_fold_let_in_fails_its_key_built_after_it(data
     await migrate_async("registry", database_url, schema=schema)
     connection = await asyncpg.connect(database_url)
     try:
-        statements = await drop_query_indexes(connection, schema)
+        statements = await defer_indexes(connection, schema)
         row = ("26-44-000001", uuid.uuid4(), 0, 7, datetime.now(UTC), "{}")
         await connection.copy_records_to_table(
             "license_history",
