@@ -188,9 +188,9 @@ async def defer_indexes(connection: asyncpg.Connection, schema: str) -> list[str
 
 
 async def build_indexes(database_url: str, definitions: list[str], connections: int = 1) -> None:
-    """Build the indexes ``definitions`` (schema-qualified, as pg_indexes gives them) over as many as ``connections``
-    connections at once: each index is one core's work for PostgreSQL, sorted in memory where it fits
-    (``BUILD_MEMORY``)."""
+    """Run the statements ``defer_indexes`` gave (each builds one schema-qualified index or key) over as many as
+    ``connections`` connections at once: each index is one core's work for PostgreSQL, sorted in memory where it
+    fits (``BUILD_MEMORY``)."""
     waiting = list(definitions)
 
     async def build() -> None:
@@ -375,7 +375,8 @@ class _Fold:
         return schema
 
     async def finish(self) -> None:
-        """Build the indexes ``fresh`` left out: the rebuilt ledger then has every index a migrated one has."""
+        """Build the indexes and keys ``fresh`` left out: the rebuilt ledger then has every index and key a migrated one
+        has."""
         started = time.perf_counter()
         await build_indexes(self._url, self._indexes, connections=self._processes)
         self._indexes = []
