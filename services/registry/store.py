@@ -35,12 +35,12 @@ YIELD_EVERY = 50
 """Events decoded or folded between two turns of the event loop, which also serves the registry's queries:
 a batch of 2,000 took 150-200 ms of CPU in one go, and a lookup arriving meanwhile waited for all of it."""
 
-# Each row with its text as the checksum and the seal read it (row_to_json, under UTC): a row the batch
-# replaces takes its MAC out of the seal.
-LOAD_APPLICATIONS = (
-    "SELECT t.*, row_to_json(t)::text AS _row FROM applications t WHERE application_id = ANY($1::uuid[])"
-)
-LOAD_LICENSES = "SELECT t.*, row_to_json(t)::text AS _row FROM licenses t WHERE case_id = ANY($1::uuid[])"
+LOAD_APPLICATIONS = "SELECT t.*{text} FROM applications t WHERE application_id = ANY($1::uuid[])"
+LOAD_LICENSES = "SELECT t.*{text} FROM licenses t WHERE case_id = ANY($1::uuid[])"
+# With each row, when the fold seals (the live registry), its text as the checksum and the seal read it (row_to_json,
+# under UTC): a row the batch replaces takes its MAC out of the seal. A replay does not seal, and leaves it out:
+# PostgreSQL making the text of every row a batch loads was 4% of a 1M-event replay (docs/performance.md).
+ROW_TEXT = ", row_to_json(t)::text AS _row"
 UTC = "SET LOCAL TimeZone = 'UTC'"
 RETURNING_ROWS = " RETURNING row_to_json(t)::text"
 # The partial index ``exports_case_vins`` holds exactly the rows this reads (registry migration 0007).
@@ -272,7 +272,7 @@ async def apply_batches(
     fresh, own = await _admitted(connection, [(b.partition, e) for b in batches for e in b.events])
     refused = [(b.partition, r) for b in batches for r in b.refused]
     refused += [(partition, Refused(p.offset, reason.code)) for partition, p, reason in own]
-    texts: dict[tuple[str, Any], str] = {}
+    texts: dict[tuple[str, Any], str] | None = {} if seal_key is not None else None
     cases = await _load_cases(connection, {p.envelope.case_id for _, p in fresh}, texts)
     loaded = dict(cases)
     exports: list[tuple[int, ExportEntry]] = []
@@ -309,7 +309,8 @@ async def apply_batches(
     if seal_key is not None:
         keys: list[tuple[str, Any]] = [("applications", a.application_id) for a in applications]
         keys += [("licenses", lic.license_number) for lic in licenses]
-        replaced = [(table, texts[(table, key)]) for table, key in keys if (table, key) in texts]
+        loaded_texts = texts or {}
+        replaced = [(table, loaded_texts[(table, key)]) for table, key in keys if (table, key) in loaded_texts]
         first = batches[0].partition
         change = seal.total(seal_key, written) - seal.total(seal_key, replaced)
         seals[first] = seal.as_bytes(positions[first].seal + change)
@@ -492,12 +493,13 @@ async def _load_cases(
         return {}
     ids = list(case_ids)
     applications: dict[uuid.UUID, ApplicationEntry] = {}
-    for row in await connection.fetch(LOAD_APPLICATIONS, ids):
+    text = ROW_TEXT if texts is not None else ""
+    for row in await connection.fetch(LOAD_APPLICATIONS.format(text=text), ids):
         applications[row["application_id"]] = application_entry(row)
         if texts is not None:
             texts[("applications", row["application_id"])] = row["_row"]
     licenses: dict[uuid.UUID, dict[str, LicenseEntry]] = {}
-    for row in await connection.fetch(LOAD_LICENSES, ids):
+    for row in await connection.fetch(LOAD_LICENSES.format(text=text), ids):
         licenses.setdefault(row["case_id"], {})[row["license_number"]] = license_entry(row)
         if texts is not None:
             texts[("licenses", row["license_number"])] = row["_row"]
