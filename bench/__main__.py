@@ -23,7 +23,7 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.generate import BENCH_ROOT, SEED, publish, trust_bench_key
-from bench.live import run_live
+from bench.live import quiet_machine, run_live
 from shared.contract import signatures
 from shared.contract.topics import Topics
 from shared.platform import trust
@@ -83,14 +83,30 @@ REPEATED_UP_TO = 100_000
 REPEATS = 3
 
 
-def median_run(kind: str, args: dict[str, Any], times: int, rate: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
+# Each timed run of a replay, a ceiling or the peer starts once the cores and disks are quiet, as the live load does:
+# what the run before leaves behind (PostgreSQL writing out its rows, autovacuum analysing its tables, the broker
+# flushing) would otherwise be timed as this run's. At most this long (and never longer than ``--quiet-seconds``).
+RUN_QUIET_SECONDS = 30.0
+
+
+async def timed(kind: str, args: dict[str, Any], quiet_seconds: float) -> dict[str, Any]:
+    """Worker ``kind`` run once the machine is quiet (``quiet_machine``); how long it waited in ``quiet_before``."""
+    quiet = await quiet_machine(window=1.0, limit=min(quiet_seconds, RUN_QUIET_SECONDS))
+    answer = await asyncio.to_thread(worker, kind, args)
+    return {**answer, "quiet_before": quiet}
+
+
+async def median_run(
+    kind: str, args: dict[str, Any], times: int, rate: Callable[[dict[str, Any]], float], quiet_seconds: float
+) -> dict[str, Any]:
     """Worker ``kind`` run ``times`` times: the run whose ``rate`` is the median, with every run's in ``runs``."""
-    runs = [worker(kind, args) for _ in range(times)]
+    runs = [await timed(kind, args, quiet_seconds) for _ in range(times)]
     for run in runs:
         if "error" in run:
             return run
     ordered = sorted(runs, key=rate)
-    return {**ordered[len(ordered) // 2], "runs": [rate(run) for run in runs]}
+    waits = [run["quiet_before"]["waited_s"] for run in runs]
+    return {**ordered[len(ordered) // 2], "runs": [rate(run) for run in runs], "quiet_waits": waits}
 
 
 def machine() -> dict[str, Any]:
@@ -153,38 +169,39 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         end = {str(p): o for p, o in generated.end_offsets.items()}
         base = {"bootstrap": bootstrap, "topic": topics.cases, "end": end, "database_url": url}
         print(f"[{label(size)}] kafka read ceiling ...", flush=True)
-        result["kafka_read"] = worker("kafka_read", base)
+        quiet = args.quiet_seconds
+        result["kafka_read"] = await timed("kafka_read", base, quiet)
         print(f"[{label(size)}] replay, one process (fold_log) ...", flush=True)
-        result["replay"] = worker("replay", {**base, "schema": schemas[0]})
+        result["replay"] = await timed("replay", {**base, "schema": schemas[0]}, quiet)
         if args.registries > 1:
             print(f"[{label(size)}] replay, {args.registries} processes sharing the partitions ...", flush=True)
             shared = {**base, "schema": schemas[4], "processes": args.registries}
-            result["replay_shared"] = await asyncio.to_thread(worker, "replay_processes", shared)
+            result["replay_shared"] = await timed("replay_processes", shared, quiet)
         print(f"[{label(size)}] replay from a trusted checkpoint (--trust-checkpoints) ...", flush=True)
         anchored = {**base, "live_schema": schemas[0], "checkpoints_topic": topics.checkpoints}
         times = REPEATS if size <= REPEATED_UP_TO else 1
-        result["replay_checkpoint"] = median_run(
-            "replay_checkpoint", anchored | {"processes": args.registries}, times, lambda r: r["events_per_s"]
+        result["replay_checkpoint"] = await median_run(
+            "replay_checkpoint", anchored | {"processes": args.registries}, times, lambda r: r["events_per_s"], quiet
         )
         print(f"[{label(size)}] COPY ceiling ...", flush=True)
         # The same number of rows as the replay wrote (every table), as the issue defines the write ceiling.
         rows = sum(result["replay"]["rows"].values())
         # As many connections as the replay's processes: the ceiling of the same parallelism.
         copying = {**base, "schema": schemas[1], "rows": rows, "connections": max(1, args.registries)}
-        result["copy"] = median_run("copy", copying, times, lambda r: r["rows_per_s"])
+        result["copy"] = await median_run("copy", copying, times, lambda r: r["rows_per_s"], quiet)
         result["copy"]["events_per_s"] = size / result["copy"]["seconds"]  # the log's size over the same rows
         if size <= args.peer_max_size:
             print(f"[{label(size)}] peer (eventsourcing, at most {args.peer_seconds:.0f} s) ...", flush=True)
             connection = await asyncpg.connect(url)
             await connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schemas[2]}"')
             await connection.close()
-            result["peer"] = worker("peer", {**base, "schema": schemas[2], "seconds": args.peer_seconds})
+            result["peer"] = await timed("peer", {**base, "schema": schemas[2], "seconds": args.peer_seconds}, quiet)
         if args.profile and size == min(args.sizes):
             # The fold as a replay from a checkpoint does it, in one process, without and then with the profiler:
             # its CPU per event is what is left to cut, and the profile says where it goes.
             print(f"[{label(size)}] replay again, one process, no signature checked ...", flush=True)
             plain = {**base, "schema": schemas[3], "vouched": True}
-            result["replay_vouched"] = worker("replay", plain)
+            result["replay_vouched"] = await timed("replay", plain, quiet)
             print(f"[{label(size)}] replay again under pyinstrument ...", flush=True)
             path = args.results / f"profile-replay-{run_id}-{label(size)}.txt"
             # The fold as a replay from a checkpoint does it (no signature checked): what is left to speed up.
@@ -195,6 +212,17 @@ async def measure_size(size: int, args: argparse.Namespace, bootstrap: str, url:
         if not args.keep:
             await drop(bootstrap, url, [s.name for s in topics.specs()], schemas)
     return result
+
+
+def quiet_waits(entry: dict[str, Any]) -> list[float]:
+    """How long each timed run of a size waited for quiet cores and disks (``timed``)."""
+    waits: list[float] = []
+    for measured in entry.values():
+        if isinstance(measured, dict) and "quiet_waits" in measured:
+            waits += measured["quiet_waits"]
+        elif isinstance(measured, dict) and "quiet_before" in measured:
+            waits.append(measured["quiet_before"]["waited_s"])
+    return waits
 
 
 def best_replay(entry: dict[str, Any]) -> float | None:
@@ -360,7 +388,7 @@ def table(result: dict[str, Any]) -> str:
         for e in result["sizes"]:
             try:
                 values.append(fmt(get(e), digits))
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):  # not measured at this size (or by the run that wrote it)
                 values.append("-")
         lines.append(f"| {name} | " + " | ".join(values) + " |")
 
@@ -411,6 +439,7 @@ def table(result: dict[str, Any]) -> str:
     row("replay ÷ slower ceiling", lambda e: e["ratios"]["replay_vs_slower_ceiling"], 3)
     row("replay ÷ peer", lambda e: e["ratios"]["replay_vs_peer"], 2)
     row("ledger rows written", lambda e: sum(e["replay"]["rows"].values()))
+    row("waited before the timed runs for quiet cores and disks, s (longest)", lambda e: max(quiet_waits(e)), 1)
     out = "\n".join(lines)
     live = result.get("live")
     if live and "error" not in live:
@@ -575,7 +604,8 @@ def main() -> None:
         "--quiet-seconds",
         type=float,
         default=120.0,
-        help="wait up to this long for quiet cores and disks (under 20%% busy, 2 MB/s written) before the live load",
+        help="wait up to this long for quiet cores and disks (under 20%% busy, 2 MB/s written) before the live load, "
+        "and up to 30 s of it before each timed replay, ceiling and peer run",
     )
     parser.add_argument(
         "--peer-max-size",

@@ -52,6 +52,12 @@ def test_the_bench_measures_every_figure_of_the_issue(
     for key, rate in (("replay_checkpoint", "events_per_s"), ("copy", "rows_per_s")):
         runs = entry[key]["runs"]
         assert len(runs) == 3 and entry[key][rate] == sorted(runs)[1], (key, runs)
+        assert len(entry[key]["quiet_waits"]) == 3
+    # Each timed run started once the machine was quiet, or after the limit (``--quiet-seconds``, 10 here).
+    for key in ("kafka_read", "replay", "replay_shared", "replay_checkpoint", "copy", "peer", "replay_vouched"):
+        quiet = entry[key]["quiet_before"]
+        calm = quiet["busy"] < quiet["busy_below"] and quiet["writes_mb_s"] < quiet["writes_below_mb_s"]
+        assert calm or quiet["waited_s"] >= 10, (key, quiet)
     assert entry["peer"]["events"] == SIZE and entry["peer"]["complete"]
     ratios = {"replay_vs_kafka_read", "replay_vs_copy", "replay_vs_slower_ceiling", "replay_vs_peer"}
     assert set(entry["ratios"]) == ratios
