@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -194,8 +195,11 @@ LAG = re.compile(
 )
 
 
-async def _where(infrastructure: Infrastructure, topics: Topics, clients: dict[str, httpx.AsyncClient]) -> str:
-    """Where the case stream's records stand: its partitions' ends, and each service's health and consumer lag."""
+async def _where(
+    infrastructure: Infrastructure, database_url: str, topics: Topics, clients: dict[str, httpx.AsyncClient]
+) -> str:
+    """Where the case stream's records stand: its partitions' ends, how far the ledger applied them, the decisions
+    review has not sent, and each service's health and consumer lag."""
     consumer = AIOKafkaConsumer(**infrastructure.kafka.options())
     await consumer.start()
     try:
@@ -204,6 +208,14 @@ async def _where(infrastructure: Infrastructure, topics: Topics, clients: dict[s
     finally:
         await consumer.stop()
     said = [f"case stream ends {sorted((tp.partition, end) for tp, end in ends.items())}"]
+    connection = await asyncpg.connect(database_url)
+    try:  # what the ledger applied (its own offsets, not the group's hint), and the decisions review has not sent
+        applied = await connection.fetch("SELECT partition, next_offset FROM registry.partition_offsets")
+        unsent = await connection.fetch("SELECT case_id, decision_type FROM review.decisions WHERE NOT sent")
+    finally:
+        await connection.close()
+    said.append(f"ledger applied up to {sorted(tuple(r) for r in applied)}")
+    said.append(f"decisions not sent {[(str(r['case_id']), r['decision_type']) for r in unsent]}")
     for name, client in clients.items():
         health = await client.get("/health")
         metrics = await client.get("/metrics", headers=auth("all"))
@@ -259,7 +271,7 @@ async def test_no_record_stops_an_intake_reader(
 
 
 async def test_no_record_stops_a_reader_of_the_case_stream(
-    infrastructure: Infrastructure, topics: Topics, system: dict[str, httpx.AsyncClient]
+    infrastructure: Infrastructure, database_url: str, topics: Topics, system: dict[str, httpx.AsyncClient]
 ) -> None:
     registry_client = system["registry"]
     loop = asyncio.get_running_loop()
@@ -275,7 +287,8 @@ async def test_no_record_stops_a_reader_of_the_case_stream(
             try:
                 await eventually(decided, timeout=60, what="the good one decided")
             except AssertionError as timeout:  # seen once in ~30 runs: say where the decision stopped
-                raise AssertionError(f"{timeout}; {await _where(infrastructure, topics, system)}") from None
+                where = await _where(infrastructure, database_url, topics, system)
+                raise AssertionError(f"{timeout}; {where}") from None
             await _all_dead_lettered(infrastructure, topics, tags, ("applications", "review", "registry"))
 
         strategy = st.lists(poison_for(lambda: _submitted_event(case_id)), min_size=BATCH, max_size=BATCH)
