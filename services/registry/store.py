@@ -272,8 +272,9 @@ async def apply_batches(
     fresh, own = await _admitted(connection, [(b.partition, e) for b in batches for e in b.events])
     refused = [(b.partition, r) for b in batches for r in b.refused]
     refused += [(partition, Refused(p.offset, reason.code)) for partition, p, reason in own]
-    texts: dict[tuple[str, Any], str] | None = {} if seal_key is not None else None
-    cases = await _load_cases(connection, {p.envelope.case_id for _, p in fresh}, texts)
+    texts: dict[tuple[str, Any], str] = {}  # the loaded rows' texts, which only sealing needs
+    sealing = seal_key is not None
+    cases = await _load_cases(connection, {p.envelope.case_id for _, p in fresh}, texts if sealing else None)
     loaded = dict(cases)
     exports: list[tuple[int, ExportEntry]] = []
     history: list[tuple[Any, ...]] = []
@@ -293,7 +294,6 @@ async def apply_batches(
             history.append(
                 (license_.license_number, envelope.event_id, partition, positioned.offset, envelope.occurred_at, state)
             )
-    sealing = seal_key is not None
     applications, licenses = _changed_rows(loaded, cases)
     written = await _save(connection, applications, licenses, [e for _, e in exports], returning=sealing)
     await vins.settle(connection, [e for _, e in exports])
@@ -309,8 +309,7 @@ async def apply_batches(
     if seal_key is not None:
         keys: list[tuple[str, Any]] = [("applications", a.application_id) for a in applications]
         keys += [("licenses", lic.license_number) for lic in licenses]
-        loaded_texts = texts or {}
-        replaced = [(table, loaded_texts[(table, key)]) for table, key in keys if (table, key) in loaded_texts]
+        replaced = [(table, texts[(table, key)]) for table, key in keys if (table, key) in texts]
         first = batches[0].partition
         change = seal.total(seal_key, written) - seal.total(seal_key, replaced)
         seals[first] = seal.as_bytes(positions[first].seal + change)
