@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import asyncpg
 import pytest
@@ -28,6 +30,41 @@ os.environ.setdefault("LEDGER_TRUST_ROOT_KEYS", signatures.public_b64(ROOT_KEY.p
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if infra.IN_CI:
     hypothesis_settings.load_profile("ci")
+
+# pytest-timeout (300 s) shows the threads' stacks when a test hangs, and an idle event loop is all they show. A
+# test still running after this long has every task of the tests' event loop print where it waits, into the test's
+# captured output: the await that never returns is named when the timeout then fails it.
+STALLED_AFTER_SECONDS = 240.0
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _tests_event_loop() -> None:
+    global _loop
+    _loop = asyncio.get_running_loop()
+
+
+def _print_tasks() -> None:
+    print(f"\n[stalled] a test has run {STALLED_AFTER_SECONDS:.0f} s; where each task waits:", flush=True)
+    for task in asyncio.all_tasks():
+        print(f"[stalled] {task.get_name()}:", flush=True)
+        task.print_stack(file=sys.stdout)
+
+
+def _tasks_stalled() -> None:
+    if _loop is not None and not _loop.is_closed():
+        _loop.call_soon_threadsafe(_print_tasks)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    watchdog = threading.Timer(STALLED_AFTER_SECONDS, _tasks_stalled)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return (yield)
+    finally:
+        watchdog.cancel()
 
 
 @pytest.fixture(scope="session")
