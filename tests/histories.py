@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from typing import Any
@@ -52,6 +53,18 @@ def export(number: str, sequence: int, quantity: int, **overrides: object) -> Ex
     data = samples.declaration_data(number, f"53162026{sequence:010d}", quantity=quantity)
     data.update(overrides)
     return ExportRecorded.model_validate(data)
+
+
+def record_export(declaration: dict[str, Any], sender: str = "gac-shenzhen") -> bytes:
+    """A customs backend's ``RecordExport`` command of ``declaration`` (``samples.declaration_data``), unsigned."""
+    body = {
+        "command_id": str(uuid.uuid4()),
+        "type": "RecordExport",
+        "schema_version": 1,
+        "sender": sender,
+        "payload": {"declaration": declaration},
+    }
+    return json.dumps(body).encode()
 
 
 def case_in(partition: int, partitions: int = CASE_PARTITIONS) -> uuid.UUID:

@@ -189,11 +189,19 @@ def follow_intake(runtime: Runtime, batch_size: int) -> None:
 
 
 async def on_record_exports(message: KafkaMessage, runtime: RuntimeContext) -> None:
-    # Each partition's commands are admitted in their order (customs key them by license), the partitions
-    # at once. The batch is committed when this returns: every verdict in it is in the log by then.
+    # Each partition's commands are admitted in their order (customs key them by license). The batch is committed
+    # when this returns: every verdict in it is in the log by then.
     reader = runtime.reader("intake-exports")
+    partitions = records_by_partition(message)
+    # The whole delivery in one transaction, each partition's commands in their order: under a steady load a
+    # delivery holds a few commands of most partitions, and a transaction for each would cost more than they do.
+    if len(partitions) > 1 and await reader.run(
+        partial(admission.record_export_commands, runtime, [record for records in partitions for record in records])
+    ):
+        return
+    # A command refused or at fault somewhere: each partition's on its own, the partitions at once.
     async with asyncio.TaskGroup() as group:
-        for records in records_by_partition(message):
+        for records in partitions:
             group.create_task(_admit_in_order(runtime, reader, records))
 
 

@@ -50,30 +50,63 @@ async def on_case_events(message: KafkaMessage, runtime: RuntimeContext, referen
     data = await references.current()
     reader = runtime.reader("cases-review")
     reading = await reader.run(runtime.case_reading)
-    # A case lives in one partition: each partition's records are decided in order, the partitions at
-    # once, each on its own connection, so one waiting on PostgreSQL does not hold the others back.
-    async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(_decide_in_order(runtime, reader, reading, records, data))
-            for records in records_by_partition(message)
-        ]
+    partitions = records_by_partition(message)
+    # The whole delivery in one transaction: a delivery under a steady load holds a few records of most partitions,
+    # and a transaction for each partition would cost more statements, and commits, than its records do.
+    sent = await _decide_delivery(runtime, reader, reading, partitions, data)
+    if sent is None:
+        # A record at fault somewhere: each partition's records in order, the partitions at once, each on its own
+        # connection; within a partition, all together if they can be, else each on its own (it alone is
+        # dead-lettered).
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_decide_in_order(runtime, reader, reading, records, data)) for records in partitions
+            ]
+        sent = [pair for task in tasks for pair in task.result()]
     # The batch is committed when this returns, so only once the log holds every decision in it. A crash
     # before that delivers the batch again, and decide_once answers with the decisions it recorded (and
     # sends those it had not marked sent).
-    sent = [pair for task in tasks for pair in task.result()]
     await reader.run(partial(_acknowledged, runtime, sent))
+
+
+Sent = list[tuple[uuid.UUID, Awaitable[Any]]]  # each decision sent, by its submission, with its acknowledgement
+
+
+async def _decide_delivery(
+    runtime: Runtime, reader: Reader, reading: CaseReading, partitions: list[list[Any]], data: ReferenceData
+) -> Sent | None:
+    """Every partition's records of one delivery decided and followed in one transaction, and the decisions
+    sent; None when a record is at fault (and nothing is kept of the attempt)."""
+    async with runtime.pool.acquire() as connection:
+        together = await reader.run(partial(_decide_together, connection, reader, reading, partitions, data))
+    if together is None:
+        return None
+    decisions, followed = together
+    runtime.metrics.events_followed.inc(followed)
+    return await _send(runtime, reader, decisions)
+
+
+async def _send(runtime: Runtime, reader: Reader, decisions: list[tuple[Any, Envelope, Envelope]]) -> Sent:
+    """Send each (record, submission, decision) in order; each decision's acknowledgement, by its submission."""
+    sent: Sent = []
+    for record, submission, decision in decisions:
+        with reader.context(record):
+            name_in_logs(submission)
+            sent.append((submission.event_id, await runtime.send(decision)))
+            log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
+    return sent
 
 
 async def _decide_in_order(
     runtime: Runtime, reader: Reader, reading: CaseReading, records: list[Any], data: ReferenceData
-) -> list[tuple[uuid.UUID, Awaitable[Any]]]:
+) -> Sent:
     """Act on one partition's records in order and follow them; the decisions sent, by the submission. The
     decisions are recorded before they are sent: a crash between the two delivers the batch again, and the
     decisions recorded are sent then (the case states, followed already, are left as they are)."""
-    sent: list[tuple[uuid.UUID, Awaitable[Any]]] = []
+    sent: Sent = []
     partition, next_offset = records[0].partition, records[-1].offset + 1
     async with runtime.pool.acquire() as connection:
-        together = await reader.run(partial(_decide_together, connection, reader, reading, records, data, next_offset))
+        together = await reader.run(partial(_decide_together, connection, reader, reading, [records], data))
         if together is None:
             read = await _decide_each(runtime, connection, reader, reading, records, data, sent)
 
@@ -86,11 +119,7 @@ async def _decide_in_order(
             followed = await reader.run(follow)
         else:
             decisions, followed = together
-            for record, submission, decision in decisions:
-                with reader.context(record):
-                    name_in_logs(submission)
-                    sent.append((submission.event_id, await runtime.send(decision)))
-                    log.info("decided", decision=decision.type, decision_event_id=str(decision.event_id))
+            sent = await _send(runtime, reader, decisions)
         runtime.metrics.events_followed.inc(followed)
     return sent
 
@@ -99,40 +128,38 @@ async def _decide_together(
     connection: Connection,
     reader: Reader,
     reading: CaseReading,
-    records: list[Any],
+    partitions: list[list[Any]],
     data: ReferenceData,
-    next_offset: int,
 ) -> tuple[list[tuple[Any, Envelope, Envelope]], int] | None:
-    """The whole batch in one transaction: each submission decided (the decisions still to send, with their
-    records and submissions),
-    every record followed (how many events were new). None when one of the records is at fault (unreadable,
-    unsigned, or failing for a reason of its own): then each is decided on its own, so that only that one is
-    dead-lettered. A failure of the database is raised."""
+    """The records of ``partitions`` (each partition's, in order) in one transaction: each submission decided (the
+    decisions still to send, with their records and submissions), every record followed (how many events were
+    new). None when one of the records is at fault (unreadable, unsigned, or failing for a reason of its own):
+    then each partition is taken on its own, and in it each record, so that only that one is dead-lettered. A
+    failure of the database is raised."""
     try:
-        envelopes = []
-        for record in records:
-            with reader.context(record):  # what reading it logs names the record
-                envelopes.append(reading.read(record))
-        if any(isinstance(envelope, Reason) for envelope in envelopes):
-            return None
-        read = [e for e in envelopes if isinstance(e, Envelope)]
+        read: list[tuple[Any, Envelope]] = []
+        batches: list[following.Batch] = []
+        for records in partitions:
+            followed_here: list[following.Followed] = []
+            for record in records:
+                with reader.context(record):  # what reading it logs names the record
+                    envelope = reading.read(record)
+                if isinstance(envelope, Reason):
+                    return None
+                read.append((record, envelope))
+                followed_here.append(following.Followed(record.offset, envelope))
+            batches.append(following.Batch(records[0].partition, followed_here, records[-1].offset + 1))
         today = china_today()
         submissions = [
             (e, decide(e.payload.application, data, today, submitted=e.occurred_at.astimezone(CHINA).date()))
-            for e in read
+            for _, e in read
             if isinstance(e.payload, SUBMISSIONS)
         ]
         async with connection.transaction():
-            await expiry.remember_all(connection, read)
-            followed = await following.follow(
-                connection,
-                partition=records[0].partition,
-                records=[following.Followed(r.offset, e) for r, e in zip(records, read, strict=True)],
-                next_offset=next_offset,
-                skip_exports=False,
-            )
-            # Decided last: the agency sequences' rows it locks for the license numbers, which every partition's
-            # batch takes, are held from there to the commit only, not through the follow's statements as well.
+            await expiry.remember_all(connection, [e for _, e in read])
+            followed = await following.follow_all(connection, batches, skip_exports=False)
+            # Decided last: the agency sequences' rows it locks for the license numbers are held from there to the
+            # commit only, not through the follow's statements as well.
             decided = await decide_all(connection, submissions, today)
     except Exception as error:
         if is_infrastructure(error):
@@ -140,7 +167,7 @@ async def _decide_together(
         log.info("deciding the batch together failed; deciding each record on its own", error=repr(error))
         return None
     where: dict[uuid.UUID, Any] = {}  # each submission's first record
-    for record, envelope in zip(records, read, strict=True):
+    for record, envelope in read:
         where.setdefault(envelope.event_id, record)
     unsent = [(where[s.event_id], s, d) for (s, _), (d, to_send) in zip(submissions, decided, strict=True) if to_send]
     return unsent, followed
@@ -153,7 +180,7 @@ async def _decide_each(
     reading: CaseReading,
     records: list[Any],
     data: ReferenceData,
-    sent: list[tuple[uuid.UUID, Awaitable[Any]]],
+    sent: Sent,
 ) -> list[following.Followed]:
     """Act on each record in a transaction of its own, as the reader judges it: one at fault is dead-lettered
     and followed as nothing; the decisions sent are added to ``sent``."""
