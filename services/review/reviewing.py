@@ -53,11 +53,11 @@ async def on_case_events(message: KafkaMessage, runtime: RuntimeContext, referen
     partitions = records_by_partition(message)
     # The whole delivery in one transaction: a delivery under a steady load holds a few records of most partitions,
     # and a transaction for each partition would cost more statements, and commits, than its records do.
-    sent = await _decide_delivery(runtime, reader, reading, partitions, data)
+    sent = await _decide_delivery(runtime, reader, reading, partitions, data) if len(partitions) > 1 else None
     if sent is None:
-        # A record at fault somewhere: each partition's records in order, the partitions at once, each on its own
-        # connection; within a partition, all together if they can be, else each on its own (it alone is
-        # dead-lettered).
+        # A delivery of one partition, or a record at fault somewhere: each partition's records in order, the
+        # partitions at once, each on its own connection; within a partition, all together if they can be, else
+        # each on its own (the record at fault alone is dead-lettered).
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(_decide_in_order(runtime, reader, reading, records, data)) for records in partitions
