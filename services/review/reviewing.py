@@ -164,7 +164,7 @@ async def _decide_together(
     except Exception as error:
         if is_infrastructure(error):
             raise
-        log.info("deciding the batch together failed; deciding each record on its own", error=repr(error))
+        log.info("deciding together failed; each partition, then each record, on its own", error=repr(error))
         return None
     where: dict[uuid.UUID, Any] = {}  # each submission's first record
     for record, envelope in read:

@@ -6,7 +6,6 @@ other content, VINs shared between declarations, unknown licenses, unsigned and 
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from shared.contract import dead_letters
 from shared.contract.events import Envelope, ExportRecorded, ExportRefused
 from shared.contract.refusal import Refusal
 from shared.contract.topics import Topics
-from tests.histories import granted, publish
+from tests.histories import granted, publish, record_export
 from tests.infra import Infrastructure
 from tests.support import envelopes, eventually, everything_on, producer, serving, settings_for, signed
 
@@ -62,17 +61,6 @@ class Model:
                 self.verdicts[number] = ("ExportRecorded", None)
 
 
-def _command(declaration: dict[str, Any]) -> bytes:
-    body = {
-        "command_id": str(uuid.uuid4()),
-        "type": "RecordExport",
-        "schema_version": 1,
-        "sender": "gac-shenzhen",
-        "payload": {"declaration": declaration},
-    }
-    return json.dumps(body).encode()
-
-
 def _burst(rng: random.Random, model: Model, serial: list[int], fault: str | None) -> list[tuple[bytes, bool]]:
     """A burst of commands (each with whether to sign it), the model told of each in order: new declarations
     and ones sent again (often from the same burst), and once, if ``fault`` names one, a command the intake
@@ -104,10 +92,10 @@ def _burst(rng: random.Random, model: Model, serial: list[int], fault: str | Non
                 number, f"5316202600{serial[0]:08d}", quantity=max(len(vins), 1), vins=vins
             )
         if kind == "unsigned":
-            out.append((_command(declaration), False))
+            out.append((record_export(declaration), False))
             model.dead.append(None)
             continue
-        out.append((_command(declaration), True))
+        out.append((record_export(declaration), True))
         model.admit(declaration)
         mine.append(declaration)
     return out
