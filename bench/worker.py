@@ -6,6 +6,7 @@ Prints one JSON object on its last line of stdout: the figures, and ``peak_rss_m
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import resource
 import sys
@@ -31,9 +32,11 @@ from services.registry.replay import (
     start_fold_processes,
 )
 from services.registry.replay import replay as replay_ledger
+from shared.contract import signatures
 from shared.platform.collector import collect_less
 from shared.platform.db import create_pool, migrate_async
 from shared.platform.kafka_access import KafkaConnection
+from shared.platform.signing import header
 
 LEDGER_TABLES = (
     "applications",
@@ -164,31 +167,129 @@ async def replay_checkpoint(args: dict[str, Any]) -> dict[str, Any]:
 async def kafka_read(args: dict[str, Any]) -> dict[str, Any]:
     """The read ceiling: the same records, fetched with the same consumer settings as ``fold_log``, discarded."""
     end = {int(p): o for p, o in args["end"].items()}
-    consumer = AIOKafkaConsumer(
-        **KafkaConnection(bootstrap_servers=args["bootstrap"]).options(),
+    consumer = _range_consumer(args["bootstrap"])
+    await consumer.start()
+    counted = {"events": 0, "bytes": 0}
+
+    def count(records: list[Any]) -> None:
+        counted["events"] += len(records)
+        counted["bytes"] += sum(len(r.value or b"") for r in records)
+
+    started = time.perf_counter()
+    try:
+        await _read_through(consumer, args["topic"], end, count)
+    finally:
+        await consumer.stop()
+    seconds = time.perf_counter() - started
+    return {**counted, "seconds": seconds, "events_per_s": counted["events"] / seconds}
+
+
+def _range_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    """A consumer that reads a range as ``fold_log`` does: no group, large fetches."""
+    return AIOKafkaConsumer(
+        **KafkaConnection(bootstrap_servers=bootstrap).options(),
         enable_auto_commit=False,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
-    await consumer.start()
-    read = size = 0
+
+
+async def _read_through(consumer: AIOKafkaConsumer, topic: str, end: dict[int, int], each: Any) -> None:
+    """Every record of ``topic``'s partitions in ``end``, from their starts to those offsets, to ``each`` a fetch's
+    records at a time."""
+    todo = dict(end)
+    consumer.assign([TopicPartition(topic, p) for p in todo])
+    for p in todo:
+        consumer.seek(TopicPartition(topic, p), 0)
+    while todo:
+        for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
+            each(records)
+            if records[-1].offset + 1 >= todo.get(tp.partition, 0):
+                todo.pop(tp.partition, None)
+                consumer.pause(tp)
+
+
+async def signature_checks(args: dict[str, Any]) -> dict[str, Any]:
+    """The signature ceiling: every record's Ed25519 signature checked and nothing else done, by ``processes``
+    processes each on its share of the partitions (as ``licensectl replay`` shares them), the records read as the
+    Kafka read ceiling reads them. A replay checking every signature does this and more (decodes, validates,
+    places and folds each record, and writes the rows), so it cannot go faster. Timed from when every process
+    has loaded and connected, as the replay's fold processes are started ahead."""
+    end = {int(p): o for p, o in args["end"].items()}
+    partitions = sorted(p for p, e in end.items() if e > 0)
+    count = args["processes"]
+    shares = [partitions[i::count] for i in range(count) if partitions[i::count]]
+    children = []
+    for share in shares:
+        work = {**args, "end": {str(p): end[p] for p in share}}
+        children.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.worker",
+                "signature_share",
+                json.dumps(work),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )
+    for child in children:
+        assert child.stdout is not None and child.stdin is not None
+        if (await child.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("a signature-checking process did not start")
     started = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+    answers = []
+    for child in children:
+        out, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"a signature-checking process failed ({child.returncode})")
+        answers.append(json.loads(out.decode().strip().splitlines()[-1]))
+    seconds = time.perf_counter() - started
+    events = sum(a["events"] for a in answers)
+    cpu = sum(a["cpu_seconds"] for a in answers)
+    return {
+        "events": events,
+        "held": sum(a["held"] for a in answers),
+        "seconds": seconds,
+        "events_per_s": events / seconds,
+        "processes": len(children),
+        "cpu_us_per_event": cpu / events * 1e6,
+    }
+
+
+async def signature_share(args: dict[str, Any]) -> dict[str, Any]:
+    """One process of ``signature_checks``: says ``ready`` once loaded and connected, reads ``go``, then checks the
+    signature of every record of its partitions with the key the trust topic names (``signatures.holds``, as
+    ``TrustList.signer`` does)."""
+    end = {int(p): o for p, o in args["end"].items()}
+    log = await open_log(KafkaConnection(bootstrap_servers=args["bootstrap"]), args["topic"])
+    keys = {key_id: found[0].public_key for key_id, found in log.trust.keys.items()}
+    consumer = _range_consumer(args["bootstrap"])
+    await consumer.start()
+    counted = {"events": 0, "held": 0}
+
+    def check(records: list[Any]) -> None:
+        for record in records:
+            headers = list(record.headers or ())
+            signature, signer = header(headers, signatures.SIGNATURE_HEADER), header(headers, signatures.KEY_ID_HEADER)
+            key = keys.get(signer.decode()) if signer is not None else None
+            if signature is not None and key is not None:
+                counted["held"] += signatures.holds(key, base64.b64decode(signature), record.value or b"")
+        counted["events"] += len(records)
+
     try:
-        todo = dict(end)
-        consumer.assign([TopicPartition(args["topic"], p) for p in todo])
-        for p in todo:
-            consumer.seek(TopicPartition(args["topic"], p), 0)
-        while todo:
-            for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
-                read += len(records)
-                size += sum(len(r.value or b"") for r in records)
-                if records[-1].offset + 1 >= todo.get(tp.partition, 0):
-                    todo.pop(tp.partition, None)
-                    consumer.pause(tp)
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        cpu_before = time.process_time()
+        await _read_through(consumer, args["topic"], end, check)
+        cpu = time.process_time() - cpu_before
     finally:
         await consumer.stop()
-    seconds = time.perf_counter() - started
-    return {"events": read, "bytes": size, "seconds": seconds, "events_per_s": read / seconds}
+    return {**counted, "cpu_seconds": cpu}
 
 
 SCRATCH = """
@@ -295,6 +396,8 @@ KINDS = {
     "replay_processes": replay_processes,
     "replay_checkpoint": replay_checkpoint,
     "kafka_read": kafka_read,
+    "signature_checks": signature_checks,
+    "signature_share": signature_share,
     "copy": copy,
     "peer": peer,
 }

@@ -45,6 +45,9 @@ def test_the_bench_measures_every_figure_of_the_issue(
     assert entry["replay_shared"]["events"] == SIZE
     assert entry["replay_vouched"]["events"] == SIZE  # --profile: the fold without signatures, unprofiled first
     assert entry["replay_checkpoint"]["events"] == SIZE and entry["replay_checkpoint"]["processes"] == 2
+    # The signature ceiling checked each record's signature, over as many processes, and every one held.
+    assert entry["signatures"]["events"] == entry["signatures"]["held"] == SIZE
+    assert entry["signatures"]["processes"] == 2
     # The write ceiling writes as many rows as the replay did, over as many connections as it had processes.
     assert entry["copy"]["rows"] == sum(entry["replay"]["rows"].values())
     assert entry["copy"]["connections"] == 2
@@ -54,13 +57,30 @@ def test_the_bench_measures_every_figure_of_the_issue(
         assert len(runs) == 3 and entry[key][rate] == sorted(runs)[1], (key, runs)
         assert len(entry[key]["quiet_waits"]) == 3
     # Each timed run started once the machine was quiet, or after the limit (``--quiet-seconds``, 10 here).
-    for key in ("kafka_read", "replay", "replay_shared", "replay_checkpoint", "copy", "peer", "replay_vouched"):
+    timed = (
+        "kafka_read",
+        "replay",
+        "replay_shared",
+        "signatures",
+        "replay_checkpoint",
+        "copy",
+        "peer",
+        "replay_vouched",
+    )
+    for key in timed:
         quiet = entry[key]["quiet_before"]
         calm = quiet["busy"] < quiet["busy_below"] and quiet["writes_mb_s"] < quiet["writes_below_mb_s"]
         assert calm or quiet["waited_s"] >= 10, (key, quiet)
     assert entry["peer"]["events"] == SIZE and entry["peer"]["complete"]
     ratios = {"replay_vs_kafka_read", "replay_vs_copy", "replay_vs_slower_ceiling", "replay_vs_peer"}
-    assert set(entry["ratios"]) == ratios
+    assert set(entry["ratios"]) == ratios | {"verified_replay_vs_signature_ceiling"}
+    # The two replay targets are printed with the ceiling measured beside them: the slower of the Kafka read and
+    # the COPY for the replay's, the signature checks alone for the replay's that checks every signature.
+    targets = result["targets"]
+    slower = min(entry["kafka_read"]["events_per_s"], entry["copy"]["events_per_s"])
+    assert targets["replay_events_per_s (min over sizes)"]["ceiling"] == slower
+    verified = targets["replay verifying every signature, events/s (min over sizes)"]
+    assert verified["ceiling"] == entry["signatures"]["events_per_s"]
     assert (tmp_path / Path(entry["profile"]["file"]).name).read_text().count("fold_log") >= 1
 
     for key, registries in (("live", 1), ("live_shared", 2)):
@@ -90,5 +110,9 @@ def test_the_bench_measures_every_figure_of_the_issue(
     assert "| live run | row p99, ms |" in run.stdout
 
     assert set(result["targets"]) >= {"replay_events_per_s (min over sizes)", "live submission-to-ledger p99 ms"}
-    for line in ("| replay ÷ COPY |", "| export → ledger row p50 / p95 / p99, ms |", "| replay ÷ peer |"):
+    lines = [
+        *("| replay ÷ COPY |", "| export → ledger row p50 / p95 / p99, ms |", "| replay ÷ peer |"),
+        *("| replay checking every signature ÷ signature ceiling |", "| met | ceiling on this machine |"),
+    ]
+    for line in lines:
         assert line in run.stdout, run.stdout
