@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import resource
 import sys
@@ -29,6 +30,7 @@ from services.registry.replay import (
     fold_in_processes,
     fold_log,
     open_log,
+    share_out,
     start_fold_processes,
 )
 from services.registry.replay import replay as replay_ledger
@@ -216,11 +218,8 @@ async def signature_checks(args: dict[str, Any]) -> dict[str, Any]:
     places and folds each record, and writes the rows), so it cannot go faster. Timed from when every process
     has loaded and connected, as the replay's fold processes are started ahead."""
     end = {int(p): o for p, o in args["end"].items()}
-    partitions = sorted(p for p, e in end.items() if e > 0)
-    count = args["processes"]
-    shares = [partitions[i::count] for i in range(count) if partitions[i::count]]
     children = []
-    for share in shares:
+    for share in share_out(sorted(p for p, e in end.items() if e > 0), args["processes"]):
         work = {**args, "end": {str(p): end[p] for p in share}}
         children.append(
             await asyncio.create_subprocess_exec(
@@ -233,22 +232,28 @@ async def signature_checks(args: dict[str, Any]) -> dict[str, Any]:
                 stdout=asyncio.subprocess.PIPE,
             )
         )
-    for child in children:
-        assert child.stdout is not None and child.stdin is not None
-        if (await child.stdout.readline()).strip() != b"ready":
-            raise RuntimeError("a signature-checking process did not start")
-    started = time.perf_counter()
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(b"go\n")
-        await child.stdin.drain()
-    answers = []
-    for child in children:
-        out, _ = await child.communicate()
-        if child.returncode != 0:
-            raise RuntimeError(f"a signature-checking process failed ({child.returncode})")
-        answers.append(json.loads(out.decode().strip().splitlines()[-1]))
-    seconds = time.perf_counter() - started
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdin is not None
+            if (await child.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("a signature-checking process did not start")
+        started = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
+        answers = []
+        for child in children:
+            out, _ = await child.communicate()
+            if child.returncode != 0:
+                raise RuntimeError(f"a signature-checking process failed ({child.returncode})")
+            answers.append(json.loads(out.decode().strip().splitlines()[-1]))
+        seconds = time.perf_counter() - started
+    finally:  # none is left checking on its own after a failure
+        for child in children:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    child.kill()
     events = sum(a["events"] for a in answers)
     cpu = sum(a["cpu_seconds"] for a in answers)
     return {

@@ -496,6 +496,12 @@ def processes_for(events: int, partitions: int) -> int:
     return max(1, min(os.cpu_count() or 1, partitions))
 
 
+def share_out(partitions: list[int], processes: int) -> list[list[int]]:
+    """The partitions each of up to ``processes`` fold processes takes: in turn, so that each gets as many as it can
+    (none is left without)."""
+    return [partitions[i::processes] for i in range(processes) if partitions[i::processes]]
+
+
 async def fold_in_processes(
     *,
     database_url: str,
@@ -511,7 +517,7 @@ async def fold_in_processes(
     """Fold ``start``..``end`` of the log into ``schema`` with ``processes`` processes; return the events folded.
     The processes ``started`` (``start_fold_processes``) are given work first, and stopped if there is none."""
     partitions = sorted(p for p, e in end.items() if e > start.get(p, 0))
-    shares = [partitions[i::processes] for i in range(processes) if partitions[i::processes]]
+    shares = share_out(partitions, processes)
     total = sum(end[p] - start.get(p, 0) for p in partitions)
     done = [0] * len(shares)
     waiting = list(started or ())
