@@ -265,8 +265,8 @@ def ratios(result: dict[str, Any]) -> None:
             r["replay_vs_kafka_read"] = replay / kafka
         if copy:
             r["replay_vs_copy"] = replay / copy
-        if kafka and copy:
-            r["replay_vs_slower_ceiling"] = replay / min(kafka, copy)
+        if kafka and copy and (ceiling := slower_ceiling(entry)):
+            r["replay_vs_slower_ceiling"] = replay / ceiling
         if peer:
             r["replay_vs_peer"] = replay / peer
         verified, checks = verified_replay(entry), entry.get("signatures", {}).get("events_per_s")
